@@ -1,0 +1,344 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Function runs a Lambda-style function as scale-to-zero pods: a bootstrap
+// that speaks the AWS Lambda Runtime API, built from git or taken from an
+// image, reached over HTTP through the activator.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=fn,categories=lambdapod
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.url`
+// +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS-1035 label of at most 63 characters (lowercase letters, digits and '-', starting with a letter), because it names the function's Service"
+type Function struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is what the user wants: where the code comes from, how to build
+	// and run it, how far to scale it and how HTTP reaches it.
+	// +required
+	Spec FunctionSpec `json:"spec"`
+
+	// status is what the operator observed.
+	// +kubebuilder:default={observedGeneration:-1}
+	// +optional
+	Status FunctionStatus `json:"status,omitempty"`
+}
+
+// FunctionSpec is the desired state of a Function.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.build) || has(self.source.git)",message="spec.build applies only to git sources: remove spec.build, or use spec.source.git instead of spec.source.image"
+// +kubebuilder:validation:XValidation:rule="!has(self.source.git) || has(self.build)",message="spec.build is required for a git source: set spec.build.image to the repository the built image is pushed to"
+// +kubebuilder:validation:XValidation:rule="!has(self.scale) || !has(self.scale.targetConcurrency) || self.scale.targetConcurrency <= (has(self.runtime) && has(self.runtime.concurrency) ? self.runtime.concurrency : 1)",message="spec.scale.targetConcurrency may not exceed spec.runtime.concurrency, the most invocations one pod takes at once"
+type FunctionSpec struct {
+	// source says where the function's code comes from.
+	// +required
+	Source Source `json:"source"`
+
+	// build says how a git source becomes an image. Only for git sources.
+	// +optional
+	Build *BuildSpec `json:"build,omitempty"`
+
+	// runtime configures the function's pods and the Lambda environment.
+	// +kubebuilder:default={}
+	// +optional
+	Runtime RuntimeSpec `json:"runtime,omitempty"`
+
+	// scale bounds the number of pods, down to zero.
+	// +kubebuilder:default={}
+	// +optional
+	Scale ScaleSpec `json:"scale,omitempty"`
+
+	// http says how HTTP requests become invocation events.
+	// +kubebuilder:default={}
+	// +optional
+	HTTP HTTPSpec `json:"http,omitempty"`
+}
+
+// Source is exactly one of git or image.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.git) != has(self.image)",message="spec.source must set exactly one of git or image"
+type Source struct {
+	// git builds the function from a git repository on every new commit.
+	// +optional
+	Git *GitSource `json:"git,omitempty"`
+
+	// image runs a prebuilt image whose entrypoint (or /var/runtime/bootstrap,
+	// /var/task/bootstrap or /opt/bootstrap) is a Lambda bootstrap.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="!self.contains(' ')",message="spec.source.image must be an image reference without spaces, such as repo/name:tag or repo/name@sha256:..."
+	// +optional
+	Image string `json:"image,omitempty"`
+}
+
+// GitSource is a git repository and the revision to build.
+type GitSource struct {
+	// url of the repository: https://, http://, ssh://, git:// or file://,
+	// or scp-style user@host:path.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(https?|ssh|git|file)://[^ /]*/[^ ]*[^ /]$') || self.matches('^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^ ]+$')",message="spec.source.git.url must be an https://, http://, ssh://, git:// or file:// URL with a repository path, or user@host:path"
+	// +required
+	URL string `json:"url"`
+
+	// revision is the branch, tag or commit to build.
+	// +kubebuilder:default=main
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +optional
+	Revision string `json:"revision,omitempty"`
+
+	// contextDir is the directory inside the repository that holds the
+	// function, relative to its root.
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.contains('..')",message="spec.source.git.contextDir must be a relative path inside the repository, without '..'"
+	// +optional
+	ContextDir string `json:"contextDir,omitempty"`
+
+	// secretRef names a Secret in the Function's namespace with credentials
+	// for a private repository (basic-auth username/password, or an
+	// ssh-privatekey), and the webhook secret of push events.
+	// +optional
+	SecretRef *corev1.LocalObjectReference `json:"secretRef,omitempty"`
+
+	// pollInterval is how often the revision is resolved with git ls-remote
+	// to find new commits that no push webhook announced.
+	// +kubebuilder:default="1m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+([.][0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="spec.source.git.pollInterval must be at least 10s"
+	// +optional
+	PollInterval *metav1.Duration `json:"pollInterval,omitempty"`
+}
+
+// BuildStrategy names how a repository becomes an image.
+// +kubebuilder:validation:Enum=Dockerfile;Go
+type BuildStrategy string
+
+const (
+	// BuildStrategyDockerfile builds a Dockerfile in the repository.
+	BuildStrategyDockerfile BuildStrategy = "Dockerfile"
+	// BuildStrategyGo compiles a Go main package to a static bootstrap.
+	BuildStrategyGo BuildStrategy = "Go"
+)
+
+// BuildSpec says how to build a git source.
+type BuildSpec struct {
+	// strategy is Dockerfile (any Dockerfile in the repository) or Go (a Go
+	// main package compiled to a static bootstrap).
+	// +kubebuilder:default=Dockerfile
+	// +optional
+	Strategy BuildStrategy `json:"strategy,omitempty"`
+
+	// dockerfile is the Dockerfile's path relative to the context directory.
+	// +kubebuilder:default=Dockerfile
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Dockerfile string `json:"dockerfile,omitempty"`
+
+	// image is the repository the built image is pushed to, without tag or
+	// digest; each build is tagged with its commit.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="!self.contains('@') && !self.contains(' ')",message="spec.build.image must be a repository such as registry/team/name, without a digest"
+	// +required
+	Image string `json:"image"`
+
+	// serviceAccountName runs the build, with its push credentials.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
+	// timeout bounds one build.
+	// +kubebuilder:default="10m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+([.][0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('2h')",message="spec.build.timeout must be between 1m and 2h"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// RuntimeSpec configures the function's pods and the Lambda environment.
+type RuntimeSpec struct {
+	// handler is passed to the bootstrap as _HANDLER.
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	Handler string `json:"handler,omitempty"`
+
+	// command runs instead of the image's entrypoint: the bootstrap and its
+	// arguments.
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Command []string `json:"command,omitempty"`
+
+	// env is added to the bootstrap's environment. The variables that
+	// lambdapod sets from the spec are reserved.
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:XValidation:rule="self.all(e, !(e.name in ['_HANDLER', '_LAMBDA_SERVER_PORT', 'AWS_LAMBDA_RUNTIME_API', 'AWS_LAMBDA_FUNCTION_NAME', 'AWS_LAMBDA_FUNCTION_VERSION', 'AWS_LAMBDA_FUNCTION_MEMORY_SIZE', 'AWS_LAMBDA_FUNCTION_TIMEOUT', 'AWS_LAMBDA_MAX_CONCURRENCY', 'AWS_LAMBDA_INITIALIZATION_TYPE', 'AWS_LAMBDA_LOG_GROUP_NAME', 'AWS_LAMBDA_LOG_STREAM_NAME', 'LAMBDA_TASK_ROOT', 'LAMBDA_RUNTIME_DIR']))",message="spec.runtime.env may not set a variable that lambdapod sets itself (_HANDLER, AWS_LAMBDA_*, LAMBDA_TASK_ROOT, LAMBDA_RUNTIME_DIR): use spec.runtime.handler, memory and timeout instead"
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Env []corev1.EnvVar `json:"env,omitempty"`
+
+	// memory is the function's memory, as on Lambda from 128Mi to 10240Mi:
+	// the container's memory limit and AWS_LAMBDA_FUNCTION_MEMORY_SIZE.
+	// +kubebuilder:default="128Mi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('128Mi')) >= 0 && quantity(string(self)).compareTo(quantity('10240Mi')) <= 0",message="spec.runtime.memory must be between 128Mi and 10240Mi, as on Lambda"
+	// +optional
+	Memory *resource.Quantity `json:"memory,omitempty"`
+
+	// timeout bounds one invocation, as on Lambda from 1s to 15m.
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+([.][0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('15m')",message="spec.runtime.timeout must be between 1s and 15m, as on Lambda"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// concurrency is the most invocations one pod runs at once, each in
+	// its own bootstrap process. 1, the default, is what Lambda does.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	Concurrency int32 `json:"concurrency,omitempty"`
+}
+
+// ScaleSpec bounds the number of pods.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",message="spec.scale.minReplicas must not be greater than spec.scale.maxReplicas"
+type ScaleSpec struct {
+	// minReplicas is the fewest pods; 0 lets the function scale to zero.
+	// +kubebuilder:default=0
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	MinReplicas int32 `json:"minReplicas"`
+
+	// maxReplicas is the most pods.
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	MaxReplicas int32 `json:"maxReplicas,omitempty"`
+
+	// scaleToZeroAfter is how long a function with minReplicas 0 keeps its
+	// last pod without requests.
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+([.][0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s') && duration(self) <= duration('24h')",message="spec.scale.scaleToZeroAfter must be between 10s and 24h"
+	// +optional
+	ScaleToZeroAfter *metav1.Duration `json:"scaleToZeroAfter,omitempty"`
+
+	// targetConcurrency is the in-flight invocations per pod the autoscaler
+	// aims for; by default spec.runtime.concurrency.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	TargetConcurrency *int32 `json:"targetConcurrency,omitempty"`
+}
+
+// EventFormat is the shape of the event an HTTP request becomes.
+// +kubebuilder:validation:Enum=HTTPAPIv2;RESTv1;ALB;Raw
+type EventFormat string
+
+const (
+	// EventFormatHTTPAPIv2 is API Gateway's HTTP API payload 2.0, also used
+	// by Lambda function URLs.
+	EventFormatHTTPAPIv2 EventFormat = "HTTPAPIv2"
+	// EventFormatRESTv1 is API Gateway's REST API proxy payload 1.0.
+	EventFormatRESTv1 EventFormat = "RESTv1"
+	// EventFormatALB is an Application Load Balancer target event.
+	EventFormatALB EventFormat = "ALB"
+	// EventFormatRaw passes the request body through as the event.
+	EventFormatRaw EventFormat = "Raw"
+)
+
+// HTTPSpec says how HTTP requests become events.
+type HTTPSpec struct {
+	// eventFormat is the event shape HTTP requests become: HTTPAPIv2 (API
+	// Gateway HTTP API 2.0 and function URLs), RESTv1, ALB or Raw.
+	// +kubebuilder:default=HTTPAPIv2
+	// +optional
+	EventFormat EventFormat `json:"eventFormat,omitempty"`
+}
+
+// Condition types of a Function, read by kstatus, kubectl wait and Argo CD.
+const (
+	// ConditionReady is True when the function serves its current spec.
+	ConditionReady = "Ready"
+	// ConditionReconciling is present and True while the operator works
+	// towards the spec.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is present and True when progress needs the user.
+	ConditionStalled = "Stalled"
+	// ConditionBuilt is about the latest build of a git source.
+	ConditionBuilt = "Built"
+	// ConditionDeployed is True when the Deployment has rolled out.
+	ConditionDeployed = "Deployed"
+)
+
+// FunctionStatus is the observed state of a Function.
+type FunctionStatus struct {
+	// observedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready always; Reconciling and Stalled when true; Built
+	// for git sources; Deployed.
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// url is where HTTP requests reach the function through the activator.
+	// +kubebuilder:validation:MaxLength=2048
+	// +optional
+	URL string `json:"url,omitempty"`
+
+	// image is the image the function runs.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// commit is the git commit the running image was built from.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	Commit string `json:"commit,omitempty"`
+
+	// replicas is the number of pods the function has now.
+	// +optional
+	Replicas int32 `json:"replicas"`
+
+	// readyReplicas is the number of those pods ready for invocations.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas"`
+
+	// desiredReplicas is the number of pods the autoscaler asked for.
+	// +optional
+	DesiredReplicas int32 `json:"desiredReplicas"`
+}
+
+// +kubebuilder:object:root=true
+
+// FunctionList is a list of Functions.
+type FunctionList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Function `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Function{}, &FunctionList{})
+}

@@ -1,0 +1,201 @@
+package v1alpha1_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	"github.com/lambdapod/lambdapod/internal/testenv"
+)
+
+// Each bad spec must be refused by the API server itself, with a message
+// that names the field to change. Objects are written as YAML, the way a
+// user writes them, so Go's zero values cannot hide a case.
+func TestAPIServerRefusesBadSpecs(t *testing.T) {
+	env := testenv.Start(t)
+	ctx := context.Background()
+
+	cases := []struct {
+		name string
+		yaml string
+		// want are substrings the API server's error must contain.
+		want []string
+	}{
+		{"neither git nor image", `
+spec:
+  source: {}`, []string{"spec.source", "exactly one of git or image"}},
+		{"both git and image", `
+spec:
+  source:
+    image: example/fn:1
+    git: {url: https://git.example/org/fn.git}
+  build: {image: example/fn}`, []string{"spec.source", "exactly one of git or image"}},
+		{"timeout over 15 minutes", `
+spec:
+  source: {image: example/fn:1}
+  runtime: {timeout: 16m}`, []string{"spec.runtime.timeout", "between 1s and 15m"}},
+		{"timeout under a second", `
+spec:
+  source: {image: example/fn:1}
+  runtime: {timeout: 500ms}`, []string{"spec.runtime.timeout", "between 1s and 15m"}},
+		{"timeout not a duration", `
+spec:
+  source: {image: example/fn:1}
+  runtime: {timeout: thirty}`, []string{"spec.runtime.timeout"}},
+		{"minReplicas above maxReplicas", `
+spec:
+  source: {image: example/fn:1}
+  scale: {minReplicas: 5, maxReplicas: 2}`, []string{"spec.scale", "minReplicas must not be greater than spec.scale.maxReplicas"}},
+		{"minReplicas above the default maxReplicas", `
+spec:
+  source: {image: example/fn:1}
+  scale: {minReplicas: 11}`, []string{"spec.scale", "minReplicas must not be greater than spec.scale.maxReplicas"}},
+		{"malformed git URL", `
+spec:
+  source:
+    git: {url: "not a url"}
+  build: {image: example/fn}`, []string{"spec.source.git.url", "must be an https://"}},
+		{"git URL without a repository path", `
+spec:
+  source:
+    git: {url: "https://git.example"}
+  build: {image: example/fn}`, []string{"spec.source.git.url"}},
+		{"build section on an image source", `
+spec:
+  source: {image: example/fn:1}
+  build: {image: example/fn}`, []string{"spec", "spec.build applies only to git sources"}},
+		{"git source without a build", `
+spec:
+  source:
+    git: {url: https://git.example/org/fn.git}`, []string{"spec", "spec.build is required for a git source"}},
+		{"memory under 128Mi", `
+spec:
+  source: {image: example/fn:1}
+  runtime: {memory: 64Mi}`, []string{"spec.runtime.memory", "between 128Mi and 10240Mi"}},
+		{"memory over 10240Mi", `
+spec:
+  source: {image: example/fn:1}
+  runtime: {memory: 11Gi}`, []string{"spec.runtime.memory", "between 128Mi and 10240Mi"}},
+		{"concurrency zero", `
+spec:
+  source: {image: example/fn:1}
+  runtime: {concurrency: 0}`, []string{"spec.runtime.concurrency", "greater than or equal to 1"}},
+		{"targetConcurrency above concurrency", `
+spec:
+  source: {image: example/fn:1}
+  runtime: {concurrency: 2}
+  scale: {targetConcurrency: 3}`, []string{"spec", "spec.scale.targetConcurrency may not exceed spec.runtime.concurrency"}},
+		{"unknown event format", `
+spec:
+  source: {image: example/fn:1}
+  http: {eventFormat: SOAP}`, []string{"spec.http.eventFormat", "Unsupported value"}},
+		{"unknown build strategy", `
+spec:
+  source:
+    git: {url: https://git.example/org/fn.git}
+  build: {image: example/fn, strategy: Maven}`, []string{"spec.build.strategy", "Unsupported value"}},
+		{"build image with a digest", `
+spec:
+  source:
+    git: {url: https://git.example/org/fn.git}
+  build: {image: "example/fn@sha256:abc"}`, []string{"spec.build.image", "without a digest"}},
+		{"reserved environment variable", `
+spec:
+  source: {image: example/fn:1}
+  runtime:
+    env: [{name: AWS_LAMBDA_RUNTIME_API, value: "1.2.3.4:9001"}]`, []string{"spec.runtime.env", "may not set a variable that lambdapod sets itself"}},
+		{"context dir escaping the repository", `
+spec:
+  source:
+    git: {url: https://git.example/org/fn.git, contextDir: ../etc}
+  build: {image: example/fn}`, []string{"spec.source.git.contextDir", "relative path"}},
+		{"poll interval too short", `
+spec:
+  source:
+    git: {url: https://git.example/org/fn.git, pollInterval: 1s}
+  build: {image: example/fn}`, []string{"spec.source.git.pollInterval", "at least 10s"}},
+		{"scaleToZeroAfter too short", `
+spec:
+  source: {image: example/fn:1}
+  scale: {scaleToZeroAfter: 1s}`, []string{"spec.scale.scaleToZeroAfter", "between 10s and 24h"}},
+		{"negative minReplicas", `
+spec:
+  source: {image: example/fn:1}
+  scale: {minReplicas: -1}`, []string{"spec.scale.minReplicas", "greater than or equal to 0"}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := function(t, "bad-"+string(rune('a'+i)), tc.yaml)
+			err := env.Client.Create(ctx, obj)
+			if err == nil {
+				t.Fatalf("the API server accepted %s", tc.yaml)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+
+	t.Run("a name that cannot name a Service", func(t *testing.T) {
+		obj := function(t, "9lives", "\nspec:\n  source: {image: example/fn:1}")
+		err := env.Client.Create(ctx, obj)
+		if err == nil || !strings.Contains(err.Error(), "metadata.name must be a DNS-1035 label") {
+			t.Fatalf("want a DNS-1035 refusal, got %v", err)
+		}
+	})
+
+	t.Run("a good spec is accepted and defaulted", func(t *testing.T) {
+		obj := function(t, "good", `
+spec:
+  source:
+    git: {url: "git@git.example:org/fn.git"}
+  build: {image: example/fn}`)
+		if err := env.Client.Create(ctx, obj); err != nil {
+			t.Fatalf("refused a good spec: %v", err)
+		}
+		got := map[string]any{}
+		want := map[string]any{
+			"spec.runtime.timeout":         "30s",
+			"spec.runtime.memory":          "128Mi",
+			"spec.runtime.concurrency":     int64(1),
+			"spec.scale.minReplicas":       int64(0),
+			"spec.scale.maxReplicas":       int64(10),
+			"spec.scale.scaleToZeroAfter":  "5m",
+			"spec.http.eventFormat":        "HTTPAPIv2",
+			"spec.source.git.revision":     "main",
+			"spec.source.git.pollInterval": "1m",
+			"spec.build.strategy":          "Dockerfile",
+			"spec.build.dockerfile":        "Dockerfile",
+			"spec.build.timeout":           "10m",
+			"status.observedGeneration":    int64(-1),
+		}
+		for path := range want {
+			v, _, _ := unstructured.NestedFieldNoCopy(obj.Object, strings.Split(path, ".")...)
+			got[path] = v
+		}
+		for path, w := range want {
+			if got[path] != w {
+				t.Errorf("%s = %#v, want %#v", path, got[path], w)
+			}
+		}
+	})
+}
+
+func function(t *testing.T, name, spec string) *unstructured.Unstructured {
+	t.Helper()
+	obj := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(spec), &obj.Object); err != nil {
+		t.Fatal(err)
+	}
+	obj.SetAPIVersion("lambdapod.io/v1alpha1")
+	obj.SetKind("Function")
+	obj.SetNamespace(metav1.NamespaceDefault)
+	obj.SetName(name)
+	return obj
+}
