@@ -17,12 +17,11 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
+	"github.com/lambdapod/lambdapod/internal/scheme"
 )
 
 // Env is a running API server with the Function CRD.
@@ -31,7 +30,7 @@ type Env struct {
 	Config *rest.Config
 	// Client uses Scheme.
 	Client client.Client
-	// Scheme knows the core, apps, discovery and lambdapod types.
+	// Scheme knows the built-in and lambdapod types.
 	Scheme *runtime.Scheme
 	// Root is the repository's root directory.
 	Root string
@@ -39,21 +38,21 @@ type Env struct {
 	env *envtest.Environment
 }
 
-// Scheme returns a scheme with every type the tests and the manager use.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{
-		clientgoscheme.AddToScheme, lambdapodv1alpha1.AddToScheme,
-	} {
-		if err := add(s); err != nil {
-			panic(err)
-		}
-	}
-	return s
+// Option changes what Start runs.
+type Option func(*options)
+
+type options struct{ controllers []string }
+
+// WithControllers also runs kube-controller-manager with the named
+// controllers (for example "deployment", "replicaset", "garbagecollector"),
+// so Deployments get a real status and owned objects are really collected.
+// envtest alone runs no controllers.
+func WithControllers(names ...string) Option {
+	return func(o *options) { o.controllers = append(o.controllers, names...) }
 }
 
 // Start starts an API server for the test and stops it when the test ends.
-func Start(t testing.TB) *Env {
+func Start(t testing.TB, opts ...Option) *Env {
 	t.Helper()
 	root, err := RepoRoot()
 	if err != nil {
@@ -63,7 +62,7 @@ func Start(t testing.TB) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scheme := Scheme()
+	scheme := scheme.New()
 	te := &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
@@ -83,7 +82,60 @@ func Start(t testing.TB) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Env{Config: cfg, Client: c, Scheme: scheme, Root: root, env: te}
+	e := &Env{Config: cfg, Client: c, Scheme: scheme, Root: root, env: te}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if len(o.controllers) > 0 {
+		e.startControllerManager(t, assets, o.controllers)
+	}
+	return e
+}
+
+// startControllerManager runs kube-controller-manager against the test's API
+// server until the test ends; its log goes to the test's output on failure.
+func (e *Env) startControllerManager(t testing.TB, assets string, controllers []string) {
+	t.Helper()
+	bin := filepath.Join(assets, "kube-controller-manager")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("%v: run `make envtest`, which builds it", err)
+	}
+	logPath := filepath.Join(t.TempDir(), "kube-controller-manager.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin,
+		"--kubeconfig="+e.Kubeconfig(t),
+		"--controllers="+strings.Join(controllers, ","),
+		"--leader-elect=false",
+		"--secure-port=0",
+		"--use-service-account-credentials=false",
+		// Tests want status within a second, not the production sync rate.
+		"--concurrent-deployment-syncs=5",
+	)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		_ = logFile.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(logPath); err == nil {
+				t.Logf("kube-controller-manager log (last 4 KiB):\n%s", tail(b, 4096))
+			}
+		}
+	})
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
 }
 
 // Kubeconfig writes a kubeconfig for an administrator of the API server and

@@ -1,0 +1,243 @@
+// Package controllers reconciles Functions into the objects that run them.
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
+	"github.com/lambdapod/lambdapod/controllers/resources"
+)
+
+// conflictRecheck is how often a Function blocked by an object it does not
+// own looks again: that object's deletion sends no event to this
+// controller, whose cache holds only lambdapod's own objects.
+const conflictRecheck = time.Minute
+
+// FunctionReconciler turns a Function into a Deployment and a Service.
+type FunctionReconciler struct {
+	client.Client
+	// APIReader reads objects the cache does not hold: it holds only
+	// lambdapod's, and a name may be taken by someone else's.
+	APIReader client.Reader
+	Config    resources.Config
+	Recorder  events.EventRecorder
+}
+
+// CacheOptions cache only lambdapod's own Deployments and Services, so the
+// manager's memory follows the number of Functions, not of workloads.
+func CacheOptions() cache.Options {
+	ours := labels.SelectorFromSet(labels.Set{resources.LabelManagedBy: resources.ManagedByValue})
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&appsv1.Deployment{}: {Label: ours},
+		&corev1.Service{}:    {Label: ours},
+	}}
+}
+
+// getOwned reads the object named like fn into obj. It returns false if
+// there is none, and errConflict if fn does not control it.
+func (r *FunctionReconciler) getOwned(ctx context.Context, fn *lambdapodv1alpha1.Function, kind string, obj client.Object) (bool, error) {
+	key := client.ObjectKeyFromObject(fn)
+	err := r.Get(ctx, key, obj)
+	if apierrors.IsNotFound(err) {
+		// Not among lambdapod's: ask the API server whether someone else's
+		// object has the name.
+		err = r.APIReader.Get(ctx, key, obj)
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("reading %s %s: %w", kind, fn.Name, err)
+	case !metav1.IsControlledBy(obj, fn):
+		return false, fmt.Errorf("%s %s/%s exists and is %w: delete or rename it, or rename the Function", kind, fn.Namespace, fn.Name, errConflict)
+	}
+	return true, nil
+}
+
+// +kubebuilder:rbac:groups=lambdapod.io,resources=functions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=lambdapod.io,resources=functions/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// SetupWithManager registers the controller: Functions, and the
+// Deployments and Services they own.
+func (r *FunctionReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&lambdapodv1alpha1.Function{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}).
+		Named("function").
+		Complete(r)
+}
+
+// errConflict marks an object in the Function's way that someone else owns.
+var errConflict = errors.New("owned by someone else")
+
+// Reconcile is one pass: pick the image, apply the Deployment and the
+// Service, and write every condition once, in the deferred status patch.
+func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
+	fn := &lambdapodv1alpha1.Function{}
+	if err := r.Get(ctx, req.NamespacedName, fn); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !fn.DeletionTimestamp.IsZero() {
+		// Owned objects go with the Function through garbage collection.
+		return ctrl.Result{}, nil
+	}
+	s := newScope(fn)
+	defer func() {
+		if errors.Is(err, errConflict) {
+			s.stalled("OwnershipConflict", err.Error())
+			result, err = ctrl.Result{RequeueAfter: conflictRecheck}, nil
+		} else if err != nil {
+			s.failed(err)
+		}
+		if perr := r.patchStatus(ctx, s); perr != nil {
+			err = errors.Join(err, perr)
+		}
+	}()
+
+	image, ok := r.image(s)
+	if !ok {
+		return ctrl.Result{}, nil
+	}
+	deploy, err := r.applyDeployment(ctx, s, image)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.applyService(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	s.observeDeployment(deploy)
+	return ctrl.Result{}, nil
+}
+
+// image is what the Deployment runs: the image source as it is, or the
+// image a build produced for a git source.
+func (r *FunctionReconciler) image(s *scope) (string, bool) {
+	fn := s.fn
+	if fn.Spec.Source.Image != "" {
+		fn.Status.Image = fn.Spec.Source.Image
+		fn.Status.Commit = ""
+		return fn.Spec.Source.Image, true
+	}
+	s.set(lambdapodv1alpha1.ConditionBuilt, metav1.ConditionFalse, "BuildsUnavailable",
+		"this lambdapod does not build git sources yet; use spec.source.image")
+	if fn.Status.Image != "" {
+		return fn.Status.Image, true
+	}
+	s.notReady("AwaitingBuild", "no image has been built from the git source yet")
+	return "", false
+}
+
+func (r *FunctionReconciler) applyDeployment(ctx context.Context, s *scope, image string) (*appsv1.Deployment, error) {
+	fn := s.fn
+	current := &appsv1.Deployment{}
+	exists, err := r.getOwned(ctx, fn, "Deployment", current)
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		current = nil
+	}
+
+	// replicas belongs to the autoscaler. Until its field manager holds the
+	// field, this apply sets it (to minReplicas on creation), and the claim
+	// below hands it over, so dropping it from later applies never resets
+	// it to the default of one pod.
+	var replicas *int32
+	claimed := current != nil && ownsReplicas(current, resources.AutoscalerFieldManager)
+	if !claimed {
+		n := fn.Spec.Scale.MinReplicas
+		if current != nil && current.Spec.Replicas != nil {
+			n = *current.Spec.Replicas
+		}
+		replicas = &n
+	}
+	desired := resources.Deployment(r.Config, fn, image, replicas)
+	if err := r.Apply(ctx, desired, client.FieldOwner(resources.FieldManager), client.ForceOwnership); err != nil {
+		return nil, fmt.Errorf("applying Deployment %s: %w", fn.Name, err)
+	}
+	if !claimed {
+		claim := appsv1ac.Deployment(fn.Name, fn.Namespace).WithSpec(appsv1ac.DeploymentSpec().WithReplicas(*replicas))
+		if err := r.Apply(ctx, claim, client.FieldOwner(resources.AutoscalerFieldManager), client.ForceOwnership); err != nil {
+			return nil, fmt.Errorf("handing Deployment %s's replicas to the autoscaler: %w", fn.Name, err)
+		}
+	}
+	applied := &appsv1.Deployment{}
+	if err := r.Get(ctx, client.ObjectKeyFromObject(fn), applied); err != nil {
+		return nil, fmt.Errorf("reading Deployment %s: %w", fn.Name, err)
+	}
+	if current == nil {
+		r.Recorder.Eventf(fn, applied, corev1.EventTypeNormal, "DeploymentCreated", "Create",
+			"created Deployment %s with %d replicas", fn.Name, *replicas)
+	}
+	return applied, nil
+}
+
+// ownsReplicas reports whether manager holds the Deployment's spec.replicas.
+func ownsReplicas(d *appsv1.Deployment, manager string) bool {
+	for _, mf := range d.ManagedFields {
+		if mf.Manager == manager && mf.Operation == metav1.ManagedFieldsOperationApply &&
+			mf.FieldsV1 != nil && strings.Contains(string(mf.FieldsV1.Raw), `"f:replicas"`) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *FunctionReconciler) applyService(ctx context.Context, s *scope) error {
+	fn := s.fn
+	if _, err := r.getOwned(ctx, fn, "Service", &corev1.Service{}); err != nil {
+		return err
+	}
+	if err := r.Apply(ctx, resources.Service(fn), client.FieldOwner(resources.FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("applying Service %s: %w", fn.Name, err)
+	}
+	return nil
+}
+
+// patchStatus writes what this pass observed, and records an event when
+// readiness changed.
+func (r *FunctionReconciler) patchStatus(ctx context.Context, s *scope) error {
+	fn := s.fn
+	fn.Status.ObservedGeneration = fn.Generation
+	fn.Status.URL = resources.URL(r.Config, fn)
+	s.summarize()
+
+	was := meta.FindStatusCondition(s.before.Status.Conditions, lambdapodv1alpha1.ConditionReady)
+	now := meta.FindStatusCondition(fn.Status.Conditions, lambdapodv1alpha1.ConditionReady)
+	if was == nil || was.Status != now.Status || was.Reason != now.Reason {
+		switch {
+		case now.Status == metav1.ConditionTrue:
+			r.Recorder.Eventf(fn, nil, corev1.EventTypeNormal, "Ready", "Reconcile", "serving at %s", fn.Status.URL)
+		case meta.IsStatusConditionTrue(fn.Status.Conditions, lambdapodv1alpha1.ConditionStalled):
+			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, now.Reason, "Reconcile", "%s", now.Message)
+		}
+	}
+	if err := r.Status().Patch(ctx, fn, client.MergeFrom(s.before)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("writing status: %w", err)
+	}
+	log.FromContext(ctx).V(1).Info("reconciled", "ready", now.Status, "reason", now.Reason)
+	return nil
+}

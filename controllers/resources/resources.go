@@ -1,0 +1,332 @@
+// Package resources builds the objects the Function controller owns, as
+// server-side apply configurations. The builders are pure: the same Function
+// and Config always give the same objects, so golden files pin them down.
+package resources
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+
+	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
+)
+
+// Labels and names shared with the activator and the autoscaler.
+const (
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	ManagedByValue = "lambdapod"
+	LabelFunction  = "lambdapod.io/function"
+	// FieldManager applies everything the controller owns.
+	FieldManager = "lambdapod"
+	// AutoscalerFieldManager owns a Deployment's spec.replicas and nothing
+	// else: the autoscaler is the only writer of replicas.
+	AutoscalerFieldManager = "lambdapod-autoscaler"
+	SidecarContainer       = "runtime-sidecar"
+	InstallContainer       = "install-supervisor"
+	// FunctionContainer runs the user's bootstrap under the supervisor.
+	FunctionContainer = "function"
+	// InvokePortName is the sidecar's invoke port, in the Service and its
+	// EndpointSlices.
+	InvokePortName = "http"
+	InvokePort     = 8080
+	// RuntimeAPIAddr is where the sidecar serves the Lambda Runtime API to
+	// the bootstrap; the pod's containers share one network namespace.
+	RuntimeAPIAddr = "127.0.0.1:9001"
+	// SharedDir is the emptyDir through which the supervisor binary and the
+	// control socket cross from the sidecar's image to the function's.
+	SharedDir      = "/lambdapod"
+	SupervisorPath = SharedDir + "/supervisor"
+	ControlSocket  = SharedDir + "/control.sock"
+	sharedVolume   = "lambdapod"
+	// FunctionVersion is what Lambda calls an unpublished function.
+	FunctionVersion = "$LATEST"
+	// drainGrace is added to the function timeout for the pod's grace
+	// period: the sidecar finishes an invocation that just started, then
+	// stops the bootstrap (SIGTERM, SIGKILL after 2s).
+	drainGrace = 10 * time.Second
+)
+
+// Config is the operator-wide configuration the builders need.
+type Config struct {
+	// SidecarImage holds /runtime-sidecar and /supervisor.
+	SidecarImage string
+	// Region is AWS_REGION as the function sees it, and the region in ARNs.
+	Region string
+	// ActivatorURL is the activator's external base URL, for path routing:
+	// a function's URL is ActivatorURL/<namespace>/<name>/.
+	ActivatorURL string
+	// Domain, when set, selects host routing: http://<name>.<namespace>.<Domain>/.
+	Domain string
+}
+
+// Labels are on every object made for the function, and select its pods.
+func Labels(fn *lambdapodv1alpha1.Function) map[string]string {
+	return map[string]string{LabelManagedBy: ManagedByValue, LabelFunction: fn.Name}
+}
+
+func selector(fn *lambdapodv1alpha1.Function) map[string]string {
+	return map[string]string{LabelFunction: fn.Name}
+}
+
+// URL is where the activator serves the function.
+func URL(cfg Config, fn *lambdapodv1alpha1.Function) string {
+	if cfg.Domain != "" {
+		return fmt.Sprintf("http://%s.%s.%s/", fn.Name, fn.Namespace, cfg.Domain)
+	}
+	return fmt.Sprintf("%s/%s/%s/", strings.TrimSuffix(cfg.ActivatorURL, "/"), fn.Namespace, fn.Name)
+}
+
+// MemoryMiB is AWS_LAMBDA_FUNCTION_MEMORY_SIZE: the memory in whole MiB.
+func MemoryMiB(fn *lambdapodv1alpha1.Function) int64 {
+	if fn.Spec.Runtime.Memory == nil {
+		return 128
+	}
+	return fn.Spec.Runtime.Memory.Value() / (1 << 20)
+}
+
+// Timeout is the per-invocation timeout, 30s unless set.
+func Timeout(fn *lambdapodv1alpha1.Function) time.Duration {
+	if t := fn.Spec.Runtime.Timeout; t != nil && t.Duration > 0 {
+		return t.Duration
+	}
+	return 30 * time.Second
+}
+
+// Concurrency is the most invocations one pod runs at once.
+func Concurrency(fn *lambdapodv1alpha1.Function) int32 {
+	return max(fn.Spec.Runtime.Concurrency, 1)
+}
+
+// Service is headless: the activator reads its EndpointSlices and sends
+// each request to a chosen pod, so no cluster IP or kube-proxy rule is
+// needed.
+func Service(fn *lambdapodv1alpha1.Function) *corev1ac.ServiceApplyConfiguration {
+	return corev1ac.Service(fn.Name, fn.Namespace).
+		WithLabels(Labels(fn)).
+		WithOwnerReferences(ownerReference(fn)).
+		WithSpec(corev1ac.ServiceSpec().
+			WithClusterIP(corev1.ClusterIPNone).
+			WithSelector(selector(fn)).
+			WithPorts(corev1ac.ServicePort().
+				WithName(InvokePortName).
+				WithProtocol(corev1.ProtocolTCP).
+				WithPort(InvokePort).
+				WithTargetPort(intstr.FromString(InvokePortName))))
+}
+
+// Deployment runs image, the function's bootstrap, under the supervisor
+// with the runtime sidecar beside it. replicas is set only when the
+// Deployment is created; after that the autoscaler owns the field.
+func Deployment(cfg Config, fn *lambdapodv1alpha1.Function, image string, replicas *int32) *appsv1ac.DeploymentApplyConfiguration {
+	timeout := Timeout(fn)
+	grace := int64(math.Ceil((timeout + drainGrace).Seconds()))
+	memory := resource.NewQuantity(MemoryMiB(fn)<<20, resource.BinarySI)
+	shared := corev1ac.VolumeMount().WithName(sharedVolume).WithMountPath(SharedDir)
+
+	spec := appsv1ac.DeploymentSpec().
+		WithSelector(metav1ac.LabelSelector().WithMatchLabels(selector(fn))).
+		WithRevisionHistoryLimit(3).
+		// A new pod is ready before an old one goes, so a spec change never
+		// leaves the function with fewer pods than it had.
+		WithStrategy(appsv1ac.DeploymentStrategy().
+			WithType(appsv1.RollingUpdateDeploymentStrategyType).
+			WithRollingUpdate(appsv1ac.RollingUpdateDeployment().
+				WithMaxUnavailable(intstr.FromInt32(0)).
+				WithMaxSurge(intstr.FromString("25%")))).
+		WithTemplate(corev1ac.PodTemplateSpec().
+			WithLabels(Labels(fn)).
+			WithSpec(corev1ac.PodSpec().
+				WithEnableServiceLinks(false).
+				WithAutomountServiceAccountToken(false).
+				WithTerminationGracePeriodSeconds(grace).
+				WithVolumes(corev1ac.Volume().
+					WithName(sharedVolume).
+					WithEmptyDir(corev1ac.EmptyDirVolumeSource().WithSizeLimit(resource.MustParse("64Mi")))).
+				WithInitContainers(
+					corev1ac.Container().
+						WithName(InstallContainer).
+						WithImage(cfg.SidecarImage).
+						WithCommand("/supervisor", "install", SupervisorPath).
+						WithVolumeMounts(shared).
+						WithResources(smallResources()).
+						WithSecurityContext(restricted()),
+					sidecar(cfg, fn, shared)).
+				WithContainers(corev1ac.Container().
+					WithName(FunctionContainer).
+					WithImage(image).
+					WithCommand(SupervisorPath).
+					WithArgs(bootstrapArgs(fn)...).
+					WithEnv(functionEnv(cfg, fn)...).
+					WithVolumeMounts(shared).
+					WithResources(corev1ac.ResourceRequirements().
+						WithRequests(corev1.ResourceList{corev1.ResourceMemory: *memory}).
+						WithLimits(corev1.ResourceList{corev1.ResourceMemory: *memory})))))
+	if replicas != nil {
+		spec.WithReplicas(*replicas)
+	}
+	return appsv1ac.Deployment(fn.Name, fn.Namespace).
+		WithLabels(Labels(fn)).
+		WithOwnerReferences(ownerReference(fn)).
+		WithSpec(spec)
+}
+
+// sidecar is a native sidecar: an init container that keeps running, so it
+// serves the Runtime API before the bootstrap starts and stops after it.
+func sidecar(cfg Config, fn *lambdapodv1alpha1.Function, shared *corev1ac.VolumeMountApplyConfiguration) *corev1ac.ContainerApplyConfiguration {
+	probe := func(path string, period, failures int32) *corev1ac.ProbeApplyConfiguration {
+		return corev1ac.Probe().
+			WithHTTPGet(corev1ac.HTTPGetAction().WithPath(path).WithPort(intstr.FromString(InvokePortName))).
+			WithPeriodSeconds(period).
+			WithFailureThreshold(failures)
+	}
+	return corev1ac.Container().
+		WithName(SidecarContainer).
+		WithImage(cfg.SidecarImage).
+		WithRestartPolicy(corev1.ContainerRestartPolicyAlways).
+		WithPorts(corev1ac.ContainerPort().
+			WithName(InvokePortName).
+			WithContainerPort(InvokePort).
+			WithProtocol(corev1.ProtocolTCP)).
+		WithEnv(
+			env("LAMBDAPOD_RUNTIME_API", RuntimeAPIAddr),
+			env("LAMBDAPOD_INVOKE_ADDR", ":"+strconv.Itoa(InvokePort)),
+			env("LAMBDAPOD_CONTROL_SOCKET", ControlSocket),
+			env("LAMBDAPOD_TIMEOUT", Timeout(fn).String()),
+			env("LAMBDAPOD_CONCURRENCY", strconv.Itoa(int(Concurrency(fn)))),
+			env("AWS_LAMBDA_FUNCTION_NAME", fn.Name),
+			env("AWS_LAMBDA_FUNCTION_VERSION", FunctionVersion),
+			env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", strconv.FormatInt(MemoryMiB(fn), 10)),
+			env("AWS_REGION", region(cfg, fn)),
+		).
+		WithVolumeMounts(shared).
+		// Ready only once every bootstrap has asked for its first event;
+		// probed every second because the activator holds requests until
+		// then.
+		WithReadinessProbe(probe("/readyz", 1, 2)).
+		WithLivenessProbe(probe("/healthz", 10, 3)).
+		WithResources(smallResources()).
+		WithSecurityContext(restricted())
+}
+
+// functionEnv is the Lambda execution environment (lambda-api.md §2): what
+// aws-lambda-go, Amazon.Lambda.RuntimeSupport, the Rust runtime and a
+// bash+curl bootstrap read, then the user's variables, which may replace
+// the unreserved ones (AWS_REGION, TZ, LANG...).
+func functionEnv(cfg Config, fn *lambdapodv1alpha1.Function) []*corev1ac.EnvVarApplyConfiguration {
+	vars := []*corev1ac.EnvVarApplyConfiguration{
+		env("AWS_LAMBDA_RUNTIME_API", RuntimeAPIAddr),
+		env("AWS_LAMBDA_FUNCTION_NAME", fn.Name),
+		env("AWS_LAMBDA_FUNCTION_VERSION", FunctionVersion),
+		env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", strconv.FormatInt(MemoryMiB(fn), 10)),
+		env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
+		env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/"+fn.Name),
+		corev1ac.EnvVar().WithName("AWS_LAMBDA_LOG_STREAM_NAME").WithValueFrom(corev1ac.EnvVarSource().
+			WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.name"))),
+		env("AWS_REGION", cfg.Region),
+		env("AWS_DEFAULT_REGION", cfg.Region),
+		env("LAMBDA_TASK_ROOT", "/var/task"),
+		env("LAMBDA_RUNTIME_DIR", "/var/runtime"),
+		env("TZ", ":UTC"),
+		env("LANG", "en_US.UTF-8"),
+		env("LAMBDAPOD_CONTROL_SOCKET", ControlSocket),
+		env("LAMBDAPOD_CONCURRENCY", strconv.Itoa(int(Concurrency(fn)))),
+	}
+	if fn.Spec.Runtime.Handler != "" {
+		vars = append(vars, env("_HANDLER", fn.Spec.Runtime.Handler))
+	}
+	index := make(map[string]int, len(vars))
+	for i, v := range vars {
+		index[*v.Name] = i
+	}
+	for _, e := range fn.Spec.Runtime.Env {
+		v := envVar(e)
+		if i, ok := index[e.Name]; ok {
+			vars[i] = v
+			continue
+		}
+		index[e.Name] = len(vars)
+		vars = append(vars, v)
+	}
+	return vars
+}
+
+// region is the function's AWS_REGION: the user's, if spec.runtime.env sets
+// it, so the ARNs the sidecar hands the bootstrap agree with it.
+func region(cfg Config, fn *lambdapodv1alpha1.Function) string {
+	for _, e := range fn.Spec.Runtime.Env {
+		if e.Name == "AWS_REGION" && e.Value != "" {
+			return e.Value
+		}
+	}
+	return cfg.Region
+}
+
+// bootstrapArgs tell the supervisor what to run: spec.runtime.command, or
+// nothing, and the supervisor looks where Lambda does.
+func bootstrapArgs(fn *lambdapodv1alpha1.Function) []string {
+	if len(fn.Spec.Runtime.Command) == 0 {
+		return nil
+	}
+	return append([]string{"--"}, fn.Spec.Runtime.Command...)
+}
+
+func env(name, value string) *corev1ac.EnvVarApplyConfiguration {
+	return corev1ac.EnvVar().WithName(name).WithValue(value)
+}
+
+// envVar converts a user's EnvVar, with its valueFrom sources, through
+// JSON: the apply configuration has the same shape.
+func envVar(e corev1.EnvVar) *corev1ac.EnvVarApplyConfiguration {
+	out := &corev1ac.EnvVarApplyConfiguration{}
+	b, err := json.Marshal(e)
+	if err == nil {
+		err = json.Unmarshal(b, out)
+	}
+	if err != nil {
+		// Both shapes come from the same API types; this cannot fail.
+		panic(fmt.Sprintf("converting env var %q: %v", e.Name, err))
+	}
+	return out
+}
+
+func smallResources() *corev1ac.ResourceRequirementsApplyConfiguration {
+	return corev1ac.ResourceRequirements().
+		WithRequests(corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("10m"),
+			corev1.ResourceMemory: resource.MustParse("16Mi"),
+		}).
+		WithLimits(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")})
+}
+
+// restricted passes the restricted Pod Security Standard; the function's
+// own container is left as its image wants it, as Lambda images expect.
+func restricted() *corev1ac.SecurityContextApplyConfiguration {
+	return corev1ac.SecurityContext().
+		WithRunAsNonRoot(true).
+		WithRunAsUser(65532).
+		WithAllowPrivilegeEscalation(false).
+		WithReadOnlyRootFilesystem(true).
+		WithCapabilities(corev1ac.Capabilities().WithDrop("ALL")).
+		WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))
+}
+
+func ownerReference(fn *lambdapodv1alpha1.Function) *metav1ac.OwnerReferenceApplyConfiguration {
+	return metav1ac.OwnerReference().
+		WithAPIVersion(lambdapodv1alpha1.GroupVersion.String()).
+		WithKind("Function").
+		WithName(fn.Name).
+		WithUID(fn.UID).
+		WithController(true).
+		WithBlockOwnerDeletion(true)
+}

@@ -1,0 +1,132 @@
+package resources_test
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
+	"github.com/lambdapod/lambdapod/controllers/resources"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files from the builders' output")
+
+var cfg = resources.Config{
+	SidecarImage: "lambdapod/runtime-sidecar:v1",
+	Region:       "eu-west-1",
+	ActivatorURL: "http://activator.example",
+}
+
+// base is a Function as the API server returns it after defaulting.
+func base() *lambdapodv1alpha1.Function {
+	mem := resource.MustParse("128Mi")
+	return &lambdapodv1alpha1.Function{
+		ObjectMeta: metav1.ObjectMeta{Name: "hello", Namespace: "team-a", UID: "0b9d5c1e-6f2c-4a41-9d0c-1f1e7b9a2c3d"},
+		Spec: lambdapodv1alpha1.FunctionSpec{
+			Source: lambdapodv1alpha1.Source{Image: "example/hello:1"},
+			Runtime: lambdapodv1alpha1.RuntimeSpec{
+				Memory: &mem, Timeout: &metav1.Duration{Duration: 30e9}, Concurrency: 1,
+			},
+			Scale: lambdapodv1alpha1.ScaleSpec{MaxReplicas: 10},
+			HTTP:  lambdapodv1alpha1.HTTPSpec{EventFormat: lambdapodv1alpha1.EventFormatHTTPAPIv2},
+		},
+	}
+}
+
+func TestDeploymentGolden(t *testing.T) {
+	zero, three := int32(0), int32(3)
+	cases := []struct {
+		golden   string
+		fn       func() *lambdapodv1alpha1.Function
+		replicas *int32
+	}{
+		{"deployment-defaults.yaml", base, &zero},
+		{"deployment-full.yaml", func() *lambdapodv1alpha1.Function {
+			fn := base()
+			mem := resource.MustParse("1Gi")
+			fn.Spec.Runtime = lambdapodv1alpha1.RuntimeSpec{
+				Handler: "function.handler",
+				Command: []string{"/var/task/bootstrap", "--verbose"},
+				Env: []corev1.EnvVar{
+					{Name: "GREETING", Value: "hi"},
+					{Name: "AWS_REGION", Value: "ap-south-1"},
+					{Name: "DB_PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+						LocalObjectReference: corev1.LocalObjectReference{Name: "db"}, Key: "password"}}},
+				},
+				Memory:      &mem,
+				Timeout:     &metav1.Duration{Duration: 15 * 60e9},
+				Concurrency: 4,
+			}
+			return fn
+		}, &three},
+		{"deployment-replicas-claimed.yaml", base, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.golden, func(t *testing.T) {
+			golden(t, tc.golden, resources.Deployment(cfg, tc.fn(), "example/hello@sha256:0123", tc.replicas))
+		})
+	}
+}
+
+func TestServiceGolden(t *testing.T) {
+	golden(t, "service.yaml", resources.Service(base()))
+}
+
+func TestURL(t *testing.T) {
+	fn := base()
+	cases := []struct {
+		cfg  resources.Config
+		want string
+	}{
+		{resources.Config{ActivatorURL: "http://activator.example"}, "http://activator.example/team-a/hello/"},
+		{resources.Config{ActivatorURL: "https://fn.example.com/"}, "https://fn.example.com/team-a/hello/"},
+		{resources.Config{ActivatorURL: "http://ignored", Domain: "fn.example.com"}, "http://hello.team-a.fn.example.com/"},
+	}
+	for _, tc := range cases {
+		if got := resources.URL(tc.cfg, fn); got != tc.want {
+			t.Errorf("URL(%+v) = %q, want %q", tc.cfg, got, tc.want)
+		}
+	}
+}
+
+func TestMemoryMiB(t *testing.T) {
+	cases := map[string]int64{"128Mi": 128, "1Gi": 1024, "10240Mi": 10240, "200M": 190, "134217728": 128}
+	for in, want := range cases {
+		fn := base()
+		q := resource.MustParse(in)
+		fn.Spec.Runtime.Memory = &q
+		if got := resources.MemoryMiB(fn); got != want {
+			t.Errorf("MemoryMiB(%s) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+func golden(t *testing.T, name string, obj any) {
+	t.Helper()
+	got, err := yaml.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./controllers/resources -update to write it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs from the builder's output; if the change is intended, run go test ./controllers/resources -update and review the diff\n--- got\n%s", path, got)
+	}
+}

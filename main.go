@@ -1,0 +1,81 @@
+// The manager reconciles Functions into Deployments and Services.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/lambdapod/lambdapod/controllers"
+	"github.com/lambdapod/lambdapod/controllers/resources"
+	"github.com/lambdapod/lambdapod/internal/scheme"
+)
+
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+func main() {
+	var (
+		metricsAddr, probeAddr string
+		leaderElect            bool
+		cfg                    resources.Config
+	)
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader, so that several replicas can run with one active")
+	flag.StringVar(&cfg.SidecarImage, "sidecar-image", envOr("LAMBDAPOD_SIDECAR_IMAGE", "lambdapod/runtime-sidecar:latest"), "image of the runtime sidecar and the supervisor")
+	flag.StringVar(&cfg.Region, "region", envOr("LAMBDAPOD_REGION", "us-east-1"), "AWS_REGION as functions see it")
+	flag.StringVar(&cfg.ActivatorURL, "activator-url", envOr("LAMBDAPOD_ACTIVATOR_URL", "http://lambdapod-activator.lambdapod-system.svc"), "the activator's base URL, for functions' status.url")
+	flag.StringVar(&cfg.Domain, "domain", os.Getenv("LAMBDAPOD_DOMAIN"), "serve functions at <name>.<namespace>.<domain> instead of under the activator URL")
+	opts := zap.Options{}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	log := ctrl.Log.WithName("setup")
+
+	if err := run(cfg, metricsAddr, probeAddr, leaderElect); err != nil {
+		log.Error(err, "manager stopped")
+		os.Exit(1)
+	}
+}
+
+func run(cfg resources.Config, metricsAddr, probeAddr string, leaderElect bool) error {
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                 scheme.New(),
+		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress: probeAddr,
+		LeaderElection:         leaderElect,
+		LeaderElectionID:       "lambdapod-manager.lambdapod.io",
+		Cache:                  controllers.CacheOptions(),
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	r := &controllers.FunctionReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Config:    cfg,
+		Recorder:  mgr.GetEventRecorder("lambdapod"),
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Function controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}
