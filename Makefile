@@ -55,11 +55,18 @@ build: ## Build bin/manager, bin/activator and bin/runtime-sidecar.
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/manager .
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/activator ./activator/cmd
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/runtime-sidecar ./runtime-sidecar/cmd
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/supervisor ./runtime-sidecar/supervisor/cmd
 
 .PHONY: run
 run: generate ## Run the manager against the cluster in KUBECONFIG (installs the CRD first).
 	kubectl apply --server-side -f config/crd/bases
 	$(GO) run . --leader-elect=false
+
+##@ Benchmarks
+
+.PHONY: bench-sidecar
+bench-sidecar: ## Benchmark the runtime sidecar against a plain net/http floor; writes docs/benchmarks.md.
+	$(GO) run ./runtime-sidecar/bench -doc docs/benchmarks.md
 
 ##@ Deployment
 

@@ -1,0 +1,273 @@
+package process
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/lambdapod/lambdapod/runtime-sidecar/lambdaenv"
+)
+
+// Message is one line of the control protocol between the sidecar and the
+// supervisor: newline-delimited JSON over a unix socket. The sidecar
+// listens; the supervisor connects.
+//
+//	supervisor → sidecar: {"op":"hello","pid":P}
+//	sidecar → supervisor: {"op":"start","id":N,"slot":I,"env":{"override":["K=V",...],"default":[...]}}
+//	supervisor → sidecar: {"op":"started","id":N,"pid":P} | {"op":"exited","id":N,"exit":"exit status 1"} | {"op":"failed","id":N,"error":"..."}
+//	sidecar → supervisor: {"op":"stop","id":N,"graceMs":2000}
+//	supervisor → sidecar: {"op":"terminating"}   (the supervisor got SIGTERM: drain)
+//	sidecar → supervisor: {"op":"exit"}          (all done: the supervisor exits 0)
+type Message struct {
+	Op      string         `json:"op"`
+	ID      uint64         `json:"id,omitempty"`
+	Slot    int            `json:"slot,omitempty"`
+	Pid     int            `json:"pid,omitempty"`
+	Env     *lambdaenv.Env `json:"env,omitempty"`
+	GraceMs int64          `json:"graceMs,omitempty"`
+	Exit    string         `json:"exit,omitempty"`
+	Error   string         `json:"error,omitempty"`
+}
+
+// ErrSupervisorGone is the exit reported for bootstraps whose supervisor
+// disconnected.
+const exitSupervisorGone = "supervisor disconnected"
+
+// Remote is a Controller that drives a supervisor over a unix socket.
+type Remote struct {
+	log *slog.Logger
+	ln  net.Listener
+
+	mu          sync.Mutex
+	conn        *remoteConn
+	connected   chan struct{} // closed while a supervisor is connected
+	nextID      uint64
+	terminating chan struct{}
+	termOnce    sync.Once
+}
+
+type remoteConn struct {
+	c       net.Conn
+	wmu     sync.Mutex
+	enc     *json.Encoder
+	procs   map[uint64]*remoteProc
+	pending map[uint64]chan Message
+	closed  chan struct{}
+}
+
+type remoteProc struct {
+	r      *Remote
+	conn   *remoteConn
+	id     uint64
+	pid    int
+	exited chan string
+	once   sync.Once
+	stop   sync.Once
+}
+
+// ListenRemote listens on the unix socket path (mode 0666, so a supervisor
+// running as another user can connect) and accepts supervisors.
+func ListenRemote(path string, log *slog.Logger) (*Remote, error) {
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	r := &Remote{log: log, ln: ln, connected: make(chan struct{}), terminating: make(chan struct{})}
+	go r.accept()
+	return r, nil
+}
+
+// Terminating is closed when the supervisor reports it got SIGTERM.
+func (r *Remote) Terminating() <-chan struct{} { return r.terminating }
+
+// Close stops listening and drops the supervisor connection.
+func (r *Remote) Close() error {
+	err := r.ln.Close()
+	r.mu.Lock()
+	if r.conn != nil {
+		r.conn.c.Close()
+	}
+	r.mu.Unlock()
+	_ = os.Remove(r.ln.Addr().String())
+	return err
+}
+
+// Exit tells the supervisor to exit (after the bootstraps were stopped).
+func (r *Remote) Exit() {
+	r.mu.Lock()
+	c := r.conn
+	r.mu.Unlock()
+	if c != nil {
+		_ = c.send(Message{Op: "exit"})
+	}
+}
+
+func (r *Remote) accept() {
+	for {
+		c, err := r.ln.Accept()
+		if err != nil {
+			return
+		}
+		rc := &remoteConn{c: c, enc: json.NewEncoder(c), procs: map[uint64]*remoteProc{},
+			pending: map[uint64]chan Message{}, closed: make(chan struct{})}
+		// One supervisor at a time: the newest (after its hello) wins.
+		go r.serve(rc)
+	}
+}
+
+func (r *Remote) serve(rc *remoteConn) {
+	sc := bufio.NewScanner(rc.c)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	first := true
+	for sc.Scan() {
+		var m Message
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			r.log.Warn("bad control message", "err", err)
+			continue
+		}
+		if first {
+			if m.Op != "hello" {
+				r.log.Warn("supervisor did not say hello", "op", m.Op)
+				break
+			}
+			first = false
+			r.log.Info("supervisor connected", "pid", m.Pid)
+			r.mu.Lock()
+			if r.conn != nil && r.conn != rc {
+				r.conn.c.Close()
+			}
+			r.conn = rc
+			select {
+			case <-r.connected:
+			default:
+				close(r.connected)
+			}
+			r.mu.Unlock()
+			continue
+		}
+		switch m.Op {
+		case "started", "failed":
+			r.mu.Lock()
+			ch := rc.pending[m.ID]
+			delete(rc.pending, m.ID)
+			r.mu.Unlock()
+			if ch != nil {
+				ch <- m
+			}
+		case "exited":
+			r.mu.Lock()
+			p := rc.procs[m.ID]
+			delete(rc.procs, m.ID)
+			r.mu.Unlock()
+			if p != nil {
+				p.exit(m.Exit)
+			}
+		case "terminating":
+			r.termOnce.Do(func() { close(r.terminating) })
+		}
+	}
+	rc.c.Close()
+	close(rc.closed)
+	r.mu.Lock()
+	if r.conn == rc {
+		r.conn = nil
+		r.connected = make(chan struct{})
+	}
+	procs := rc.procs
+	rc.procs = map[uint64]*remoteProc{}
+	pending := rc.pending
+	rc.pending = map[uint64]chan Message{}
+	r.mu.Unlock()
+	if !first {
+		r.log.Warn("supervisor disconnected")
+	}
+	for _, p := range procs {
+		p.exit(exitSupervisorGone)
+	}
+	for id, ch := range pending {
+		ch <- Message{Op: "failed", ID: id, Error: exitSupervisorGone}
+	}
+}
+
+func (rc *remoteConn) send(m Message) error {
+	rc.wmu.Lock()
+	defer rc.wmu.Unlock()
+	_ = rc.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	return rc.enc.Encode(m)
+}
+
+// Start implements Controller: it waits for a supervisor, asks it to start
+// the bootstrap for slot and waits for the answer.
+func (r *Remote) Start(ctx context.Context, slot int, env lambdaenv.Env) (Process, error) {
+	for {
+		r.mu.Lock()
+		rc, connected := r.conn, r.connected
+		r.mu.Unlock()
+		if rc == nil {
+			select {
+			case <-connected:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		r.mu.Lock()
+		if r.conn != rc {
+			r.mu.Unlock()
+			continue
+		}
+		r.nextID++
+		id := r.nextID
+		ch := make(chan Message, 1)
+		rc.pending[id] = ch
+		p := &remoteProc{r: r, conn: rc, id: id, exited: make(chan string, 1)}
+		rc.procs[id] = p
+		r.mu.Unlock()
+		if err := rc.send(Message{Op: "start", ID: id, Slot: slot, Env: &env}); err != nil {
+			rc.c.Close()
+		}
+		select {
+		case m := <-ch:
+			if m.Op == "started" {
+				p.pid = m.Pid
+				return p, nil
+			}
+			r.mu.Lock()
+			delete(rc.procs, id)
+			r.mu.Unlock()
+			if m.Error == exitSupervisorGone {
+				continue // wait for the supervisor to come back
+			}
+			return nil, errors.New(m.Error)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (p *remoteProc) Pid() int { return p.pid }
+
+func (p *remoteProc) Exited() <-chan string { return p.exited }
+
+func (p *remoteProc) exit(desc string) {
+	p.once.Do(func() { p.exited <- desc })
+}
+
+func (p *remoteProc) Stop(grace time.Duration) {
+	p.stop.Do(func() {
+		if err := p.conn.send(Message{Op: "stop", ID: p.id, GraceMs: grace.Milliseconds()}); err != nil {
+			p.conn.c.Close()
+		}
+	})
+}

@@ -1,0 +1,332 @@
+package runtimeapi
+
+import (
+	"encoding/base64"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lambdapod/lambdapod/runtime-sidecar/invocation"
+)
+
+const (
+	pathPrefix     = "/2018-06-01/runtime/"
+	pathNext       = "/2018-06-01/runtime/invocation/next"
+	pathInvocation = "/2018-06-01/runtime/invocation/"
+	pathInitError  = "/2018-06-01/runtime/init/error"
+
+	headerResponseMode   = "Lambda-Runtime-Function-Response-Mode"
+	headerErrorType      = "Lambda-Runtime-Function-Error-Type"
+	trailerErrorType     = "Lambda-Runtime-Function-Error-Type"
+	trailerErrorBody     = "Lambda-Runtime-Function-Error-Body"
+	contentTypeJSON      = "application/json"
+	responseModeStreamed = "streaming"
+)
+
+// Runtime API response bodies, as the RIE renders them
+// (internal/lambda/rapi/model, rendering).
+var (
+	bodyAccepted            = []byte(`{"status":"OK"}`)
+	bodyInvalidRequestID    = []byte(`{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}`)
+	bodyTooLarge            = []byte(`{"errorMessage":"Exceeded maximum allowed payload size (` + strconv.Itoa(invocation.MaxPayloadSize) + ` bytes).","errorType":"RequestEntityTooLarge"}`)
+	bodyTruncated           = []byte(`{"errorMessage":"HTTP request detected as truncated","errorType":"TruncatedHTTPRequest"}`)
+	bodyInvalidResponseMode = []byte(`{"errorMessage":"Invalid function response mode","errorType":"InvalidFunctionResponseMode"}`)
+	bodyExtensionsNotFound  = []byte(`{"errorMessage":"The Extensions, Logs and Telemetry APIs are not supported by the lambdapod runtime sidecar","errorType":"Extension.NotSupported"}`)
+	bodyNotFound            = []byte(`{"errorMessage":"Not Found","errorType":"NotFound"}`)
+	bodyMethodNotAllowed    = []byte(`{"errorMessage":"Method Not Allowed","errorType":"MethodNotAllowed"}`)
+
+	jsonCT = []string{contentTypeJSON}
+)
+
+func transitionError(from slotState, to string) []byte {
+	return []byte(`{"errorMessage":"State transition from ` + stateNames[from] + ` to ` + to +
+		` failed for runtime. Error: State transition is not allowed","errorType":"InvalidStateTransition"}`)
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = jsonCT
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// ServeHTTP routes the Runtime API of one slot.
+func (s *Slot) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	switch {
+	case p == pathNext:
+		if r.Method != http.MethodGet {
+			writeJSON(w, http.StatusMethodNotAllowed, bodyMethodNotAllowed)
+			return
+		}
+		s.next(w, r)
+	case p == pathInitError:
+		if r.Method != http.MethodPost {
+			writeJSON(w, http.StatusMethodNotAllowed, bodyMethodNotAllowed)
+			return
+		}
+		s.initError(w, r)
+	case strings.HasPrefix(p, pathInvocation):
+		rest := p[len(pathInvocation):]
+		id, action, ok := strings.Cut(rest, "/")
+		if !ok || (action != "response" && action != "error") {
+			writeJSON(w, http.StatusNotFound, bodyNotFound)
+			return
+		}
+		if r.Method != http.MethodPost {
+			writeJSON(w, http.StatusMethodNotAllowed, bodyMethodNotAllowed)
+			return
+		}
+		s.respond(w, r, id, action == "error")
+	case strings.HasPrefix(p, "/2020-01-01/extension"), strings.HasPrefix(p, "/2020-08-15/logs"),
+		strings.HasPrefix(p, "/2022-07-01/telemetry"):
+		writeJSON(w, http.StatusNotFound, bodyExtensionsNotFound)
+	default:
+		writeJSON(w, http.StatusNotFound, bodyNotFound)
+	}
+}
+
+// next is GET /runtime/invocation/next: it ends the Init phase (first call)
+// or the previous invocation, then blocks until an invocation is queued.
+func (s *Slot) next(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	switch s.state {
+	case stStarted:
+		close(s.readyCh)
+	case stReady, stResponded:
+	case stDown:
+		// The bootstrap is being stopped (reset); it gets nothing more.
+		s.mu.Unlock()
+		<-r.Context().Done()
+		return
+	default:
+		from := s.state
+		s.mu.Unlock()
+		writeJSON(w, http.StatusForbidden, transitionError(from, "Ready"))
+		return
+	}
+	s.state = stReady
+	gen := s.gen
+	s.mu.Unlock()
+
+	var inv *invocation.Invocation
+	for {
+		inv = s.pool.queue.Take(r.Context().Done(), nil)
+		if inv == nil {
+			return // the bootstrap went away
+		}
+		if inv.Dispatch() {
+			break
+		}
+		// Canceled by its caller while queued: skip it.
+	}
+
+	timeout := s.pool.cfg.Timeout
+	s.mu.Lock()
+	if s.gen != gen || s.state != stReady {
+		from := s.state
+		s.mu.Unlock()
+		// Another /next got here first, or the bootstrap is being reset:
+		// someone else runs it.
+		inv.Undispatch()
+		s.pool.queue.Requeue(inv)
+		writeJSON(w, http.StatusForbidden, transitionError(from, "Ready"))
+		return
+	}
+	now := time.Now()
+	inv.Started = now
+	inv.SetTimer(timeout, func() { s.onTimeout(inv) })
+	s.current = inv
+	s.state = stRunning
+	s.mu.Unlock()
+
+	h := w.Header()
+	h["Lambda-Runtime-Aws-Request-Id"] = []string{inv.ID}
+	h["Lambda-Runtime-Deadline-Ms"] = []string{strconv.FormatInt(now.Add(timeout).UnixMilli(), 10)}
+	h["Lambda-Runtime-Invoked-Function-Arn"] = []string{inv.FunctionARN}
+	if inv.TraceID != "" {
+		h["Lambda-Runtime-Trace-Id"] = []string{inv.TraceID}
+	}
+	if inv.ClientContext != "" {
+		h["Lambda-Runtime-Client-Context"] = []string{inv.ClientContext}
+	}
+	if inv.CognitoIdentity != "" {
+		h["Lambda-Runtime-Cognito-Identity"] = []string{inv.CognitoIdentity}
+	}
+	ct := inv.ContentType
+	if ct == "" {
+		ct = contentTypeJSON
+	}
+	h["Content-Type"] = []string{ct}
+	h["Content-Length"] = []string{strconv.Itoa(len(inv.Payload))}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(inv.Payload)
+}
+
+// respond is POST /runtime/invocation/{id}/response and /error.
+func (s *Slot) respond(w http.ResponseWriter, r *http.Request, id string, isError bool) {
+	to := "InvocationResponse"
+	if isError {
+		to = "InvocationErrorResponse"
+	}
+	s.mu.Lock()
+	inv := s.current
+	if inv == nil || inv.ID != id {
+		s.mu.Unlock()
+		writeJSON(w, http.StatusBadRequest, bodyInvalidRequestID)
+		return
+	}
+	if s.state != stRunning {
+		from := s.state
+		s.mu.Unlock()
+		writeJSON(w, http.StatusForbidden, transitionError(from, to))
+		return
+	}
+	s.state = stResponded
+	s.mu.Unlock()
+
+	if !isError {
+		if mode := r.Header.Get(headerResponseMode); mode != "" {
+			if mode != responseModeStreamed {
+				inv.Complete(invocation.FunctionErrorResult(invocation.ErrorDocument("Runtime.InvalidResponseModeHeader",
+					"RequestId: "+inv.ID+" Error: invalid response mode header value: "+mode), invocation.OutcomeInvalidResponse))
+				writeJSON(w, http.StatusBadRequest, bodyInvalidResponseMode)
+				return
+			}
+			s.stream(w, r, inv)
+			return
+		}
+	}
+
+	if r.ContentLength > invocation.MaxPayloadSize {
+		s.tooLarge(w, inv)
+		return
+	}
+	buf := invocation.GetBuffer()
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	n, err := buf.ReadFrom(io.LimitReader(r.Body, invocation.MaxPayloadSize+1))
+	if n > invocation.MaxPayloadSize {
+		invocation.PutBuffer(buf)
+		s.tooLarge(w, inv)
+		return
+	}
+	if err != nil {
+		invocation.PutBuffer(buf)
+		inv.Complete(invocation.FunctionErrorResult(invocation.ErrorDocument("Runtime.TruncatedResponse",
+			"RequestId: "+inv.ID+" Error: runtime response was truncated"), invocation.OutcomeInvalidResponse))
+		writeJSON(w, http.StatusBadRequest, bodyTruncated)
+		return
+	}
+
+	var res *invocation.Result
+	if errType := r.Trailer.Get(trailerErrorType); errType != "" {
+		// The function failed mid-response (aws-lambda-go: its io.Reader
+		// returned an error): the trailer carries the error document.
+		invocation.PutBuffer(buf)
+		res = invocation.FunctionErrorResult(trailerError(errType, r.Trailer.Get(trailerErrorBody)), invocation.OutcomeFunctionError)
+	} else if isError {
+		if buf.Len() == 0 {
+			t := r.Header.Get(headerErrorType)
+			if t == "" {
+				t = "Runtime.Unknown"
+			}
+			invocation.PutBuffer(buf)
+			res = invocation.FunctionErrorResult(invocation.ErrorDocument(t, ""), invocation.OutcomeFunctionError)
+		} else {
+			res = invocation.NewBufferedResult(buf, contentTypeJSON, true, invocation.OutcomeFunctionError)
+		}
+	} else {
+		ct := r.Header.Get("Content-Type")
+		if ct == "" {
+			ct = contentTypeJSON
+		}
+		res = invocation.NewBufferedResult(buf, ct, false, invocation.OutcomeSuccess)
+	}
+	if !inv.Complete(res) {
+		// Timed out meanwhile: the request id is no longer current.
+		writeJSON(w, http.StatusBadRequest, bodyInvalidRequestID)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, bodyAccepted)
+}
+
+func (s *Slot) tooLarge(w http.ResponseWriter, inv *invocation.Invocation) {
+	inv.Complete(invocation.ResponseTooLargeResult())
+	// Don't read the rest of an oversized body: close the connection.
+	w.Header()["Connection"] = []string{"close"}
+	writeJSON(w, http.StatusRequestEntityTooLarge, bodyTooLarge)
+}
+
+// stream passes a streamed response through to the caller as it arrives.
+func (s *Slot) stream(w http.ResponseWriter, r *http.Request, inv *invocation.Invocation) {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	st := &invocation.Stream{ContentType: ct, Body: r.Body, Trailer: r.Trailer, Done: make(chan struct{})}
+	if !inv.StartStream(st) {
+		writeJSON(w, http.StatusBadRequest, bodyInvalidRequestID)
+		return
+	}
+	<-st.Done
+	outcome := invocation.OutcomeSuccess
+	if st.Err != nil {
+		outcome = invocation.OutcomeInvalidResponse
+	} else if r.Trailer.Get(trailerErrorType) != "" {
+		outcome = invocation.OutcomeFunctionError
+	}
+	if !inv.EndStream(outcome) {
+		writeJSON(w, http.StatusBadRequest, bodyInvalidRequestID)
+		return
+	}
+	if st.Err != nil {
+		writeJSON(w, http.StatusBadRequest, bodyTruncated)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, bodyAccepted)
+}
+
+// trailerError decodes Lambda-Runtime-Function-Error-Body (base64 JSON).
+func trailerError(errType, b64 string) []byte {
+	if b64 != "" {
+		if b, err := base64.StdEncoding.DecodeString(b64); err == nil && len(b) > 0 {
+			return b
+		}
+	}
+	return invocation.ErrorDocument(errType, "")
+}
+
+// initError is POST /runtime/init/error: only valid during Init. The error
+// is served to the first invocation; the bootstrap is restarted.
+func (s *Slot) initError(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.state != stStarted {
+		from := s.state
+		s.mu.Unlock()
+		writeJSON(w, http.StatusForbidden, transitionError(from, "InitError"))
+		return
+	}
+	s.state = stInitError
+	s.mu.Unlock()
+	body, _ := io.ReadAll(io.LimitReader(r.Body, invocation.MaxPayloadSize))
+	if len(body) == 0 {
+		t := r.Header.Get(headerErrorType)
+		if t == "" {
+			t = "Runtime.Unknown"
+		}
+		body = invocation.ErrorDocument(t, "")
+	}
+	s.mu.Lock()
+	s.initErrBody = body
+	s.mu.Unlock()
+	select {
+	case s.initErrCh <- struct{}{}:
+	default:
+	}
+	writeJSON(w, http.StatusAccepted, bodyAccepted)
+}

@@ -1,0 +1,133 @@
+// Package runtimeapi serves the Lambda Runtime API
+// (/2018-06-01/runtime/...) to bootstraps and runs their life cycle: each
+// bootstrap slot has its own listener, its own process and at most one
+// invocation at a time, as on Lambda.
+package runtimeapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/lambdapod/lambdapod/runtime-sidecar/invocation"
+	"github.com/lambdapod/lambdapod/runtime-sidecar/lambdaenv"
+	"github.com/lambdapod/lambdapod/runtime-sidecar/metrics"
+	"github.com/lambdapod/lambdapod/runtime-sidecar/process"
+)
+
+// Config configures a Pool.
+type Config struct {
+	// Timeout is the function timeout, counted from /next.
+	Timeout time.Duration
+	// StopGrace is the time between SIGTERM and SIGKILL on a reset.
+	StopGrace time.Duration
+	// Env returns the environment of the bootstrap in slot with the Runtime
+	// API at addr.
+	Env     func(slot int, addr string) lambdaenv.Env
+	Log     *slog.Logger
+	Metrics *metrics.Metrics
+}
+
+// Pool is the set of bootstrap slots.
+type Pool struct {
+	cfg      Config
+	ctrl     process.Controller
+	queue    *invocation.Queue
+	slots    []*Slot
+	ctx      context.Context
+	cancel   context.CancelFunc
+	stopping chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+}
+
+// NewPool returns a pool with one slot per listener.
+func NewPool(cfg Config, ctrl process.Controller, queue *invocation.Queue, listeners []net.Listener) *Pool {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Pool{cfg: cfg, ctrl: ctrl, queue: queue, ctx: ctx, cancel: cancel, stopping: make(chan struct{})}
+	for i, ln := range listeners {
+		s := &Slot{idx: i, pool: p, ln: ln, addr: ln.Addr().String(), initErrCh: make(chan struct{}, 1)}
+		s.log = cfg.Log.With("slot", i)
+		s.srv = &http.Server{
+			Handler:           s,
+			ReadHeaderTimeout: 30 * time.Second,
+			// No read, write or idle timeout: /next is held open as long as
+			// needed and responses may stream for the whole function timeout.
+			ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
+		}
+		p.slots = append(p.slots, s)
+	}
+	return p
+}
+
+// Start serves the Runtime API and starts the bootstraps.
+func (p *Pool) Start() {
+	for _, s := range p.slots {
+		go func() {
+			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("runtime API server failed", "err", err)
+			}
+		}()
+		p.wg.Add(1)
+		go s.run()
+	}
+}
+
+// Ready reports whether every bootstrap has called /next at least once.
+func (p *Pool) Ready() bool {
+	for _, s := range p.slots {
+		if !s.everReady.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// Addrs returns the Runtime API address of every slot.
+func (p *Pool) Addrs() []string {
+	a := make([]string, len(p.slots))
+	for i, s := range p.slots {
+		a[i] = s.addr
+	}
+	return a
+}
+
+// Pids returns the pid of every slot's running bootstrap (0 if none).
+func (p *Pool) Pids() []int {
+	a := make([]int, len(p.slots))
+	for i, s := range p.slots {
+		s.mu.Lock()
+		if s.proc != nil {
+			a[i] = s.proc.Pid()
+		}
+		s.mu.Unlock()
+	}
+	return a
+}
+
+// Stop stops every bootstrap (SIGTERM, SIGKILL after the grace), waits for
+// them to exit and closes the Runtime API listeners. Invocations still
+// running are answered with Runtime.ExitError.
+func (p *Pool) Stop() {
+	p.stopOnce.Do(func() {
+		close(p.stopping)
+		p.cancel()
+	})
+	p.wg.Wait()
+	for _, s := range p.slots {
+		_ = s.srv.Close()
+	}
+}
+
+func (p *Pool) isStopping() bool {
+	select {
+	case <-p.stopping:
+		return true
+	default:
+		return false
+	}
+}
