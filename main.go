@@ -12,6 +12,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/lambdapod/lambdapod/controllers"
+	"github.com/lambdapod/lambdapod/controllers/imageconfig"
 	"github.com/lambdapod/lambdapod/controllers/resources"
 	"github.com/lambdapod/lambdapod/internal/scheme"
 )
@@ -60,6 +61,7 @@ func run(cfg resources.Config, metricsAddr, probeAddr string, leaderElect bool) 
 		APIReader: mgr.GetAPIReader(),
 		Config:    cfg,
 		Recorder:  mgr.GetEventRecorder("lambdapod"),
+		Images:    imageconfig.New(),
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Function controller: %w", err)

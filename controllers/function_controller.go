@@ -40,6 +40,15 @@ type FunctionReconciler struct {
 	APIReader client.Reader
 	Config    resources.Config
 	Recorder  events.EventRecorder
+	// Images reads what an image runs, for Functions without
+	// spec.runtime.command; nil leaves the supervisor to look where Lambda
+	// does.
+	Images ImageCommands
+}
+
+// ImageCommands returns an image's ENTRYPOINT and CMD.
+type ImageCommands interface {
+	Command(ctx context.Context, image string) ([]string, error)
 }
 
 // CacheOptions cache only lambdapod's own Deployments and Services, so the
@@ -174,7 +183,7 @@ func (r *FunctionReconciler) applyDeployment(ctx context.Context, s *scope, imag
 		}
 		replicas = &n
 	}
-	desired := resources.Deployment(r.Config, fn, image, replicas)
+	desired := resources.Deployment(r.Config, fn, image, r.bootstrap(ctx, fn, image), replicas)
 	if err := r.Apply(ctx, desired, client.FieldOwner(resources.FieldManager), client.ForceOwnership); err != nil {
 		return nil, fmt.Errorf("applying Deployment %s: %w", fn.Name, err)
 	}
@@ -193,6 +202,23 @@ func (r *FunctionReconciler) applyDeployment(ctx context.Context, s *scope, imag
 			"created Deployment %s with %d replicas", fn.Name, *replicas)
 	}
 	return applied, nil
+}
+
+// bootstrap is what the supervisor runs: spec.runtime.command, else what the
+// image would run. An image whose config cannot be read still gets a pod,
+// whose supervisor looks for /var/runtime/bootstrap, /var/task/bootstrap
+// and /opt/bootstrap, and a warning says so.
+func (r *FunctionReconciler) bootstrap(ctx context.Context, fn *lambdapodv1alpha1.Function, image string) []string {
+	if len(fn.Spec.Runtime.Command) > 0 || r.Images == nil {
+		return fn.Spec.Runtime.Command
+	}
+	command, err := r.Images.Command(ctx, image)
+	if err != nil {
+		r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "ImageConfigUnavailable", "Reconcile",
+			"cannot read the entrypoint of %s, so the Lambda locations of the bootstrap are used; set spec.runtime.command to choose: %v", image, err)
+		return nil
+	}
+	return command
 }
 
 // ownsReplicas reports whether manager holds the Deployment's spec.replicas.

@@ -3,13 +3,22 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -24,6 +33,7 @@ import (
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 	"github.com/lambdapod/lambdapod/controllers"
+	"github.com/lambdapod/lambdapod/controllers/imageconfig"
 	"github.com/lambdapod/lambdapod/controllers/resources"
 	"github.com/lambdapod/lambdapod/internal/testenv"
 )
@@ -41,11 +51,18 @@ var cfg = resources.Config{
 func TestFunctionController(t *testing.T) {
 	env := testenv.Start(t, testenv.WithControllers("deployment", "replicaset", "garbagecollector", "serviceaccount"))
 	ctx := context.Background()
+	reg := startRegistry(t)
+	// AWS's Lambda base images run /lambda-entrypoint.sh with the handler
+	// as CMD; the supervisor must be told so, since the pod's command
+	// replaces the image's.
+	hello1 := pushImage(t, reg, "example/hello:1", []string{"/lambda-entrypoint.sh"}, []string{"app.handler"})
+	hello2 := pushImage(t, reg, "example/hello:2", []string{"/var/task/bootstrap"}, nil)
 	startManager(t, env)
 	c := env.Client
 
 	t.Run("an image function gets its Deployment and Service and turns Ready", func(t *testing.T) {
 		fn := newFunction("echo", func(fn *lambdapodv1alpha1.Function) {
+			fn.Spec.Source.Image = hello1
 			fn.Spec.Runtime.Handler = "hello.handler"
 			fn.Spec.Runtime.Env = []corev1.EnvVar{{Name: "GREETING", Value: "hi"}}
 		})
@@ -56,7 +73,7 @@ func TestFunctionController(t *testing.T) {
 		if d.Spec.Replicas == nil || *d.Spec.Replicas != 0 {
 			t.Errorf("replicas = %v, want minReplicas 0", d.Spec.Replicas)
 		}
-		checkPod(t, &d.Spec.Template.Spec, "example/hello:1", map[string]string{
+		checkPod(t, &d.Spec.Template.Spec, hello1, map[string]string{
 			"AWS_LAMBDA_RUNTIME_API":          "127.0.0.1:9001",
 			"AWS_LAMBDA_FUNCTION_NAME":        "echo",
 			"AWS_LAMBDA_FUNCTION_VERSION":     "$LATEST",
@@ -66,6 +83,9 @@ func TestFunctionController(t *testing.T) {
 			"_HANDLER":                        "hello.handler",
 			"GREETING":                        "hi",
 		})
+		if args := d.Spec.Template.Spec.Containers[0].Args; !slices.Equal(args, []string{"--", "/lambda-entrypoint.sh", "app.handler"}) {
+			t.Errorf("supervisor args = %q, want the image's ENTRYPOINT and CMD after --", args)
+		}
 		if !metav1.IsControlledBy(d, getFunction(t, c, fn)) {
 			t.Errorf("Deployment is not controlled by the Function: %+v", d.OwnerReferences)
 		}
@@ -89,7 +109,7 @@ func TestFunctionController(t *testing.T) {
 				t.Errorf("%s is present on a ready Function: %+v", absent, got.Status.Conditions)
 			}
 		}
-		if got.Status.Image != "example/hello:1" {
+		if got.Status.Image != hello1 {
 			t.Errorf("status.image = %q", got.Status.Image)
 		}
 		eventually(t, func() error { return hasEvent(ctx, c, fn, "Ready") })
@@ -116,7 +136,7 @@ func TestFunctionController(t *testing.T) {
 		fn := getFunction(t, c, newFunction("echo", nil))
 		setReplicas(t, c, fn, 2)
 		eventually(t, func() error { return c.Get(ctx, key(fn), fn) })
-		fn.Spec.Source.Image = "example/hello:2"
+		fn.Spec.Source.Image = hello2
 		if err := c.Update(ctx, fn); err != nil {
 			t.Fatal(err)
 		}
@@ -125,8 +145,11 @@ func TestFunctionController(t *testing.T) {
 			if err := c.Get(ctx, key(fn), d); err != nil {
 				return err
 			}
-			if img := d.Spec.Template.Spec.Containers[0].Image; img != "example/hello:2" {
+			if img := d.Spec.Template.Spec.Containers[0].Image; img != hello2 {
 				return fmt.Errorf("function image is %s", img)
+			}
+			if args := d.Spec.Template.Spec.Containers[0].Args; !slices.Equal(args, []string{"--", "/var/task/bootstrap"}) {
+				return fmt.Errorf("supervisor args %q", args)
 			}
 			return nil
 		})
@@ -148,9 +171,34 @@ func TestFunctionController(t *testing.T) {
 		// Back at zero the rollout completes, and so does readiness.
 		setReplicas(t, c, fn, 0)
 		got := waitReady(t, c, fn)
-		if got.Status.Image != "example/hello:2" {
+		if got.Status.Image != hello2 {
 			t.Errorf("status.image = %q", got.Status.Image)
 		}
+	})
+
+	t.Run("spec.runtime.command wins over the image's entrypoint", func(t *testing.T) {
+		fn := newFunction("explicit", func(fn *lambdapodv1alpha1.Function) {
+			fn.Spec.Source.Image = hello1
+			fn.Spec.Runtime.Command = []string{"/opt/custom", "--flag"}
+		})
+		create(t, c, fn)
+		d := &appsv1.Deployment{}
+		eventually(t, func() error { return c.Get(ctx, key(fn), d) })
+		if args := d.Spec.Template.Spec.Containers[0].Args; !slices.Equal(args, []string{"--", "/opt/custom", "--flag"}) {
+			t.Errorf("supervisor args = %q", args)
+		}
+	})
+
+	t.Run("an image whose config cannot be read runs the Lambda locations, with a warning", func(t *testing.T) {
+		fn := newFunction("unreadable", func(fn *lambdapodv1alpha1.Function) { fn.Spec.Source.Image = reg + "/example/missing:1" })
+		create(t, c, fn)
+		d := &appsv1.Deployment{}
+		eventually(t, func() error { return c.Get(ctx, key(fn), d) })
+		if args := d.Spec.Template.Spec.Containers[0].Args; len(args) != 0 {
+			t.Errorf("supervisor args = %q, want none", args)
+		}
+		eventually(t, func() error { return hasEvent(ctx, c, fn, "ImageConfigUnavailable") })
+		waitReady(t, c, fn)
 	})
 
 	t.Run("minReplicas is the starting replica count", func(t *testing.T) {
@@ -281,6 +329,7 @@ func startManager(t *testing.T, env *testenv.Env) {
 	r := &controllers.FunctionReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
 		Config: cfg, Recorder: mgr.GetEventRecorder("lambdapod"),
+		Images: imageconfig.New(),
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
@@ -329,10 +378,48 @@ func checkPod(t *testing.T, pod *corev1.PodSpec, image string, env map[string]st
 	}
 }
 
+// startRegistry serves an OCI registry on loopback for the test and returns
+// its host:port.
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// pushImage pushes a small random image with the given ENTRYPOINT and CMD
+// and returns its reference.
+func pushImage(t *testing.T, reg, repoTag string, entrypoint, cmd []string) string {
+	t.Helper()
+	img, err := random.Image(64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.Config.Entrypoint, cf.Config.Cmd = entrypoint, cmd
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(reg + "/" + repoTag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	return ref.String()
+}
+
+// newFunction is a Function on an image that no registry serves, unless
+// mutate points it at one.
 func newFunction(name string, mutate func(*lambdapodv1alpha1.Function)) *lambdapodv1alpha1.Function {
 	fn := &lambdapodv1alpha1.Function{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
-		Spec:       lambdapodv1alpha1.FunctionSpec{Source: lambdapodv1alpha1.Source{Image: "example/hello:1"}},
+		Spec:       lambdapodv1alpha1.FunctionSpec{Source: lambdapodv1alpha1.Source{Image: "127.0.0.1:1/example/hello:1"}},
 	}
 	if mutate != nil {
 		mutate(fn)

@@ -125,10 +125,12 @@ func Service(fn *lambdapodv1alpha1.Function) *corev1ac.ServiceApplyConfiguration
 				WithTargetPort(intstr.FromString(InvokePortName))))
 }
 
-// Deployment runs image, the function's bootstrap, under the supervisor
-// with the runtime sidecar beside it. replicas is set only when the
-// Deployment is created; after that the autoscaler owns the field.
-func Deployment(cfg Config, fn *lambdapodv1alpha1.Function, image string, replicas *int32) *appsv1ac.DeploymentApplyConfiguration {
+// Deployment runs image under the supervisor, with the runtime sidecar
+// beside it. bootstrap is what the supervisor starts: spec.runtime.command,
+// else the image's ENTRYPOINT and CMD; empty, it looks where Lambda does.
+// replicas is set only when the Deployment is created; after that the
+// autoscaler owns the field.
+func Deployment(cfg Config, fn *lambdapodv1alpha1.Function, image string, bootstrap []string, replicas *int32) *appsv1ac.DeploymentApplyConfiguration {
 	timeout := Timeout(fn)
 	grace := int64(math.Ceil((timeout + drainGrace).Seconds()))
 	memory := resource.NewQuantity(MemoryMiB(fn)<<20, resource.BinarySI)
@@ -166,7 +168,7 @@ func Deployment(cfg Config, fn *lambdapodv1alpha1.Function, image string, replic
 					WithName(FunctionContainer).
 					WithImage(image).
 					WithCommand(SupervisorPath).
-					WithArgs(bootstrapArgs(fn)...).
+					WithArgs(supervisorArgs(bootstrap)...).
 					WithEnv(functionEnv(cfg, fn)...).
 					WithVolumeMounts(shared).
 					WithResources(corev1ac.ResourceRequirements().
@@ -272,13 +274,11 @@ func region(cfg Config, fn *lambdapodv1alpha1.Function) string {
 	return cfg.Region
 }
 
-// bootstrapArgs tell the supervisor what to run: spec.runtime.command, or
-// nothing, and the supervisor looks where Lambda does.
-func bootstrapArgs(fn *lambdapodv1alpha1.Function) []string {
-	if len(fn.Spec.Runtime.Command) == 0 {
+func supervisorArgs(bootstrap []string) []string {
+	if len(bootstrap) == 0 {
 		return nil
 	}
-	return append([]string{"--"}, fn.Spec.Runtime.Command...)
+	return append([]string{"--"}, bootstrap...)
 }
 
 func env(name, value string) *corev1ac.EnvVarApplyConfiguration {

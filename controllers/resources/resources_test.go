@@ -42,11 +42,12 @@ func base() *lambdapodv1alpha1.Function {
 func TestDeploymentGolden(t *testing.T) {
 	zero, three := int32(0), int32(3)
 	cases := []struct {
-		golden   string
-		fn       func() *lambdapodv1alpha1.Function
-		replicas *int32
+		golden    string
+		fn        func() *lambdapodv1alpha1.Function
+		bootstrap []string
+		replicas  *int32
 	}{
-		{"deployment-defaults.yaml", base, &zero},
+		{"deployment-defaults.yaml", base, nil, &zero},
 		{"deployment-full.yaml", func() *lambdapodv1alpha1.Function {
 			fn := base()
 			mem := resource.MustParse("1Gi")
@@ -64,12 +65,12 @@ func TestDeploymentGolden(t *testing.T) {
 				Concurrency: 4,
 			}
 			return fn
-		}, &three},
-		{"deployment-replicas-claimed.yaml", base, nil},
+		}, []string{"/var/task/bootstrap", "--verbose"}, &three},
+		{"deployment-replicas-claimed.yaml", base, []string{"/lambda-entrypoint.sh", "app.handler"}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.golden, func(t *testing.T) {
-			golden(t, tc.golden, resources.Deployment(cfg, tc.fn(), "example/hello@sha256:0123", tc.replicas))
+			golden(t, tc.golden, resources.Deployment(cfg, tc.fn(), "example/hello@sha256:0123", tc.bootstrap, tc.replicas))
 		})
 	}
 }
