@@ -117,11 +117,11 @@ func TestFunctionController(t *testing.T) {
 
 	t.Run("kubectl wait and get read the Function's status", func(t *testing.T) {
 		kubeconfig := env.Kubeconfig(t)
-		out, err := kubectl(kubeconfig, "wait", "--for=condition=Ready", "fn/echo", "--timeout=30s")
+		out, err := kubectl(env, kubeconfig, "wait", "--for=condition=Ready", "fn/echo", "--timeout=30s")
 		if err != nil || !strings.Contains(out, "condition met") {
 			t.Fatalf("kubectl wait: %v: %s", err, out)
 		}
-		out, err = kubectl(kubeconfig, "get", "fn", "echo")
+		out, err = kubectl(env, kubeconfig, "get", "fn", "echo")
 		if err != nil {
 			t.Fatal(err, out)
 		}
@@ -290,7 +290,7 @@ func TestFunctionController(t *testing.T) {
 
 	t.Run("kubectl apply of the samples gives a Deployment with both containers and the Lambda environment", func(t *testing.T) {
 		kubeconfig := env.Kubeconfig(t)
-		out, err := kubectl(kubeconfig, "apply", "-f", filepath.Join(env.Root, "config", "samples")+"/")
+		out, err := kubectl(env, kubeconfig, "apply", "-f", filepath.Join(env.Root, "config", "samples")+"/")
 		if err != nil {
 			t.Fatalf("kubectl apply: %v: %s", err, out)
 		}
@@ -482,8 +482,8 @@ func hasEvent(ctx context.Context, c client.Client, fn *lambdapodv1alpha1.Functi
 	return fmt.Errorf("no %s event for %s among %d", reason, fn.Name, len(list.Items))
 }
 
-func kubectl(kubeconfig string, args ...string) (string, error) {
-	cmd := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...)
+func kubectl(env *testenv.Env, kubeconfig string, args ...string) (string, error) {
+	cmd := exec.Command(env.Kubectl(), append([]string{"--kubeconfig", kubeconfig}, args...)...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	out, err := cmd.CombinedOutput()
 	return string(out), err

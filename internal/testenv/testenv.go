@@ -35,7 +35,8 @@ type Env struct {
 	// Root is the repository's root directory.
 	Root string
 
-	env *envtest.Environment
+	env    *envtest.Environment
+	assets string
 }
 
 // Option changes what Start runs.
@@ -82,7 +83,7 @@ func Start(t testing.TB, opts ...Option) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Env{Config: cfg, Client: c, Scheme: scheme, Root: root, env: te}
+	e := &Env{Config: cfg, Client: c, Scheme: scheme, Root: root, env: te, assets: assets}
 	var o options
 	for _, opt := range opts {
 		opt(&o)
@@ -157,6 +158,15 @@ func (e *Env) Kubeconfig(t testing.TB) string {
 	return path
 }
 
+// Kubectl is the kubectl to run: the one hack/envtest-binaries.sh built
+// beside the API server, where the machine had none, else the one on PATH.
+func (e *Env) Kubectl() string {
+	if p := filepath.Join(e.assets, "kubectl"); hasBinaries(e.assets, "kubectl") {
+		return p
+	}
+	return "kubectl"
+}
+
 // RepoRoot finds the repository's root: the nearest parent with go.mod.
 func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
@@ -197,8 +207,11 @@ func BinaryDir(root string) (string, error) {
 	return "", fmt.Errorf("no envtest binaries: set KUBEBUILDER_ASSETS")
 }
 
-func hasBinaries(dir string) bool {
-	for _, b := range []string{"kube-apiserver", "etcd"} {
+func hasBinaries(dir string, names ...string) bool {
+	if len(names) == 0 {
+		names = []string{"kube-apiserver", "etcd"}
+	}
+	for _, b := range names {
 		if fi, err := os.Stat(filepath.Join(dir, b)); err != nil || fi.IsDir() {
 			return false
 		}
