@@ -1,4 +1,5 @@
-// The manager reconciles Functions into Deployments and Services.
+// The manager reconciles Functions into Deployments and Services and runs
+// the autoscaler.
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"github.com/lambdapod/lambdapod/controllers"
 	"github.com/lambdapod/lambdapod/controllers/imageconfig"
 	"github.com/lambdapod/lambdapod/controllers/resources"
+	"github.com/lambdapod/lambdapod/internal/autoscaler"
 	"github.com/lambdapod/lambdapod/internal/scheme"
 )
 
@@ -22,11 +24,13 @@ import (
 func main() {
 	var (
 		metricsAddr, probeAddr string
+		autoscalerAddr         string
 		leaderElect            bool
 		cfg                    resources.Config
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	flag.StringVar(&autoscalerAddr, "autoscaler-bind-address", ":8083", "where activators report per-function concurrency (POST /v1/stats)")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader, so that several replicas can run with one active")
 	flag.StringVar(&cfg.SidecarImage, "sidecar-image", envOr("LAMBDAPOD_SIDECAR_IMAGE", "lambdapod/runtime-sidecar:latest"), "image of the runtime sidecar and the supervisor")
 	flag.StringVar(&cfg.Region, "region", envOr("LAMBDAPOD_REGION", "us-east-1"), "AWS_REGION as functions see it")
@@ -38,13 +42,13 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
-	if err := run(cfg, metricsAddr, probeAddr, leaderElect); err != nil {
+	if err := run(cfg, metricsAddr, probeAddr, autoscalerAddr, leaderElect); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
 }
 
-func run(cfg resources.Config, metricsAddr, probeAddr string, leaderElect bool) error {
+func run(cfg resources.Config, metricsAddr, probeAddr, autoscalerAddr string, leaderElect bool) error {
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                 scheme.New(),
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
@@ -65,6 +69,15 @@ func run(cfg resources.Config, metricsAddr, probeAddr string, leaderElect bool) 
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Function controller: %w", err)
+	}
+	// The autoscaler decides on the leader only; every replica receives
+	// reports, and non-leaders answer 503 so activators try again.
+	as := autoscaler.New(mgr.GetClient(), autoscaler.Options{})
+	if err := mgr.Add(as); err != nil {
+		return fmt.Errorf("adding the autoscaler: %w", err)
+	}
+	if err := mgr.Add(as.StatsServer(autoscalerAddr)); err != nil {
+		return fmt.Errorf("adding the autoscaler's stats receiver: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err

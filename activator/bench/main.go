@@ -1,0 +1,692 @@
+// Command bench measures the activator (make bench-activator):
+//
+//  1. added latency (p50/p95/p99) of the activator in front of a real
+//     runtime sidecar running a real aws-lambda-go bootstrap, at a fixed
+//     open-loop rate (1,000 requests per second by default), next to calling
+//     the sidecar directly, in alternating phases of one run;
+//  2. the throughput limit (closed loop) through the activator and direct;
+//  3. the time from an endpoint turning ready to the first held request
+//     being forwarded to it;
+//  4. the memory per request held at zero, with 10,000 requests held.
+//
+// The activator runs as a separate process (this binary with -role
+// activator) serving the real request chain (activator/handler) over its
+// real pools (activator/queue). Its endpoints come from a control port
+// instead of the EndpointSlice informer, which isolates the activator's
+// own cost from the API server's watch latency.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lambdapod/lambdapod/activator/event"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lambdapod/lambdapod/activator/handler"
+	"github.com/lambdapod/lambdapod/activator/metrics"
+	"github.com/lambdapod/lambdapod/activator/proxy"
+	"github.com/lambdapod/lambdapod/activator/queue"
+)
+
+var onlyPart string
+
+// out is where the report goes: stdout, and the doc section with -doc.
+var (
+	report bytes.Buffer
+	out    io.Writer = io.MultiWriter(os.Stdout, &report)
+	result           = map[string]float64{}
+)
+
+func want(part string) bool { return onlyPart == "" || onlyPart == part }
+
+func main() {
+	role := flag.String("role", "driver", "driver, or activator (started by the driver)")
+	sidecar := flag.String("sidecar", "bin/bench/runtime-sidecar", "runtime-sidecar binary")
+	bootstrap := flag.String("bootstrap", "bin/bench/bootstrap", "bootstrap binary (an aws-lambda-go echo function)")
+	rate := flag.Int("rate", 1000, "open-loop requests per second of the latency phases")
+	phase := flag.Duration("phase", 250*time.Millisecond, "length of one latency phase")
+	phases := flag.Int("phases", 40, "latency phases per path (alternating direct / through the activator, so that both see the same background load)")
+	held := flag.Int("held", 10000, "requests held at zero for the memory measurement")
+	conc := flag.Int("concurrency", 4, "sidecar bootstraps (and the function's concurrency)")
+	listen := flag.String("listen", "127.0.0.1:0", "activator role: request listener")
+	control := flag.String("control", "127.0.0.1:0", "activator role: control listener")
+	only := flag.String("only", "", "run only this part: latency, throughput, ready or memory")
+	doc := flag.String("doc", "", "rewrite the '## Activator' section of this Markdown file with the results")
+	flag.Parse()
+	onlyPart = *only
+	var err error
+	if *role == "activator" {
+		err = serveActivator(*listen, *control, *conc)
+	} else {
+		err = drive(*sidecar, *bootstrap, *rate, *phase, *phases, *held, *conc)
+		if err == nil && *doc != "" {
+			err = writeDoc(*doc, *rate, *held)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// ---- the activator process --------------------------------------------------
+
+type staticFunctions struct{ conc int }
+
+func (s staticFunctions) Lookup(ns, name string) (handler.Function, bool) {
+	return handler.Function{Timeout: 30 * time.Second, Concurrency: s.conc, EventFormat: event.HTTPAPIv2}, ns == "bench"
+}
+
+// firstInvoke records when the first invocation after a reset leaves.
+type firstInvoke struct {
+	inner handler.Invoker
+	mu    sync.Mutex
+	armed bool
+	at    time.Time
+	done  chan struct{}
+}
+
+func (f *firstInvoke) Invoke(ctx context.Context, addr string, r *proxy.Request) (*http.Response, error) {
+	f.mu.Lock()
+	if f.armed {
+		f.armed = false
+		f.at = time.Now()
+		close(f.done)
+	}
+	f.mu.Unlock()
+	return f.inner.Invoke(ctx, addr, r)
+}
+
+func serveActivator(listen, control string, conc int) error {
+	fns := staticFunctions{conc: conc}
+	pools := queue.NewRegistry(20000)
+	pools.Capacity = func(queue.Key) int { return conc }
+	fi := &firstInvoke{inner: proxy.New()}
+	m := metrics.New(prometheus.NewRegistry(), pools) // the same per-request metrics as in production
+	chain := handler.New(handler.Options{ActivationTimeout: 10 * time.Minute, TimeoutGrace: time.Second}, fns, pools, fi, m)
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	cln, err := net.Listen("tcp", control)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	// /endpoints?fn=x&addrs=a,b sets a function's endpoints. With wait=1
+	// it answers once the first held request was forwarded, with the
+	// nanoseconds from the update to that moment.
+	mux.HandleFunc("/endpoints", func(w http.ResponseWriter, r *http.Request) {
+		k := queue.Key{Namespace: "bench", Name: r.URL.Query().Get("fn")}
+		var addrs []string
+		if a := r.URL.Query().Get("addrs"); a != "" {
+			addrs = strings.Split(a, ",")
+		}
+		wait := r.URL.Query().Get("wait") == "1"
+		if wait {
+			fi.mu.Lock()
+			fi.armed, fi.done = true, make(chan struct{})
+			fi.mu.Unlock()
+		}
+		start := time.Now()
+		pools.SetEndpoints(k, addrs)
+		if wait {
+			<-fi.done
+			fmt.Fprint(w, fi.at.Sub(start).Nanoseconds())
+		}
+	})
+	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
+		k := queue.Key{Namespace: "bench", Name: r.URL.Query().Get("fn")}
+		in, q, pods := pools.Get(k).Counts()
+		var ms runtime.MemStats
+		if r.URL.Query().Get("gc") == "1" {
+			runtime.GC()
+			runtime.GC()
+		}
+		runtime.ReadMemStats(&ms)
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"inflight": in, "queued": q, "pods": pods,
+			"heapInuse": ms.HeapInuse, "stackInuse": ms.StackInuse, "sys": ms.Sys,
+			"goroutines": runtime.NumGoroutine(), "rss": rss(),
+		})
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	go func() { _ = http.Serve(cln, mux) }()
+	fmt.Fprintf(os.Stdout, "listening %s control %s\n", ln.Addr(), cln.Addr())
+	srv := &http.Server{Handler: chain, ReadHeaderTimeout: 30 * time.Second}
+	return srv.Serve(ln)
+}
+
+func rss() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseUint(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// ---- the driver ----------------------------------------------------------------
+
+type proc struct {
+	cmd  *exec.Cmd
+	addr []string
+}
+
+func start(re *regexp.Regexp, name string, args ...string) (*proc, error) {
+	return startEnv("", re, name, args...)
+}
+
+// startEnv starts a process with extra KEY=VALUE environment (space separated).
+func startEnv(env string, re *regexp.Regexp, name string, args ...string) (*proc, error) {
+	cmd := exec.Command(name, args...)
+	if env != "" {
+		cmd.Env = append(os.Environ(), strings.Fields(env)...)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	found := make(chan []string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		sent := false
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil && !sent {
+				found <- m[1:]
+				sent = true
+			}
+		}
+	}()
+	select {
+	case a := <-found:
+		return &proc{cmd: cmd, addr: a}, nil
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("%s did not start", name)
+	}
+}
+
+func (p *proc) stop() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() }
+
+var client = &http.Client{Transport: &http.Transport{
+	MaxIdleConns: 20000, MaxIdleConnsPerHost: 20000, DisableCompression: true, IdleConnTimeout: time.Minute,
+}}
+
+func invoke(url string) (time.Duration, error) {
+	t0 := time.Now()
+	resp, err := client.Post(url, "application/json", strings.NewReader(`{"hello":"bench"}`))
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Amz-Function-Error") != "" {
+		return 0, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return time.Since(t0), nil
+}
+
+// openLoop sends rate requests per second for d and returns the latencies.
+func openLoop(url string, rate int, d time.Duration) ([]time.Duration, int) {
+	var mu sync.Mutex
+	var lat []time.Duration
+	var errs atomic.Int32
+	var wg sync.WaitGroup
+	interval := time.Second / time.Duration(rate)
+	start := time.Now()
+	n := int(d / interval)
+	for i := 0; i < n; i++ {
+		next := start.Add(time.Duration(i) * interval)
+		if w := time.Until(next); w > 0 {
+			time.Sleep(w)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := invoke(url)
+			if err != nil {
+				errs.Add(1)
+				return
+			}
+			mu.Lock()
+			lat = append(lat, l)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return lat, int(errs.Load())
+}
+
+func closedLoop(url string, workers int, d time.Duration) (float64, int) {
+	var ok, errs atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				if _, err := invoke(url); err != nil {
+					errs.Add(1)
+				} else {
+					ok.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(ok.Load()) / d.Seconds(), int(errs.Load())
+}
+
+func pct(l []time.Duration, p float64) time.Duration {
+	if len(l) == 0 {
+		return 0
+	}
+	i := int(float64(len(l)-1) * p)
+	return l[i]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d.Microseconds())/1000) }
+
+type stats struct {
+	Inflight, Queued, Pods, Goroutines int
+	HeapInuse, StackInuse, Sys, RSS    uint64
+}
+
+func getStats(control, fn string, gc bool) (stats, error) {
+	u := "http://" + control + "/stats?fn=" + fn
+	if gc {
+		u += "&gc=1"
+	}
+	resp, err := http.Get(u)
+	if err != nil {
+		return stats{}, err
+	}
+	defer resp.Body.Close()
+	var m map[string]float64
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		return stats{}, err
+	}
+	return stats{Inflight: int(m["inflight"]), Queued: int(m["queued"]), Pods: int(m["pods"]), Goroutines: int(m["goroutines"]),
+		HeapInuse: uint64(m["heapInuse"]), StackInuse: uint64(m["stackInuse"]), Sys: uint64(m["sys"]), RSS: uint64(m["rss"])}, nil
+}
+
+func setEndpoints(control, fn string, addrs []string, wait bool) (time.Duration, error) {
+	u := "http://" + control + "/endpoints?fn=" + fn + "&addrs=" + strings.Join(addrs, ",")
+	if wait {
+		u += "&wait=1"
+	}
+	resp, err := http.Get(u)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if !wait {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	return time.Duration(n), err
+}
+
+func drive(sidecarBin, bootstrapBin string, rate int, phase time.Duration, phases, held, conc int) error {
+	fmt.Fprintf(out, "# activator benchmark: %d CPUs, %s, load average at start %s\n", runtime.NumCPU(), runtime.Version(), loadavg())
+	defer func() { fmt.Fprintf(out, "\nload average at the end: %s\n", loadavg()) }()
+	sc, err := start(regexp.MustCompile(`invoke API listening.* addr=(\S+)`), sidecarBin,
+		"--invoke-addr", "127.0.0.1:0", "--runtime-api", "127.0.0.1:0", "--function-name", "fn",
+		"--concurrency", strconv.Itoa(conc), "--timeout", "30s", "--queue-size", "1000", "--log-level", "warn", "--", bootstrapBin)
+	if err != nil {
+		// --log-level warn hides the address line; retry at info.
+		sc, err = start(regexp.MustCompile(`invoke API listening.* addr=(\S+)`), sidecarBin,
+			"--invoke-addr", "127.0.0.1:0", "--runtime-api", "127.0.0.1:0", "--function-name", "fn",
+			"--concurrency", strconv.Itoa(conc), "--timeout", "30s", "--queue-size", "1000", "--", bootstrapBin)
+		if err != nil {
+			return err
+		}
+	}
+	defer sc.stop()
+	scAddr := sc.addr[0]
+	for i := 0; ; i++ {
+		resp, err := http.Get("http://" + scAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if i > 1000 {
+			return fmt.Errorf("sidecar not ready")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	self, _ := os.Executable()
+	act, err := startEnv(os.Getenv("BENCH_ACTIVATOR_ENV"), regexp.MustCompile(`listening (\S+) control (\S+)`), self, "-role", "activator", "-concurrency", strconv.Itoa(conc))
+	if err != nil {
+		return err
+	}
+	defer act.stop()
+	actAddr, control := act.addr[0], act.addr[1]
+	if _, err := setEndpoints(control, "fn", []string{scAddr}, false); err != nil {
+		return err
+	}
+	direct := "http://" + scAddr + "/2015-03-31/functions/fn/invocations"
+	via := "http://" + actAddr + "/2015-03-31/functions/bench.fn/invocations"
+
+	// Warm up both paths.
+	openLoop(direct, rate, 500*time.Millisecond)
+	openLoop(via, rate, 500*time.Millisecond)
+
+	if os.Getenv("BENCH_PAUSE") != "" {
+		fmt.Fprintln(out, "control", control)
+	}
+	// 1. Latency at a fixed rate, alternating phases.
+	if want("latency") {
+		cpu0 := cpuTime(act.cmd.Process.Pid)
+		n := latency(direct, via, rate, phase, phases)
+		cpu := cpuTime(act.cmd.Process.Pid) - cpu0
+		fmt.Fprintf(out, "\nActivator CPU time (user+system, from /proc/<pid>/stat) per request through it: %.0f µs\n", float64(cpu.Microseconds())/float64(n))
+	}
+	if want("throughput") {
+		throughput(direct, via)
+	}
+	if want("ready") {
+		if err := readyToForwarded(actAddr, control, scAddr); err != nil {
+			return err
+		}
+	}
+	if want("memory") {
+		return memory(actAddr, control, held)
+	}
+	return nil
+}
+
+func latency(direct, via string, rate int, phase time.Duration, phases int) int {
+	var ld, la []time.Duration
+	var ed, ea int
+	for i := 0; i < phases; i++ {
+		l, e := openLoop(direct, rate, phase)
+		ld, ed = append(ld, l...), ed+e
+		l, e = openLoop(via, rate, phase)
+		la, ea = append(la, l...), ea+e
+	}
+	slices.Sort(ld)
+	slices.Sort(la)
+	fmt.Fprintf(out, "\n### Latency at %d requests/s (open loop, %d alternating phases of %v per path, Invoke API, %d-byte event)\n\n", rate, phases, phase, len(`{"hello":"bench"}`))
+	fmt.Fprintln(out, "| path | requests | errors | p50 | p95 | p99 |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|")
+	fmt.Fprintf(out, "| sidecar directly | %d | %d | %s | %s | %s |\n", len(ld), ed, ms(pct(ld, .5)), ms(pct(ld, .95)), ms(pct(ld, .99)))
+	fmt.Fprintf(out, "| through the activator | %d | %d | %s | %s | %s |\n", len(la), ea, ms(pct(la, .5)), ms(pct(la, .95)), ms(pct(la, .99)))
+	fmt.Fprintf(out, "| **added by the activator** | | | %s | %s | %s |\n", ms(pct(la, .5)-pct(ld, .5)), ms(pct(la, .95)-pct(ld, .95)), ms(pct(la, .99)-pct(ld, .99)))
+	result["addedP95ms"] = float64((pct(la, .95) - pct(ld, .95)).Microseconds()) / 1000
+	return len(la) + ea
+
+}
+
+func throughput(direct, via string) {
+	fmt.Fprintf(out, "\n### Throughput limit (closed loop, 64 clients, 3 s each)\n\n")
+	td, e1 := closedLoop(direct, 64, 3*time.Second)
+	ta, e2 := closedLoop(via, 64, 3*time.Second)
+	fmt.Fprintln(out, "| path | requests/s | errors |")
+	fmt.Fprintln(out, "|---|---|---|")
+	fmt.Fprintf(out, "| sidecar directly | %.0f | %d |\n| through the activator | %.0f | %d |\n", td, e1, ta, e2)
+}
+
+func readyToForwarded(actAddr, control, scAddr string) error {
+
+	// 3. Ready -> forwarded: hold 100 requests at zero, then publish the
+	// endpoint; the activator times the update to the first forward.
+	fmt.Fprintf(out, "\n### From an endpoint turning ready to the first held request forwarded (100 held, 20 rounds)\n\n")
+	var rf []time.Duration
+	var e2e []time.Duration
+	for round := 0; round < 20; round++ {
+		fn := fmt.Sprintf("cold%d", round)
+		var wg sync.WaitGroup
+		for i := 0; i < 100; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _ = invoke("http://" + actAddr + "/2015-03-31/functions/bench." + fn + "/invocations")
+			}()
+		}
+		for {
+			s, err := getStats(control, fn, false)
+			if err != nil {
+				return err
+			}
+			if s.Queued == 100 {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		t0 := time.Now()
+		d, err := setEndpoints(control, fn, []string{scAddr}, true)
+		if err != nil {
+			return err
+		}
+		e2e = append(e2e, time.Since(t0))
+		rf = append(rf, d)
+		wg.Wait()
+	}
+	slices.Sort(rf)
+	slices.Sort(e2e)
+	fmt.Fprintln(out, "| measure | median | max |")
+	fmt.Fprintln(out, "|---|---|---|")
+	fmt.Fprintf(out, "| endpoint update -> first held request sent to the pod (inside the activator) | %s | %s |\n", ms(pct(rf, .5)), ms(rf[len(rf)-1]))
+	result["readyMaxMs"] = float64(rf[len(rf)-1].Microseconds()) / 1000
+	fmt.Fprintf(out, "| control call round trip incl. the above (upper bound) | %s | %s |\n", ms(pct(e2e, .5)), ms(e2e[len(e2e)-1]))
+	return nil
+}
+
+func memory(actAddr, control string, held int) error {
+
+	// 4. Memory per held request.
+	fmt.Fprintf(out, "\n### Memory per request held at zero (%d held, HTTP/1.1, one connection each)\n\n", held)
+	before, err := getStats(control, "held", true)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	holdClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: -1, DisableKeepAlives: true, DisableCompression: true}}
+	var hw sync.WaitGroup
+	var holdErrs atomic.Int32
+	for i := 0; i < held; i++ {
+		hw.Add(1)
+		go func() {
+			defer hw.Done()
+			req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+actAddr+"/2015-03-31/functions/bench.held/invocations", strings.NewReader(`{"hello":"bench"}`))
+			resp, err := holdClient.Do(req)
+			if err != nil {
+				if ctx.Err() == nil {
+					holdErrs.Add(1)
+				}
+				return
+			}
+			resp.Body.Close()
+		}()
+		if i%500 == 499 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	var after stats
+	for i := 0; ; i++ {
+		after, err = getStats(control, "held", false)
+		if err != nil {
+			cancel()
+			return err
+		}
+		if after.Queued >= held || i > 3000 || int(holdErrs.Load())+after.Queued >= held {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	after, _ = getStats(control, "held", true)
+	if os.Getenv("BENCH_PAUSE") != "" {
+		fmt.Fprintln(os.Stderr, "holding for 15s (BENCH_PAUSE)")
+		time.Sleep(15 * time.Second)
+	}
+	cancel()
+	hw.Wait()
+	n := float64(after.Queued)
+	if n == 0 {
+		return fmt.Errorf("no request was held (%d errors)", holdErrs.Load())
+	}
+	kib := func(a, b uint64) string { return fmt.Sprintf("%.1f KiB", (float64(a)-float64(b))/n/1024) }
+	fmt.Fprintf(out, "held: %d (client errors %d), goroutines %d -> %d\n\n", after.Queued, holdErrs.Load(), before.Goroutines, after.Goroutines)
+	fmt.Fprintln(out, "| measure | before | with requests held | per held request |")
+	fmt.Fprintln(out, "|---|---|---|---|")
+	fmt.Fprintf(out, "| Go heap in use | %.1f MiB | %.1f MiB | %s |\n", mib(before.HeapInuse), mib(after.HeapInuse), kib(after.HeapInuse, before.HeapInuse))
+	fmt.Fprintf(out, "| goroutine stacks | %.1f MiB | %.1f MiB | %s |\n", mib(before.StackInuse), mib(after.StackInuse), kib(after.StackInuse, before.StackInuse))
+	fmt.Fprintf(out, "| heap + stacks | | | %s |\n", kib(after.HeapInuse+after.StackInuse, before.HeapInuse+before.StackInuse))
+	result["heldKiB"] = (float64(after.HeapInuse+after.StackInuse) - float64(before.HeapInuse+before.StackInuse)) / n / 1024
+	fmt.Fprintf(out, "| process RSS | %.1f MiB | %.1f MiB | %s |\n", mib(before.RSS), mib(after.RSS), kib(after.RSS, before.RSS))
+	return nil
+}
+
+// cpuTime is a process's user+system CPU time.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+const docIntro = `Command: ` + "`make bench-activator`" + ` (builds the runtime sidecar, an aws-lambda-go echo
+bootstrap and ` + "`activator/bench`" + `, runs it, and rewrites this section).
+
+Setup, all on this machine in one run: a real runtime sidecar (` + "`runtime-sidecar/cmd`" + `,
+4 bootstraps) running a real aws-lambda-go echo function
+(` + "`activator/integration/testdata/bootstrap`" + `); the activator as its own process
+serving its real request chain (` + "`activator/handler`" + ` with the production metrics,
+over ` + "`activator/queue`" + ` and ` + "`activator/proxy`" + `). Its endpoints come from a control
+port instead of the EndpointSlice informer, which isolates the activator's own
+cost from the API server's watch latency (the informer path is exercised by
+the envtest integration tests, not timed here). Clients call the Lambda Invoke
+API (` + "`POST /2015-03-31/functions/{name}/invocations`" + `) over keep-alive HTTP/1.1,
+either on the sidecar directly or through the activator; the latency phases
+alternate between the two so that both see the same background load. The
+load generator shares the 2 CPUs with the three processes under test (and
+with whatever else runs on the machine: the load average is printed).
+
+`
+
+func writeDoc(path string, rate, held int) error {
+	var b strings.Builder
+	b.WriteString("## Activator\n\n")
+	b.WriteString(docIntro)
+	b.WriteString(strings.TrimSpace(strings.Replace(report.String(), "# activator benchmark:", "Run:", 1)))
+	b.WriteString("\n\nTargets in this run:\n\n")
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	if v, ok := result["addedP95ms"]; ok {
+		fmt.Fprintf(&b, "- added latency at p95 at %d requests/s: %.3f ms (target <= 0.5 ms: %s).\n", rate, v, verdict(v <= 0.5))
+	}
+	if v, ok := result["heldKiB"]; ok {
+		fmt.Fprintf(&b, "- memory per held request (Go heap + stacks, %d held): %.1f KiB (target < 10 KiB: %s).\n", held, v, verdict(v < 10))
+	}
+	if v, ok := result["readyMaxMs"]; ok {
+		fmt.Fprintf(&b, "- endpoint ready -> first held request forwarded, worst of 20 rounds inside the activator: %.3f ms (target < 5 ms: %s; the control round trip above is an upper bound that adds a loopback HTTP call).\n", v, verdict(v < 5))
+	}
+	b.WriteString(docCauses)
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	doc := string(old)
+	section := b.String()
+	if i := strings.Index(doc, "\n## Activator\n"); i >= 0 || strings.HasPrefix(doc, "## Activator\n") {
+		start := i + 1
+		if i < 0 {
+			start = 0
+		}
+		end := len(doc)
+		if j := strings.Index(doc[start+1:], "\n## "); j >= 0 {
+			end = start + 1 + j + 1
+		}
+		doc = doc[:start] + section + "\n" + doc[end:]
+	} else {
+		if doc == "" {
+			doc = "# Benchmarks\n"
+		}
+		doc = strings.TrimRight(doc, "\n") + "\n\n" + section
+	}
+	return os.WriteFile(path, []byte(strings.TrimRight(doc, "\n")+"\n"), 0o644)
+}
+
+const docCauses = `
+Where the numbers come from, and the causes of any gap:
+
+- Added latency. The activator adds one more HTTP/1.1 hop on loopback (read
+  the request, write it to the pod, read the answer, write it back) and one
+  more process that must be scheduled; its CPU cost per request is printed
+  above. The proxy writes and reads the pod's connection from the request's
+  own goroutine (no net/http Transport hand-offs), pools keep-alive
+  connections and copy buffers. On an idle 2-CPU machine the added p50 is a
+  few hundred microseconds; the p95/p99 gap grows with the machine's load,
+  because every extra process wake-up waits for a CPU that the load
+  generator, the sidecar, the bootstrap and other work also want.
+- Memory per held request. A held request is a net/http server connection:
+  its 4 KiB read and 4 KiB write buffers, the 2 KiB response buffer, the
+  parsed request, the handler goroutine's stack and the goroutine net/http
+  runs to notice a client that goes away, plus the activator's own state
+  (about 1 KiB: the queue entry, the payload, contexts). The net/http part
+  is most of it and is fixed by net/http; getting under 10 KiB would need a
+  hijacked, goroutine-free parking of held connections. The queue bound
+  (-max-queue per function) caps the total.
+- Ready to forwarded. The pool hands the freed or new slots to the oldest
+  waiters inside the endpoint update itself (no polling), so the first held
+  request leaves within microseconds; in a cluster add the EndpointSlice
+  watch latency (API server to informer), typically a few milliseconds.
+`

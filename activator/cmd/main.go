@@ -1,0 +1,128 @@
+// Command activator is lambdapod's HTTP entry point: it routes requests to
+// functions, holds them while a function scales from zero, balances them by
+// free concurrency, enforces timeouts and speaks the Lambda Invoke API.
+//
+// Every flag has an environment variable fallback (ACTIVATOR_ + the flag's
+// name in upper case with '-' as '_'); a flag given on the command line wins.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/lambdapod/lambdapod/activator/server"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "activator:", err)
+		os.Exit(1)
+	}
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv("ACTIVATOR_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))); ok {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v := env(name, ""); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+		fmt.Fprintf(os.Stderr, "activator: ignoring bad duration %s=%q\n", name, v)
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if v := env(name, ""); v != "" {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+		fmt.Fprintf(os.Stderr, "activator: ignoring bad number %s=%q\n", name, v)
+	}
+	return def
+}
+
+func run() error {
+	hostname, _ := os.Hostname()
+	if p := os.Getenv("POD_NAME"); p != "" {
+		hostname = p
+	}
+	var (
+		cfg        server.Config
+		kubeconfig string
+		logLevel   string
+		overflow   int
+		podPort    int
+	)
+	fs := flag.CommandLine
+	fs.StringVar(&cfg.Listen, "listen", env("listen", ":8080"), "address of the request listener (HTTP routes and the Lambda Invoke API)")
+	fs.StringVar(&cfg.AdminListen, "admin-listen", env("admin-listen", ":9090"), "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&cfg.Handler.Route.Domain, "domain", env("domain", ""), "enables host routing {function}.{namespace}.<domain> (path routing /{namespace}/{function}/ always works)")
+	fs.StringVar(&cfg.Handler.Route.DefaultNamespace, "default-namespace", env("default-namespace", "default"), "namespace of Invoke API function names without a namespace")
+	fs.IntVar(&cfg.MaxQueue, "max-queue", envInt("max-queue", 1000), "requests held per function while it has no free pod slot; more are refused (see -overflow-status)")
+	fs.DurationVar(&cfg.Handler.ActivationTimeout, "activation-timeout", envDuration("activation-timeout", 2*time.Minute), "longest a request waits for a free slot on a ready pod (cold start included); then 504")
+	fs.DurationVar(&cfg.Handler.TimeoutGrace, "timeout-grace", envDuration("timeout-grace", time.Second), "added to a function's timeout before the activator stops waiting for its pod")
+	fs.IntVar(&overflow, "overflow-status", envInt("overflow-status", http.StatusTooManyRequests), "status of a request refused because its function's queue is full: 429 (with Retry-After) or 503")
+	fs.DurationVar(&cfg.Handler.RetryAfter, "retry-after", envDuration("retry-after", time.Second), "Retry-After of overflow answers (rounded up to whole seconds)")
+	fs.StringVar(&cfg.Handler.Region, "region", env("region", "us-east-1"), "region in the ARNs of Invoke API error messages")
+	fs.StringVar(&cfg.Handler.AccountID, "account-id", env("account-id", "000000000000"), "account in the ARNs of Invoke API error messages")
+	fs.StringVar(&cfg.AutoscalerURL, "autoscaler-url", env("autoscaler-url", ""), "the autoscaler's stats endpoint, e.g. http://lambdapod-manager-autoscaler.lambdapod-system.svc:8083/v1/stats (empty: no reports)")
+	fs.DurationVar(&cfg.ReportInterval, "report-interval", envDuration("report-interval", time.Second), "interval of concurrency reports to the autoscaler")
+	fs.DurationVar(&cfg.DrainDelay, "drain-delay", envDuration("drain-delay", 5*time.Second), "how long /readyz fails before the listener closes at a stop")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", envDuration("shutdown-timeout", 15*time.Minute+30*time.Second), "longest wait for in-flight requests at a stop")
+	fs.StringVar(&cfg.EndpointSliceSelector, "endpointslice-selector", env("endpointslice-selector", server.DefaultEndpointSliceSelector), "label selector of the EndpointSlices of functions' Services")
+	fs.StringVar(&cfg.Namespace, "namespace", env("namespace", ""), "watch only this namespace (default: all)")
+	fs.IntVar(&podPort, "pod-port", envInt("pod-port", 8080), "sidecar port used when a slice has no port named http")
+	fs.StringVar(&cfg.ActivatorID, "id", env("id", hostname), "this activator's name in autoscaler reports (POD_NAME by default)")
+	fs.StringVar(&kubeconfig, "kubeconfig", env("kubeconfig", os.Getenv("KUBECONFIG")), "kubeconfig file (default: in-cluster)")
+	fs.StringVar(&logLevel, "log-level", env("log-level", "info"), "debug, info, warn or error")
+	flag.Parse()
+
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	slog.SetDefault(cfg.Logger)
+	if overflow != http.StatusTooManyRequests && overflow != http.StatusServiceUnavailable {
+		return fmt.Errorf("-overflow-status must be 429 or 503, not %d", overflow)
+	}
+	cfg.Handler.OverflowStatus = overflow
+	cfg.PodPort = int32(podPort)
+
+	var rc *rest.Config
+	var err error
+	if kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return fmt.Errorf("kubernetes client config: %w", err)
+	}
+	rc.UserAgent = "lambdapod-activator"
+	a, err := server.New(cfg, rc)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return a.Run(ctx)
+}

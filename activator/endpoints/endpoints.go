@@ -1,0 +1,143 @@
+// Package endpoints turns EndpointSlice events into the ready pod addresses
+// of each function, pushed to a sink as they change (no per-request API
+// call, no kube-proxy).
+//
+// A function's Service is named after the function, so its slices carry
+// kubernetes.io/service-name=<function>. The endpointslice controller copies
+// the Service's labels to its slices, so the informer only lists slices
+// labelled app.kubernetes.io/managed-by=lambdapod.
+//
+// An endpoint is in rotation while ready is not false, serving is not false
+// and terminating is not true: a pod leaves the rotation as soon as it
+// starts terminating, while it still finishes the requests it has.
+package endpoints
+
+import (
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/lambdapod/lambdapod/activator/queue"
+)
+
+// PortName is the name of the Service port of a function's invoke endpoint.
+const PortName = "http"
+
+// Sink receives a function's ready addresses (host:port) on every change.
+type Sink interface {
+	SetEndpoints(k queue.Key, addrs []string)
+}
+
+// Tracker aggregates the slices of each function.
+type Tracker struct {
+	// DefaultPort is used when a slice has no port named "http".
+	DefaultPort int32
+	Sink        Sink
+
+	mu     sync.Mutex
+	slices map[string]sliceInfo   // namespace/slice name -> info
+	byFn   map[queue.Key][]string // function -> slice keys
+	last   map[queue.Key][]string // last addresses pushed
+}
+
+type sliceInfo struct {
+	fn    queue.Key
+	addrs []string
+}
+
+// NewTracker returns a tracker that pushes to sink.
+func NewTracker(sink Sink, defaultPort int32) *Tracker {
+	return &Tracker{Sink: sink, DefaultPort: defaultPort,
+		slices: map[string]sliceInfo{}, byFn: map[queue.Key][]string{}, last: map[queue.Key][]string{}}
+}
+
+// Upsert records a slice (added or updated).
+func (t *Tracker) Upsert(s *discoveryv1.EndpointSlice) {
+	svc := s.Labels[discoveryv1.LabelServiceName]
+	if svc == "" {
+		return
+	}
+	k := queue.Key{Namespace: s.Namespace, Name: svc}
+	info := sliceInfo{fn: k, addrs: ReadyAddrs(s, t.DefaultPort)}
+	sk := s.Namespace + "/" + s.Name
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old, ok := t.slices[sk]; ok && old.fn != k {
+		t.removeLocked(sk, old.fn)
+	}
+	if _, ok := t.slices[sk]; !ok {
+		t.byFn[k] = append(t.byFn[k], sk)
+	}
+	t.slices[sk] = info
+	t.pushLocked(k)
+}
+
+// Delete forgets a slice.
+func (t *Tracker) Delete(s *discoveryv1.EndpointSlice) {
+	sk := s.Namespace + "/" + s.Name
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old, ok := t.slices[sk]
+	if !ok {
+		return
+	}
+	t.removeLocked(sk, old.fn)
+	t.pushLocked(old.fn)
+}
+
+func (t *Tracker) removeLocked(sk string, k queue.Key) {
+	delete(t.slices, sk)
+	t.byFn[k] = slices.DeleteFunc(t.byFn[k], func(s string) bool { return s == sk })
+	if len(t.byFn[k]) == 0 {
+		delete(t.byFn, k)
+	}
+}
+
+func (t *Tracker) pushLocked(k queue.Key) {
+	var addrs []string
+	for _, sk := range t.byFn[k] {
+		addrs = append(addrs, t.slices[sk].addrs...)
+	}
+	slices.Sort(addrs)
+	addrs = slices.Compact(addrs)
+	if prev, ok := t.last[k]; ok && slices.Equal(prev, addrs) {
+		return
+	}
+	if len(addrs) == 0 {
+		delete(t.last, k)
+	} else {
+		t.last[k] = addrs
+	}
+	t.Sink.SetEndpoints(k, addrs)
+}
+
+// ReadyAddrs returns host:port of the endpoints of s that take requests.
+func ReadyAddrs(s *discoveryv1.EndpointSlice, defaultPort int32) []string {
+	port := defaultPort
+	found := false
+	for _, p := range s.Ports {
+		if p.Port != nil && p.Name != nil && *p.Name == PortName {
+			port, found = *p.Port, true
+			break
+		}
+	}
+	if !found && len(s.Ports) == 1 && s.Ports[0].Port != nil {
+		port = *s.Ports[0].Port
+	}
+	ps := strconv.Itoa(int(port))
+	var out []string
+	for _, e := range s.Endpoints {
+		c := e.Conditions
+		if (c.Ready != nil && !*c.Ready) || (c.Serving != nil && !*c.Serving) || (c.Terminating != nil && *c.Terminating) {
+			continue
+		}
+		if len(e.Addresses) == 0 {
+			continue
+		}
+		out = append(out, net.JoinHostPort(e.Addresses[0], ps))
+	}
+	return out
+}

@@ -1,0 +1,81 @@
+// Package functions keeps what the activator needs of every Function
+// (existence, timeout, concurrency, event format), fed by an informer, so
+// that requests never call the API server.
+package functions
+
+import (
+	"sync"
+	"time"
+
+	"github.com/lambdapod/lambdapod/activator/event"
+	"github.com/lambdapod/lambdapod/activator/handler"
+	"github.com/lambdapod/lambdapod/activator/queue"
+	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
+)
+
+// Defaults of the Function API, for objects that bypassed defaulting.
+const (
+	DefaultTimeout     = 30 * time.Second
+	DefaultConcurrency = 1
+)
+
+// Store maps namespace/name to the function's configuration.
+type Store struct {
+	mu  sync.RWMutex
+	fns map[queue.Key]handler.Function
+	// OnChange, if set, is called after a function was added or updated.
+	OnChange func(queue.Key, handler.Function)
+}
+
+// NewStore returns an empty store.
+func NewStore() *Store { return &Store{fns: map[queue.Key]handler.Function{}} }
+
+// Config returns the activator's view of f.
+func Config(f *lambdapodv1alpha1.Function) handler.Function {
+	c := handler.Function{Timeout: DefaultTimeout, Concurrency: DefaultConcurrency, EventFormat: event.HTTPAPIv2}
+	if t := f.Spec.Runtime.Timeout; t != nil && t.Duration > 0 {
+		c.Timeout = t.Duration
+	}
+	if n := f.Spec.Runtime.Concurrency; n > 0 {
+		c.Concurrency = int(n)
+	}
+	if ef := f.Spec.HTTP.EventFormat; ef != "" {
+		c.EventFormat = event.Format(ef)
+	}
+	return c
+}
+
+// Upsert records a function.
+func (s *Store) Upsert(f *lambdapodv1alpha1.Function) {
+	k := queue.Key{Namespace: f.Namespace, Name: f.Name}
+	c := Config(f)
+	s.mu.Lock()
+	s.fns[k] = c
+	s.mu.Unlock()
+	if s.OnChange != nil {
+		s.OnChange(k, c)
+	}
+}
+
+// Delete forgets a function.
+func (s *Store) Delete(namespace, name string) {
+	s.mu.Lock()
+	delete(s.fns, queue.Key{Namespace: namespace, Name: name})
+	s.mu.Unlock()
+}
+
+// Lookup implements handler.Functions.
+func (s *Store) Lookup(namespace, name string) (handler.Function, bool) {
+	s.mu.RLock()
+	c, ok := s.fns[queue.Key{Namespace: namespace, Name: name}]
+	s.mu.RUnlock()
+	return c, ok
+}
+
+// Concurrency returns a function's per-pod concurrency (1 if unknown).
+func (s *Store) Concurrency(k queue.Key) int {
+	if c, ok := s.Lookup(k.Namespace, k.Name); ok {
+		return c.Concurrency
+	}
+	return DefaultConcurrency
+}

@@ -1,0 +1,41 @@
+package functions
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/lambdapod/lambdapod/activator/event"
+	"github.com/lambdapod/lambdapod/activator/handler"
+	"github.com/lambdapod/lambdapod/activator/queue"
+	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
+)
+
+func TestStore(t *testing.T) {
+	s := NewStore()
+	var changed []queue.Key
+	s.OnChange = func(k queue.Key, _ handler.Function) { changed = append(changed, k) }
+	f := &lambdapodv1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a"}}
+	s.Upsert(f)
+	got, ok := s.Lookup("ns", "a")
+	want := handler.Function{Timeout: 30 * time.Second, Concurrency: 1, EventFormat: event.HTTPAPIv2}
+	if !ok || got != want {
+		t.Fatalf("defaults: %+v %v", got, ok)
+	}
+	f.Spec.Runtime.Timeout = &metav1.Duration{Duration: 3 * time.Second}
+	f.Spec.Runtime.Concurrency = 8
+	f.Spec.HTTP.EventFormat = lambdapodv1alpha1.EventFormatALB
+	s.Upsert(f)
+	got, _ = s.Lookup("ns", "a")
+	if got != (handler.Function{Timeout: 3 * time.Second, Concurrency: 8, EventFormat: event.ALB}) || s.Concurrency(queue.Key{Namespace: "ns", Name: "a"}) != 8 {
+		t.Fatalf("spec: %+v", got)
+	}
+	if len(changed) != 2 {
+		t.Fatalf("OnChange called %d times", len(changed))
+	}
+	s.Delete("ns", "a")
+	if _, ok := s.Lookup("ns", "a"); ok {
+		t.Fatal("deleted function still found")
+	}
+}

@@ -1,0 +1,55 @@
+// Command bootstrap is a real aws-lambda-go function for the activator's
+// integration tests.
+//
+// An API Gateway HTTP API 2.0 event (it has requestContext) gets a 2.0
+// response whose body is "<method> <rawPath> <body>", with headers x-pod
+// (the POD_ID environment variable) and a cookie; ?sleepMs=N sleeps first.
+// Any other event is echoed as {"pod":POD_ID,"event":<event>} after
+// sleeping sleepMs; {"fail":true} returns an error instead.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
+)
+
+func handle(ctx context.Context, raw json.RawMessage) (any, error) {
+	var probe struct {
+		RequestContext json.RawMessage `json:"requestContext"`
+		SleepMs        int             `json:"sleepMs"`
+		Fail           bool            `json:"fail"`
+	}
+	_ = json.Unmarshal(raw, &probe)
+	if len(probe.RequestContext) > 0 {
+		var ev events.APIGatewayV2HTTPRequest
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			return nil, err
+		}
+		if ms, _ := strconv.Atoi(ev.QueryStringParameters["sleepMs"]); ms > 0 {
+			time.Sleep(time.Duration(ms) * time.Millisecond)
+		}
+		return events.APIGatewayV2HTTPResponse{
+			StatusCode: 200,
+			Headers:    map[string]string{"content-type": "text/plain", "x-pod": os.Getenv("POD_ID")},
+			Cookies:    []string{"seen=1; Path=/"},
+			Body:       fmt.Sprintf("%s %s %s", ev.RequestContext.HTTP.Method, ev.RawPath, ev.Body),
+		}, nil
+	}
+	if probe.SleepMs > 0 {
+		time.Sleep(time.Duration(probe.SleepMs) * time.Millisecond)
+	}
+	if probe.Fail {
+		return nil, errors.New("requested failure")
+	}
+	return map[string]any{"pod": os.Getenv("POD_ID"), "event": raw}, nil
+}
+
+func main() { lambda.Start(handle) }

@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestInvokeReusesConnectionsAndForwardsHeaders(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/2015-03-31/functions/my-fn/invocations" || r.Header.Get("X-Amz-Invocation-Type") != "RequestResponse" ||
+			r.Header.Get("X-Amz-Client-Context") != "e30=" || r.Header.Get("Authorization") != "" || r.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("sidecar got %s %v", r.URL.Path, r.Header)
+		}
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Amzn-RequestId", "rid")
+		_, _ = w.Write(b)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	inv := New()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	h := http.Header{"X-Amz-Client-Context": {"e30="}, "Authorization": {"AWS4-HMAC-SHA256 x"}}
+	for i := 0; i < 5; i++ {
+		resp, err := inv.Invoke(context.Background(), addr, &Request{Function: "my-fn", Payload: []byte(`{"i":1}`), Header: h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != `{"i":1}` || resp.Header.Get("X-Amzn-RequestId") != "rid" {
+			t.Fatalf("got %d %q %v", resp.StatusCode, b, resp.Header)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for 5 sequential invocations, want 1", n)
+	}
+	// The pod closes its idle connections: the next invocation notices and
+	// dials again instead of failing.
+	srv.CloseClientConnections()
+	time.Sleep(20 * time.Millisecond)
+	resp, err := inv.Invoke(context.Background(), addr, &Request{Function: "my-fn", Payload: []byte(`{}`), Header: h})
+	if err != nil {
+		t.Fatalf("after the pod closed idle connections: %v", err)
+	}
+	resp.Body.Close()
+}
+
+func TestInvokeStreamsChunkedResponses(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("first"))
+		w.(http.Flusher).Flush()
+		<-release
+		_, _ = w.Write([]byte("second"))
+	}))
+	defer srv.Close()
+	resp, err := New().Invoke(context.Background(), strings.TrimPrefix(srv.URL, "http://"), &Request{Function: "f", Header: http.Header{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 64)
+	n, _ := resp.Body.Read(buf)
+	if string(buf[:n]) != "first" {
+		t.Fatalf("first chunk %q", buf[:n])
+	}
+	close(release)
+	rest, _ := io.ReadAll(resp.Body)
+	if string(rest) != "second" {
+		t.Fatalf("rest %q", rest)
+	}
+}
+
+func TestInvokeErrors(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	_, err := New().Invoke(context.Background(), addr, &Request{Function: "f", Header: http.Header{}})
+	if !NotDelivered(err) {
+		t.Fatalf("refused connection: %v, want NotDelivered", err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = New().Invoke(ctx, strings.TrimPrefix(srv.URL, "http://"), &Request{Function: "f", Header: http.Header{}})
+	if !errors.Is(err, context.DeadlineExceeded) || NotDelivered(err) || time.Since(start) > time.Second {
+		t.Fatalf("deadline: %v after %v", err, time.Since(start))
+	}
+}

@@ -1,0 +1,435 @@
+// Package queue holds, per function, the ready pods with their free
+// concurrency slots and a bounded FIFO of requests waiting for a slot.
+//
+// A request takes the slot of the least busy ready pod at once, or waits in
+// the queue (bounded; overflow is refused, never buffered) until a slot frees
+// up or a pod turns ready, or until its context ends. Handing slots to
+// waiters is event driven: a release or an endpoint update passes the slot to
+// the oldest waiter inside the same critical section, so a pod that turns
+// ready serves the held requests within microseconds. No polling.
+package queue
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// ErrQueueFull means the function's wait queue is at its bound.
+var ErrQueueFull = errors.New("queue full")
+
+// Pod is one ready endpoint of a function.
+type Pod struct {
+	// Addr is host:port of the pod's invoke endpoint.
+	Addr string
+
+	inflight int
+	removed  bool
+}
+
+// Lease is a slot on a pod; Release it exactly once.
+type Lease struct {
+	Pod *Pod
+	// Waited is how long the request was held before it got the slot.
+	Waited time.Duration
+	// Cold is true when the request found no ready pod at all.
+	Cold bool
+
+	pool *Pool
+	once sync.Once
+}
+
+// Release frees the slot and hands it to the oldest waiter, if any.
+func (l *Lease) Release() {
+	l.once.Do(func() { l.pool.release(l.Pod) })
+}
+
+type waiter struct {
+	ch         chan *Pod // buffered 1: the dispatcher never blocks
+	next, prev *waiter
+}
+
+// Stats is a snapshot of a pool for the autoscaler.
+type Stats struct {
+	// Concurrency is the time-weighted mean of in-flight plus queued
+	// requests since the previous snapshot.
+	Concurrency float64
+	// InFlight and Queued are the counts now.
+	InFlight int
+	Queued   int
+	// Requests is how many requests arrived since the previous snapshot.
+	Requests int64
+	// Pods is the number of ready pods now.
+	Pods int
+}
+
+// Pool is one function's pods and wait queue. The zero value is not usable;
+// use New.
+type Pool struct {
+	mu       sync.Mutex
+	capacity int
+	maxQueue int
+	pods     []*Pod
+	byAddr   map[string]*Pod
+	head     *waiter
+	tail     *waiter
+	queued   int
+	inflight int
+	rr       int
+
+	// for Stats
+	requests  int64
+	integral  float64 // request-seconds since lastSnap
+	lastEvent time.Time
+	lastSnap  time.Time
+
+	// OnCold, if set, is called (outside the lock) when a request starts
+	// waiting while the function has no ready pod.
+	OnCold func()
+	now    func() time.Time
+}
+
+// New returns a pool whose pods take capacity concurrent requests each and
+// whose queue holds at most maxQueue waiting requests.
+func New(capacity, maxQueue int) *Pool {
+	if capacity < 1 {
+		capacity = 1
+	}
+	p := &Pool{capacity: capacity, maxQueue: maxQueue, byAddr: map[string]*Pod{}, now: time.Now}
+	p.lastEvent = p.now()
+	p.lastSnap = p.lastEvent
+	return p
+}
+
+// tick accumulates the concurrency integral; call with mu held before any
+// change of inflight or queued.
+func (p *Pool) tick() {
+	now := p.now()
+	p.integral += float64(p.inflight+p.queued) * now.Sub(p.lastEvent).Seconds()
+	p.lastEvent = now
+}
+
+// Acquire returns a slot on a ready pod, waiting in the queue while there is
+// none. It returns ErrQueueFull when the queue is at its bound, or ctx's
+// error when ctx ends first.
+func (p *Pool) Acquire(ctx context.Context) (*Lease, error) {
+	p.mu.Lock()
+	p.tick()
+	p.requests++
+	if pod := p.pickLocked(); pod != nil {
+		pod.inflight++
+		p.inflight++
+		p.mu.Unlock()
+		return &Lease{Pod: pod, pool: p}, nil
+	}
+	if p.queued >= p.maxQueue {
+		p.mu.Unlock()
+		return nil, ErrQueueFull
+	}
+	w := &waiter{ch: make(chan *Pod, 1)}
+	p.pushLocked(w)
+	cold := len(p.pods) == 0
+	p.mu.Unlock()
+	start := p.now()
+	if cold && p.OnCold != nil {
+		p.OnCold()
+	}
+	select {
+	case pod := <-w.ch:
+		return &Lease{Pod: pod, pool: p, Waited: p.now().Sub(start), Cold: cold}, nil
+	case <-ctx.Done():
+		p.mu.Lock()
+		if w.ch != nil && p.unlinkLocked(w) {
+			p.tick()
+			p.queued--
+			p.mu.Unlock()
+			return nil, ctx.Err()
+		}
+		p.mu.Unlock()
+		// A slot was handed over as the context ended: give it back.
+		pod := <-w.ch
+		p.release(pod)
+		return nil, ctx.Err()
+	}
+}
+
+// pickLocked returns the ready pod with the most free slots, or nil.
+func (p *Pool) pickLocked() *Pod {
+	var best *Pod
+	n := len(p.pods)
+	for i := 0; i < n; i++ {
+		pod := p.pods[(p.rr+i)%n]
+		if pod.inflight >= p.capacity {
+			continue
+		}
+		if best == nil || pod.inflight < best.inflight {
+			best = pod
+			if pod.inflight == 0 {
+				break
+			}
+		}
+	}
+	if n > 0 {
+		p.rr = (p.rr + 1) % n
+	}
+	return best
+}
+
+func (p *Pool) pushLocked(w *waiter) {
+	p.tick()
+	p.queued++
+	if p.tail == nil {
+		p.head, p.tail = w, w
+		return
+	}
+	w.prev = p.tail
+	p.tail.next = w
+	p.tail = w
+}
+
+// unlinkLocked removes w from the queue; false if it was not queued.
+func (p *Pool) unlinkLocked(w *waiter) bool {
+	if w.prev == nil && p.head != w {
+		return false
+	}
+	if w.prev != nil {
+		w.prev.next = w.next
+	} else {
+		p.head = w.next
+	}
+	if w.next != nil {
+		w.next.prev = w.prev
+	} else {
+		p.tail = w.prev
+	}
+	w.next, w.prev = nil, nil
+	return true
+}
+
+// dispatchLocked hands free slots to waiters, oldest first.
+func (p *Pool) dispatchLocked() {
+	for p.head != nil {
+		pod := p.pickLocked()
+		if pod == nil {
+			return
+		}
+		w := p.head
+		p.unlinkLocked(w)
+		p.tick()
+		p.queued--
+		pod.inflight++
+		p.inflight++
+		w.ch <- pod
+	}
+}
+
+func (p *Pool) release(pod *Pod) {
+	p.mu.Lock()
+	p.tick()
+	pod.inflight--
+	p.inflight--
+	if !pod.removed {
+		p.dispatchLocked()
+	}
+	p.mu.Unlock()
+}
+
+// SetEndpoints replaces the ready pods. Pods that left keep their in-flight
+// requests until these finish but get no new ones.
+func (p *Pool) SetEndpoints(addrs []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	keep := make(map[string]bool, len(addrs))
+	pods := make([]*Pod, 0, len(addrs))
+	for _, a := range addrs {
+		if keep[a] {
+			continue
+		}
+		keep[a] = true
+		pod := p.byAddr[a]
+		if pod == nil {
+			pod = &Pod{Addr: a}
+			p.byAddr[a] = pod
+		}
+		pods = append(pods, pod)
+	}
+	for a, pod := range p.byAddr {
+		if !keep[a] {
+			pod.removed = true
+			delete(p.byAddr, a)
+		}
+	}
+	p.pods = pods
+	p.dispatchLocked()
+}
+
+// SetCapacity sets the concurrent requests one pod takes.
+func (p *Pool) SetCapacity(n int) {
+	if n < 1 {
+		n = 1
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.capacity = n
+	p.dispatchLocked()
+}
+
+// SetMaxQueue sets the queue's bound; waiting requests stay.
+func (p *Pool) SetMaxQueue(n int) {
+	p.mu.Lock()
+	p.maxQueue = n
+	p.mu.Unlock()
+}
+
+// Ready returns the number of ready pods.
+func (p *Pool) Ready() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.pods)
+}
+
+// Snapshot returns the stats since the previous snapshot and starts a new
+// period.
+func (p *Pool) Snapshot() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.tick()
+	s := Stats{InFlight: p.inflight, Queued: p.queued, Requests: p.requests, Pods: len(p.pods)}
+	if d := p.lastEvent.Sub(p.lastSnap).Seconds(); d > 0 {
+		s.Concurrency = p.integral / d
+	} else {
+		s.Concurrency = float64(p.inflight + p.queued)
+	}
+	p.integral = 0
+	p.requests = 0
+	p.lastSnap = p.lastEvent
+	return s
+}
+
+// Idle reports whether the pool has no request in flight or waiting.
+func (p *Pool) Idle() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inflight == 0 && p.queued == 0
+}
+
+// Key names a function: namespace and name.
+type Key struct{ Namespace, Name string }
+
+func (k Key) String() string { return k.Namespace + "/" + k.Name }
+
+// Registry holds one Pool per function, created on first use.
+type Registry struct {
+	mu       sync.RWMutex
+	pools    map[Key]*Pool
+	maxQueue int
+	// OnCold is called with the function's key when one of its requests
+	// starts waiting at zero ready pods.
+	OnCold func(Key)
+	// Capacity returns a function's per-pod concurrency for a new pool.
+	Capacity func(Key) int
+}
+
+// NewRegistry returns a registry whose pools queue at most maxQueue requests.
+func NewRegistry(maxQueue int) *Registry {
+	return &Registry{pools: map[Key]*Pool{}, maxQueue: maxQueue}
+}
+
+// Get returns the function's pool, creating it.
+func (r *Registry) Get(k Key) *Pool {
+	r.mu.RLock()
+	p := r.pools[k]
+	r.mu.RUnlock()
+	if p != nil {
+		return p
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p = r.pools[k]; p != nil {
+		return p
+	}
+	c := 1
+	if r.Capacity != nil {
+		c = r.Capacity(k)
+	}
+	p = New(c, r.maxQueue)
+	if r.OnCold != nil {
+		onCold := r.OnCold
+		p.OnCold = func() { onCold(k) }
+	}
+	r.pools[k] = p
+	return p
+}
+
+// Lookup returns the function's pool or nil.
+func (r *Registry) Lookup(k Key) *Pool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.pools[k]
+}
+
+// Each calls f for every pool.
+func (r *Registry) Each(f func(Key, *Pool)) {
+	r.mu.RLock()
+	keys := make([]Key, 0, len(r.pools))
+	pools := make([]*Pool, 0, len(r.pools))
+	for k, p := range r.pools {
+		keys = append(keys, k)
+		pools = append(pools, p)
+	}
+	r.mu.RUnlock()
+	for i := range keys {
+		f(keys[i], pools[i])
+	}
+}
+
+// Delete forgets a function's pool when it has no request left.
+func (r *Registry) Delete(k Key) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p := r.pools[k]; p != nil && p.Idle() && p.Ready() == 0 {
+		delete(r.pools, k)
+	}
+}
+
+// Counts returns the in-flight and queued requests and the ready pods now.
+func (p *Pool) Counts() (inflight, queued, pods int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inflight, p.queued, len(p.pods)
+}
+
+// MaxQueue returns the bound of every pool's queue.
+func (r *Registry) MaxQueue() int { return r.maxQueue }
+
+// SetEndpoints sets a function's ready pod addresses.
+func (r *Registry) SetEndpoints(k Key, addrs []string) {
+	if len(addrs) == 0 && r.Lookup(k) == nil {
+		return
+	}
+	r.Get(k).SetEndpoints(addrs)
+}
+
+// SetCapacity sets a function's per-pod concurrency, if it has a pool.
+func (r *Registry) SetCapacity(k Key, n int) {
+	if p := r.Lookup(k); p != nil {
+		p.SetCapacity(n)
+	}
+}
+
+// Full reports whether a request arriving now would be refused: no free
+// slot on any ready pod and the queue at its bound.
+func (p *Pool) Full() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.queued < p.maxQueue {
+		return false
+	}
+	for _, pod := range p.pods {
+		if pod.inflight < p.capacity {
+			return false
+		}
+	}
+	return true
+}

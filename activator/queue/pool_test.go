@@ -1,0 +1,190 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestAcquireTakesLeastBusyPodWithinCapacity(t *testing.T) {
+	p := New(2, 10)
+	p.SetEndpoints([]string{"a:1", "b:1"})
+	ctx := context.Background()
+	var leases []*Lease
+	count := map[string]int{}
+	for i := 0; i < 4; i++ {
+		l, err := p.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Waited != 0 || l.Cold {
+			t.Fatalf("lease %d waited %v cold %v, want neither", i, l.Waited, l.Cold)
+		}
+		leases = append(leases, l)
+		count[l.Pod.Addr]++
+	}
+	if count["a:1"] != 2 || count["b:1"] != 2 {
+		t.Fatalf("spread %v, want 2 on each pod", count)
+	}
+	// Both pods are at capacity: the next request waits.
+	ctx2, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel()
+	if _, err := p.Acquire(ctx2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("acquire on full pods: %v, want deadline exceeded", err)
+	}
+	if in, q, _ := p.Counts(); in != 4 || q != 0 {
+		t.Fatalf("in-flight %d queued %d after a timed-out wait, want 4 and 0", in, q)
+	}
+	for _, l := range leases {
+		l.Release()
+		l.Release() // idempotent
+	}
+	if in, _, _ := p.Counts(); in != 0 {
+		t.Fatalf("in-flight %d after releases", in)
+	}
+}
+
+func TestHeldRequestsDrainInOrderWhenAPodTurnsReady(t *testing.T) {
+	p := New(1, 100)
+	var colds atomic.Int32
+	p.OnCold = func() { colds.Add(1) }
+	const n = 50
+	got := make(chan *Lease, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			l, err := p.Acquire(context.Background())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got <- l
+		}()
+	}
+	waitFor(t, func() bool { _, q, _ := p.Counts(); return q == n })
+	if colds.Load() != n {
+		t.Fatalf("OnCold called %d times, want %d", colds.Load(), n)
+	}
+	ready := time.Now()
+	p.SetEndpoints([]string{"10.0.0.1:8080"})
+	// Concurrency 1: one request at a time reaches the pod.
+	for i := 0; i < n; i++ {
+		select {
+		case l := <-got:
+			if i == 0 {
+				if d := time.Since(ready); d > 5*time.Millisecond {
+					t.Errorf("first held request got its pod %v after ready", d)
+				}
+			}
+			if !l.Cold || l.Pod.Addr != "10.0.0.1:8080" {
+				t.Fatalf("lease %+v, want cold on 10.0.0.1:8080", l)
+			}
+			select {
+			case <-got:
+				t.Fatal("two requests in flight on a pod of concurrency 1")
+			case <-time.After(time.Millisecond):
+			}
+			l.Release()
+		case <-time.After(2 * time.Second):
+			t.Fatalf("request %d never got the pod", i)
+		}
+	}
+}
+
+func TestQueueBoundRefusesOverflow(t *testing.T) {
+	p := New(1, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, _ = p.Acquire(ctx) }()
+	}
+	waitFor(t, func() bool { _, q, _ := p.Counts(); return q == 2 })
+	if _, err := p.Acquire(ctx); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("third waiter: %v, want ErrQueueFull", err)
+	}
+	cancel()
+	wg.Wait()
+	if _, q, _ := p.Counts(); q != 0 {
+		t.Fatalf("queued %d after cancel", q)
+	}
+}
+
+func TestRemovedPodFinishesInFlightButTakesNoMore(t *testing.T) {
+	p := New(1, 10)
+	p.SetEndpoints([]string{"old:1"})
+	l, err := p.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pod starts terminating; a new one is ready.
+	p.SetEndpoints([]string{"new:1"})
+	l2, err := p.Acquire(context.Background())
+	if err != nil || l2.Pod.Addr != "new:1" {
+		t.Fatalf("after the swap got %v %v, want new:1", l2, err)
+	}
+	l.Release() // the old pod's request completes
+	l2.Release()
+	l3, _ := p.Acquire(context.Background())
+	if l3.Pod.Addr != "new:1" {
+		t.Fatalf("a released slot of a removed pod was reused: %s", l3.Pod.Addr)
+	}
+	l3.Release()
+	if in, _, pods := p.Counts(); in != 0 || pods != 1 {
+		t.Fatalf("in-flight %d pods %d", in, pods)
+	}
+}
+
+func TestSnapshotReportsTimeWeightedConcurrency(t *testing.T) {
+	now := time.Unix(1000, 0)
+	p := New(10, 10)
+	p.now = func() time.Time { return now }
+	p.lastEvent, p.lastSnap = now, now
+	p.SetEndpoints([]string{"a:1"})
+	l1, _ := p.Acquire(context.Background())
+	l2, _ := p.Acquire(context.Background())
+	now = now.Add(500 * time.Millisecond)
+	l1.Release()
+	now = now.Add(500 * time.Millisecond)
+	s := p.Snapshot()
+	// 2 for half a second, 1 for half a second.
+	if s.Concurrency < 1.49 || s.Concurrency > 1.51 || s.InFlight != 1 || s.Requests != 2 {
+		t.Fatalf("snapshot %+v, want concurrency 1.5, in-flight 1, requests 2", s)
+	}
+	l2.Release()
+	now = now.Add(time.Second)
+	if s := p.Snapshot(); s.Concurrency != 0 || s.Requests != 0 {
+		t.Fatalf("idle snapshot %+v", s)
+	}
+}
+
+func TestSetCapacityDispatchesWaiters(t *testing.T) {
+	p := New(1, 10)
+	p.SetEndpoints([]string{"a:1"})
+	l, _ := p.Acquire(context.Background())
+	done := make(chan *Lease)
+	go func() { l2, _ := p.Acquire(context.Background()); done <- l2 }()
+	waitFor(t, func() bool { _, q, _ := p.Counts(); return q == 1 })
+	p.SetCapacity(2)
+	select {
+	case l2 := <-done:
+		l2.Release()
+	case <-time.After(time.Second):
+		t.Fatal("raising the capacity did not dispatch the waiter")
+	}
+	l.Release()
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

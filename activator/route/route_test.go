@@ -1,0 +1,68 @@
+package route
+
+import (
+	"errors"
+	"net/http/httptest"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	cfg := Config{DefaultNamespace: "default", Domain: "fn.example.com"}
+	tests := []struct {
+		method, target, host string
+		want                 Target
+		err                  bool
+	}{
+		{"POST", "/2015-03-31/functions/hello/invocations", "", Target{Kind: Invoke, Namespace: "default", Name: "hello", FunctionName: "hello"}, false},
+		{"POST", "/2015-03-31/functions/team-a.hello/invocations", "", Target{Kind: Invoke, Namespace: "team-a", Name: "hello", FunctionName: "team-a.hello"}, false},
+		{"POST", "/2015-03-31/functions/team-a%2Fhello/invocations", "", Target{Kind: Invoke, Namespace: "team-a", Name: "hello", FunctionName: "team-a/hello"}, false},
+		{"POST", "/2015-03-31/functions/hello%3A%24LATEST/invocations", "", Target{Kind: Invoke, Namespace: "default", Name: "hello", Qualifier: "$LATEST", FunctionName: "hello:$LATEST"}, false},
+		{"POST", "/2015-03-31/functions/hello/invocations?Qualifier=prod", "", Target{Kind: Invoke, Namespace: "default", Name: "hello", Qualifier: "prod", FunctionName: "hello"}, false},
+		{"POST", "/2015-03-31/functions/123456789012:function:ns1.hello/invocations", "", Target{Kind: Invoke, Namespace: "ns1", Name: "hello", FunctionName: "123456789012:function:ns1.hello"}, false},
+		{"POST", "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Ans1.hello%3A%24LATEST/invocations", "", Target{Kind: Invoke, Namespace: "ns1", Name: "hello", Qualifier: "$LATEST", FunctionName: "arn:aws:lambda:us-east-1:123456789012:function:ns1.hello:$LATEST"}, false},
+		{"POST", "/2015-03-31/functions/arn:aws:lambda:eu-west-1:1:function:hello/invocations", "", Target{Kind: Invoke, Namespace: "default", Name: "hello", FunctionName: "arn:aws:lambda:eu-west-1:1:function:hello"}, false},
+		{"POST", "/2015-03-31/functions/Hello_World/invocations", "", Target{}, true},
+		{"POST", "/2015-03-31/functions/arn:aws:s3:::bucket/invocations", "", Target{}, true},
+		{"GET", "/ns/fn/hello?x=1", "example.org", Target{Kind: HTTP, Namespace: "ns", Name: "fn", Path: "/hello", Prefix: "/ns/fn"}, false},
+		{"GET", "/ns/fn", "example.org", Target{Kind: HTTP, Namespace: "ns", Name: "fn", Path: "/", Prefix: "/ns/fn"}, false},
+		{"GET", "/ns/fn/", "example.org", Target{Kind: HTTP, Namespace: "ns", Name: "fn", Path: "/", Prefix: "/ns/fn"}, false},
+		{"GET", "/ns/fn/a%2Fb/c", "example.org", Target{Kind: HTTP, Namespace: "ns", Name: "fn", Path: "/a%2Fb/c", Prefix: "/ns/fn"}, false},
+		{"GET", "/a/b/c", "hello.team-a.fn.example.com:8080", Target{Kind: HTTP, Namespace: "team-a", Name: "hello", Path: "/a/b/c"}, false},
+		{"GET", "/", "hello.team-a.FN.example.com", Target{Kind: HTTP, Namespace: "team-a", Name: "hello", Path: "/"}, false},
+		{"GET", "/", "example.org", Target{}, true},
+		{"GET", "/Upper/fn", "example.org", Target{}, true},
+		{"GET", "/ns", "example.org", Target{}, true},
+	}
+	for _, tc := range tests {
+		r := httptest.NewRequest(tc.method, tc.target, nil)
+		if tc.host != "" {
+			r.Host = tc.host
+		}
+		got, err := Parse(r, cfg)
+		if tc.err {
+			if err == nil {
+				t.Errorf("%s %s: got %+v, want an error", tc.host, tc.target, got)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s %s: %v", tc.host, tc.target, err)
+			continue
+		}
+		if got != tc.want {
+			t.Errorf("%s %s:\n got %+v\nwant %+v", tc.host, tc.target, got, tc.want)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	r := httptest.NewRequest("GET", "/", nil)
+	if _, err := Parse(r, Config{}); !errors.Is(err, ErrNoRoute) {
+		t.Fatalf("got %v, want ErrNoRoute", err)
+	}
+	r = httptest.NewRequest("POST", "/2015-03-31/functions/a.b.c/invocations", nil)
+	var bad *ErrBadFunctionName
+	if _, err := Parse(r, Config{DefaultNamespace: "default"}); !errors.As(err, &bad) {
+		t.Fatalf("got %v, want ErrBadFunctionName", err)
+	}
+}

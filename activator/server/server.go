@@ -1,0 +1,326 @@
+// Package server assembles the activator: informers for Functions and
+// EndpointSlices, the per-function pools, the request chain, the autoscaler
+// reporter, and the main and admin HTTP servers with a graceful stop.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/lambdapod/lambdapod/activator/endpoints"
+	"github.com/lambdapod/lambdapod/activator/functions"
+	"github.com/lambdapod/lambdapod/activator/handler"
+	"github.com/lambdapod/lambdapod/activator/metrics"
+	"github.com/lambdapod/lambdapod/activator/proxy"
+	"github.com/lambdapod/lambdapod/activator/queue"
+	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
+	"github.com/lambdapod/lambdapod/internal/autoscaler"
+)
+
+// Config is the activator's configuration (see activator/cmd for the flags).
+type Config struct {
+	Listen, AdminListen string
+	Handler             handler.Options
+	MaxQueue            int
+	AutoscalerURL       string
+	ReportInterval      time.Duration
+	// DrainDelay is how long readiness fails before the listener closes.
+	DrainDelay time.Duration
+	// ShutdownTimeout bounds the wait for in-flight requests at a stop.
+	ShutdownTimeout time.Duration
+	// EndpointSliceSelector selects the slices of functions' Services.
+	EndpointSliceSelector string
+	// Namespace restricts the informers to one namespace ("" for all).
+	Namespace   string
+	PodPort     int32
+	ActivatorID string
+	Logger      *slog.Logger
+}
+
+// Activator is a configured activator.
+type Activator struct {
+	cfg      Config
+	log      *slog.Logger
+	cache    cache.Cache
+	pools    *queue.Registry
+	fns      *functions.Store
+	tracker  *endpoints.Tracker
+	reporter *autoscaler.Reporter
+	payload  *handler.Payload
+	chain    http.Handler
+	reg      *prometheus.Registry
+	metrics  *metrics.Metrics
+	ready    atomic.Bool
+	draining atomic.Bool
+	// Addr and AdminAddr are the bound addresses once Run has started.
+	addr, adminAddr atomic.Value
+	listening       chan struct{}
+}
+
+// New builds an activator that watches the API server at rc.
+func New(cfg Config, rc *rest.Config) (*Activator, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.PodPort == 0 {
+		cfg.PodPort = 8080
+	}
+	if cfg.ReportInterval <= 0 {
+		cfg.ReportInterval = time.Second
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 15 * time.Minute
+	}
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = 1000
+	}
+	sel, err := labels.Parse(cfg.EndpointSliceSelector)
+	if err != nil {
+		return nil, fmt.Errorf("endpointslice selector: %w", err)
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := lambdapodv1alpha1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	opts := cache.Options{
+		Scheme: scheme,
+		ByObject: map[client.Object]cache.ByObject{
+			&discoveryv1.EndpointSlice{}: {Label: sel},
+		},
+	}
+	if cfg.Namespace != "" {
+		opts.DefaultNamespaces = map[string]cache.Config{cfg.Namespace: {}}
+	}
+	c, err := cache.New(rc, opts)
+	if err != nil {
+		return nil, err
+	}
+	a := &Activator{cfg: cfg, log: cfg.Logger, cache: c, listening: make(chan struct{})}
+	a.pools = queue.NewRegistry(cfg.MaxQueue)
+	a.fns = functions.NewStore()
+	a.pools.Capacity = a.fns.Concurrency
+	a.fns.OnChange = func(k queue.Key, f handler.Function) { a.pools.SetCapacity(k, f.Concurrency) }
+	a.tracker = endpoints.NewTracker(a.pools, cfg.PodPort)
+	if cfg.AutoscalerURL != "" {
+		a.reporter = autoscaler.NewReporter(cfg.AutoscalerURL, cfg.ActivatorID, a.collect)
+		a.reporter.Interval = cfg.ReportInterval
+	}
+	a.pools.OnCold = func(k queue.Key) {
+		if a.reporter != nil {
+			a.reporter.Poke()
+		}
+	}
+	a.reg = prometheus.NewRegistry()
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.metrics = metrics.New(a.reg, a.pools)
+	if a.reporter != nil {
+		a.reporter.OnResult = func(err error) {
+			if err != nil {
+				a.metrics.Reports.WithLabelValues("error").Inc()
+				a.log.Debug("autoscaler report failed", "err", err)
+				return
+			}
+			a.metrics.Reports.WithLabelValues("ok").Inc()
+		}
+	}
+	chain := handler.New(cfg.Handler, a.fns, a.pools, proxy.New(), a.metrics)
+	a.payload = payloadOf(chain)
+	a.chain = chain
+	return a, nil
+}
+
+func payloadOf(h http.Handler) *handler.Payload {
+	if r, ok := h.(*handler.Route); ok {
+		if p, ok := r.Next.(*handler.Payload); ok {
+			return p
+		}
+	}
+	return nil
+}
+
+// collect snapshots every pool for the autoscaler.
+func (a *Activator) collect() []autoscaler.Stat {
+	var out []autoscaler.Stat
+	a.pools.Each(func(k queue.Key, p *queue.Pool) {
+		s := p.Snapshot()
+		if s.Concurrency == 0 && s.InFlight == 0 && s.Queued == 0 && s.Requests == 0 {
+			return
+		}
+		out = append(out, autoscaler.Stat{Namespace: k.Namespace, Name: k.Name, Concurrency: s.Concurrency,
+			InFlight: s.InFlight, Queued: s.Queued, Requests: s.Requests})
+	})
+	return out
+}
+
+// Handler is the request chain (for tests that serve it themselves).
+func (a *Activator) Handler() http.Handler { return a.chain }
+
+// Pools gives the per-function pools (for tests and benchmarks).
+func (a *Activator) Pools() *queue.Registry { return a.pools }
+
+// Addr is the main listener's address once Listening is closed.
+func (a *Activator) Addr() string { v, _ := a.addr.Load().(string); return v }
+
+// AdminAddr is the admin listener's address once Listening is closed.
+func (a *Activator) AdminAddr() string { v, _ := a.adminAddr.Load().(string); return v }
+
+// Listening is closed once both listeners are bound and the caches synced.
+func (a *Activator) Listening() <-chan struct{} { return a.listening }
+
+func (a *Activator) admin() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		switch {
+		case a.draining.Load():
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		case !a.ready.Load():
+			http.Error(w, "informers not synced", http.StatusServiceUnavailable)
+		default:
+			_, _ = w.Write([]byte("ok"))
+		}
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// Run serves until ctx ends, then drains: readiness fails, DrainDelay
+// passes, the listener closes and in-flight requests finish.
+func (a *Activator) Run(ctx context.Context) error {
+	fi, err := a.cache.GetInformer(ctx, &lambdapodv1alpha1.Function{})
+	if err != nil {
+		return err
+	}
+	if _, err := fi.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { a.upsertFunction(o) },
+		UpdateFunc: func(_, o any) { a.upsertFunction(o) },
+		DeleteFunc: func(o any) { a.deleteFunction(o) },
+	}); err != nil {
+		return err
+	}
+	ei, err := a.cache.GetInformer(ctx, &discoveryv1.EndpointSlice{})
+	if err != nil {
+		return err
+	}
+	if _, err := ei.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { a.upsertSlice(o) },
+		UpdateFunc: func(_, o any) { a.upsertSlice(o) },
+		DeleteFunc: func(o any) { a.deleteSlice(o) },
+	}); err != nil {
+		return err
+	}
+	cctx, cancelCache := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelCache()
+	cacheErr := make(chan error, 1)
+	go func() { cacheErr <- a.cache.Start(cctx) }()
+
+	ln, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	aln, err := net.Listen("tcp", a.cfg.AdminListen)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	a.addr.Store(ln.Addr().String())
+	a.adminAddr.Store(aln.Addr().String())
+	srv := &http.Server{Handler: a.chain, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
+	adm := &http.Server{Handler: a.admin(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = adm.Serve(aln) }()
+	defer adm.Close()
+
+	if !a.cache.WaitForCacheSync(ctx) {
+		ln.Close()
+		return errors.New("informer caches did not sync")
+	}
+	a.ready.Store(true)
+	rctx, cancelReporter := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelReporter()
+	if a.reporter != nil {
+		go a.reporter.Run(rctx)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	close(a.listening)
+	a.log.Info("activator serving", "addr", ln.Addr().String(), "admin", aln.Addr().String())
+
+	select {
+	case err := <-serveErr:
+		return err
+	case err := <-cacheErr:
+		return fmt.Errorf("informers stopped: %w", err)
+	case <-ctx.Done():
+	}
+	a.draining.Store(true)
+	a.log.Info("draining: readiness fails now", "delay", a.cfg.DrainDelay)
+	time.Sleep(a.cfg.DrainDelay)
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if a.payload != nil {
+		done := make(chan struct{})
+		go func() { a.payload.WaitAsync(); close(done) }()
+		select {
+		case <-done:
+		case <-sctx.Done():
+		}
+	}
+	a.log.Info("activator stopped")
+	return err
+}
+
+func (a *Activator) upsertFunction(o any) {
+	if f, ok := o.(*lambdapodv1alpha1.Function); ok {
+		a.fns.Upsert(f)
+	}
+}
+
+func (a *Activator) deleteFunction(o any) {
+	if d, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+		o = d.Obj
+	}
+	if f, ok := o.(*lambdapodv1alpha1.Function); ok {
+		a.fns.Delete(f.Namespace, f.Name)
+		a.pools.Delete(queue.Key{Namespace: f.Namespace, Name: f.Name})
+	}
+}
+
+func (a *Activator) upsertSlice(o any) {
+	if s, ok := o.(*discoveryv1.EndpointSlice); ok {
+		a.tracker.Upsert(s)
+	}
+}
+
+func (a *Activator) deleteSlice(o any) {
+	if d, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+		o = d.Obj
+	}
+	if s, ok := o.(*discoveryv1.EndpointSlice); ok {
+		a.tracker.Delete(s)
+	}
+}
+
+// DefaultEndpointSliceSelector selects the slices of lambdapod's Services.
+const DefaultEndpointSliceSelector = "app.kubernetes.io/managed-by=lambdapod"

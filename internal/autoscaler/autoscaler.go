@@ -1,0 +1,369 @@
+// Package autoscaler sets the replicas of every Function's Deployment from
+// the concurrency that activators report, down to zero. It runs in the
+// manager, on the leader only, and is the only writer of spec.replicas
+// (server-side apply, field manager lambdapod-autoscaler).
+//
+// The decision (Decide) is pure; this file only collects reports, keeps
+// the per-function history and writes the Deployments.
+package autoscaler
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
+
+	"github.com/lambdapod/lambdapod/controllers/resources"
+)
+
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=lambdapod.io,resources=functions,verbs=get;list;watch
+
+// FieldManager owns spec.replicas of every function's Deployment.
+const FieldManager = resources.AutoscalerFieldManager
+
+// FunctionLabel names the function of the objects the operator creates.
+const FunctionLabel = resources.LabelFunction
+
+// DefaultScaleToZeroAfter is the API's default of spec.scale.scaleToZeroAfter.
+const DefaultScaleToZeroAfter = 5 * time.Minute
+
+// Options configure the autoscaler.
+type Options struct {
+	Params
+	// Interval between decisions; 1s by default.
+	Interval time.Duration
+	// ReportTTL drops an activator's report after this long without a new
+	// one (the activator is gone); 5s by default. For as long after it
+	// starts, the autoscaler scales up but not down.
+	ReportTTL time.Duration
+	// Logger, slog.Default() if nil.
+	Logger *slog.Logger
+}
+
+// Autoscaler implements manager.Runnable and LeaderElectionRunnable.
+type Autoscaler struct {
+	c    client.Client
+	opts Options
+	log  *slog.Logger
+
+	started atomic.Bool
+	// warm is when the first reports of every activator are in.
+	warm time.Time
+	poke chan types.NamespacedName
+
+	mu      sync.Mutex
+	reports map[string]activatorReport
+	fns     map[types.NamespacedName]*fnState
+	now     func() time.Time
+}
+
+type activatorReport struct {
+	at    time.Time
+	stats []Stat
+}
+
+type fnState struct {
+	history     *History
+	lastTraffic time.Time
+	panicUntil  time.Time
+	queued      int
+}
+
+// New returns an autoscaler that reads Functions and Deployments and patches
+// Deployments through c (the manager's cached client).
+func New(c client.Client, opts Options) *Autoscaler {
+	if opts.StableWindow <= 0 {
+		opts.StableWindow = DefaultParams.StableWindow
+	}
+	if opts.PanicWindow <= 0 {
+		opts.PanicWindow = DefaultParams.PanicWindow
+	}
+	if opts.PanicThreshold <= 0 {
+		opts.PanicThreshold = DefaultParams.PanicThreshold
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = time.Second
+	}
+	if opts.ReportTTL <= 0 {
+		opts.ReportTTL = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Autoscaler{c: c, opts: opts, log: opts.Logger.With("component", "autoscaler"),
+		poke: make(chan types.NamespacedName, 256), reports: map[string]activatorReport{},
+		fns: map[types.NamespacedName]*fnState{}, now: time.Now}
+}
+
+// NeedLeaderElection makes the manager run the autoscaler on the leader only.
+func (a *Autoscaler) NeedLeaderElection() bool { return true }
+
+// Start runs the autoscaler until ctx ends.
+func (a *Autoscaler) Start(ctx context.Context) error {
+	a.mu.Lock()
+	a.warm = a.now().Add(a.opts.ReportTTL)
+	a.mu.Unlock()
+	a.started.Store(true)
+	defer a.started.Store(false)
+	t := time.NewTicker(a.opts.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case k := <-a.poke:
+			a.evaluate(ctx, &k)
+		case <-t.C:
+			a.evaluate(ctx, nil)
+		}
+	}
+}
+
+// Handler takes activators' reports (POST StatsPath, a JSON Report). A
+// manager that is not the leader answers 503.
+func (a *Autoscaler) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST a report", http.StatusMethodNotAllowed)
+			return
+		}
+		if !a.started.Load() {
+			http.Error(w, "not the leader: the autoscaler runs on the leading manager", http.StatusServiceUnavailable)
+			return
+		}
+		var rep Report
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<20)).Decode(&rep); err != nil {
+			http.Error(w, "bad report: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.Ingest(rep)
+		w.WriteHeader(http.StatusAccepted)
+	})
+}
+
+// Ingest records a report; functions with queued requests are evaluated at
+// once.
+func (a *Autoscaler) Ingest(rep Report) {
+	now := a.now()
+	a.mu.Lock()
+	a.reports[rep.Activator] = activatorReport{at: now, stats: rep.Stats}
+	var pokes []types.NamespacedName
+	for _, s := range rep.Stats {
+		k := types.NamespacedName{Namespace: s.Namespace, Name: s.Name}
+		st := a.stateLocked(k)
+		if s.InFlight > 0 || s.Queued > 0 || s.Requests > 0 {
+			st.lastTraffic = now
+		}
+		if s.Queued > 0 {
+			pokes = append(pokes, k)
+		}
+	}
+	a.mu.Unlock()
+	for _, k := range pokes {
+		select {
+		case a.poke <- k:
+		default:
+		}
+	}
+}
+
+func (a *Autoscaler) stateLocked(k types.NamespacedName) *fnState {
+	st := a.fns[k]
+	if st == nil {
+		span := a.opts.StableWindow
+		if a.opts.PanicWindow > span {
+			span = a.opts.PanicWindow
+		}
+		st = &fnState{history: NewHistory(span), lastTraffic: a.now()}
+		a.fns[k] = st
+	}
+	return st
+}
+
+// sample folds the fresh reports into each function's history.
+func (a *Autoscaler) sampleLocked(now time.Time) {
+	sum := map[types.NamespacedName]float64{}
+	queued := map[types.NamespacedName]int{}
+	for id, r := range a.reports {
+		if now.Sub(r.at) > a.opts.ReportTTL {
+			delete(a.reports, id)
+			continue
+		}
+		for _, s := range r.stats {
+			k := types.NamespacedName{Namespace: s.Namespace, Name: s.Name}
+			c := s.Concurrency
+			if n := float64(s.InFlight + s.Queued); n > c {
+				c = n
+			}
+			sum[k] += c
+			queued[k] += s.Queued
+		}
+	}
+	for k, st := range a.fns {
+		st.history.Record(now, sum[k])
+		st.queued = queued[k]
+	}
+}
+
+func (a *Autoscaler) evaluate(ctx context.Context, only *types.NamespacedName) {
+	var fns []lambdapodv1alpha1.Function
+	if only != nil {
+		var f lambdapodv1alpha1.Function
+		if err := a.c.Get(ctx, *only, &f); err != nil {
+			return
+		}
+		fns = []lambdapodv1alpha1.Function{f}
+	} else {
+		var l lambdapodv1alpha1.FunctionList
+		if err := a.c.List(ctx, &l); err != nil {
+			a.log.Error("listing functions", "err", err)
+			return
+		}
+		fns = l.Items
+	}
+	now := a.now()
+	a.mu.Lock()
+	a.sampleLocked(now)
+	if only == nil {
+		// Forget functions that no longer exist.
+		seen := make(map[types.NamespacedName]bool, len(fns))
+		for i := range fns {
+			seen[types.NamespacedName{Namespace: fns[i].Namespace, Name: fns[i].Name}] = true
+		}
+		for k := range a.fns {
+			if !seen[k] {
+				delete(a.fns, k)
+			}
+		}
+	}
+	a.mu.Unlock()
+	for i := range fns {
+		a.scale(ctx, &fns[i], now)
+	}
+}
+
+// SpecOf reads a Function's scale spec, with the API's defaults.
+func SpecOf(f *lambdapodv1alpha1.Function) Spec {
+	s := Spec{Min: f.Spec.Scale.MinReplicas, Max: f.Spec.Scale.MaxReplicas, ScaleToZeroAfter: DefaultScaleToZeroAfter}
+	if s.Max == 0 {
+		s.Max = 10
+	}
+	conc := f.Spec.Runtime.Concurrency
+	if conc < 1 {
+		conc = 1
+	}
+	s.Target = float64(conc)
+	if t := f.Spec.Scale.TargetConcurrency; t != nil && *t > 0 {
+		s.Target = float64(*t)
+	}
+	if d := f.Spec.Scale.ScaleToZeroAfter; d != nil && d.Duration > 0 {
+		s.ScaleToZeroAfter = d.Duration
+	}
+	return s
+}
+
+func (a *Autoscaler) scale(ctx context.Context, f *lambdapodv1alpha1.Function, now time.Time) {
+	k := types.NamespacedName{Namespace: f.Namespace, Name: f.Name}
+	var dep appsv1.Deployment
+	if err := a.c.Get(ctx, k, &dep); err != nil {
+		if !apierrors.IsNotFound(err) {
+			a.log.Error("reading deployment", "function", k.String(), "err", err)
+		}
+		return
+	}
+	if !metav1.IsControlledBy(&dep, f) && dep.Labels[FunctionLabel] != f.Name {
+		return // not the function's Deployment; the controller reports that
+	}
+	current := int32(1)
+	if dep.Spec.Replicas != nil {
+		current = *dep.Spec.Replicas
+	}
+	spec := SpecOf(f)
+	a.mu.Lock()
+	st := a.stateLocked(k)
+	in := Input{
+		Now:               now,
+		Current:           current,
+		StableConcurrency: st.history.Avg(now, a.opts.StableWindow),
+		PanicConcurrency:  st.history.Avg(now, a.opts.PanicWindow),
+		Queued:            st.queued,
+		LastTraffic:       st.lastTraffic,
+		PanicUntil:        st.panicUntil,
+		NoScaleDownBefore: a.warm,
+	}
+	d := Decide(spec, a.opts.Params, in)
+	st.panicUntil = d.PanicUntil
+	a.mu.Unlock()
+	if d.Replicas == current && ownsReplicas(&dep) {
+		return
+	}
+	ac := appsv1ac.Deployment(dep.Name, dep.Namespace).
+		WithSpec(appsv1ac.DeploymentSpec().WithReplicas(d.Replicas))
+	if err := a.c.Apply(ctx, ac, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		a.log.Error("scaling", "function", k.String(), "from", current, "to", d.Replicas, "err", err)
+		return
+	}
+	if d.Replicas != current {
+		a.log.Info("scaled", "function", k.String(), "from", current, "to", d.Replicas, "reason", d.Reason,
+			"stableConcurrency", in.StableConcurrency, "panicConcurrency", in.PanicConcurrency, "queued", in.Queued)
+	}
+}
+
+// ownsReplicas reports whether the autoscaler's field manager owns
+// spec.replicas already.
+func ownsReplicas(d *appsv1.Deployment) bool {
+	for _, mf := range d.ManagedFields {
+		if mf.Manager == FieldManager && mf.Operation == metav1.ManagedFieldsOperationApply &&
+			mf.FieldsV1 != nil && strings.Contains(string(mf.FieldsV1.Raw), `"f:replicas"`) {
+			return true
+		}
+	}
+	return false
+}
+
+// StatsServer returns a manager.Runnable that serves Handler at StatsPath
+// on addr (e.g. ":8083") on every manager replica, leader or not: a
+// non-leader answers 503 and the activator retries.
+func (a *Autoscaler) StatsServer(addr string) *StatsServer {
+	return &StatsServer{Addr: addr, Handler: a.Handler()}
+}
+
+// StatsServer serves the autoscaler's stats receiver.
+type StatsServer struct {
+	Addr    string
+	Handler http.Handler
+}
+
+// NeedLeaderElection is false: every replica takes reports.
+func (s *StatsServer) NeedLeaderElection() bool { return false }
+
+// Start serves until ctx ends.
+func (s *StatsServer) Start(ctx context.Context) error {
+	mux := http.NewServeMux()
+	mux.Handle(StatsPath, s.Handler)
+	srv := &http.Server{Addr: s.Addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	}
+}

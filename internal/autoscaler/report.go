@@ -1,0 +1,120 @@
+package autoscaler
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// StatsPath is where the autoscaler's Handler takes reports.
+const StatsPath = "/v1/stats"
+
+// Stat is one function's load as one activator saw it.
+type Stat struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Concurrency is the time-weighted mean of in-flight plus queued
+	// requests since the previous report.
+	Concurrency float64 `json:"concurrency"`
+	// InFlight and Queued are the counts at the time of the report.
+	InFlight int `json:"inFlight"`
+	Queued   int `json:"queued"`
+	// Requests is how many requests arrived since the previous report.
+	Requests int64 `json:"requests"`
+}
+
+// Report is what an activator sends about once a second, and at once when a
+// request finds a function with no ready pod.
+type Report struct {
+	// Activator identifies the sender (its pod name); reports replace the
+	// sender's previous one.
+	Activator string `json:"activator"`
+	Stats     []Stat `json:"stats"`
+}
+
+// Reporter sends an activator's reports to the autoscaler.
+type Reporter struct {
+	// URL is the autoscaler's stats endpoint, e.g.
+	// http://lambdapod-autoscaler.lambdapod-system.svc:8083/v1/stats.
+	URL       string
+	Activator string
+	// Collect returns the stats since the previous call.
+	Collect func() []Stat
+	// Interval between reports; 1s by default.
+	Interval time.Duration
+	Client   *http.Client
+	// OnResult, if set, learns whether each report was taken.
+	OnResult func(err error)
+
+	poke chan struct{}
+}
+
+// NewReporter returns a reporter; call Run.
+func NewReporter(url, activator string, collect func() []Stat) *Reporter {
+	return &Reporter{URL: url, Activator: activator, Collect: collect, Interval: time.Second,
+		Client: &http.Client{Timeout: 2 * time.Second}, poke: make(chan struct{}, 1)}
+}
+
+// Poke asks for a report now (a request found zero ready pods). It never
+// blocks.
+func (r *Reporter) Poke() {
+	select {
+	case r.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Run reports until ctx ends.
+func (r *Reporter) Run(ctx context.Context) {
+	t := time.NewTicker(r.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.poke:
+		}
+		err := r.Send(ctx, Report{Activator: r.Activator, Stats: r.Collect()})
+		if r.OnResult != nil {
+			r.OnResult(err)
+		}
+	}
+}
+
+// Send posts one report. A manager that is not the leader answers 503; the
+// report is then retried (a Service spreading requests over several manager
+// pods reaches the leader on a later connection).
+func (r *Reporter) Send(ctx context.Context, rep Report) error {
+	b, err := json.Marshal(rep)
+	if err != nil {
+		return err
+	}
+	var last error
+	for attempt := 0; attempt < 3; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(b))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if attempt > 0 {
+			req.Close = true // a new connection may reach another manager pod
+		}
+		resp, err := r.Client.Do(req)
+		if err != nil {
+			last = err
+			continue
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode/100 == 2 {
+			return nil
+		}
+		last = fmt.Errorf("autoscaler answered %s", resp.Status)
+	}
+	return last
+}
