@@ -5,8 +5,8 @@
 // addresses). The tests publish the EndpointSlices themselves, as the
 // endpointslice controller would, since envtest runs no controllers.
 //
-// They need root (network namespaces) and the envtest binaries
-// (make envtest); without them they are skipped.
+// They need root and iproute2 for the network namespaces: without them they
+// are skipped on a developer's machine and fail under CI.
 package integration
 
 import (
@@ -56,10 +56,6 @@ func TestMain(m *testing.M) {
 		skipReason = "needs root for network namespaces"
 	} else if _, err := exec.LookPath("ip"); err != nil {
 		skipReason = "needs the ip command (iproute2)"
-	} else if root, err := testenv.RepoRoot(); err != nil {
-		skipReason = err.Error()
-	} else if _, err := testenv.BinaryDir(root); err != nil {
-		skipReason = err.Error()
 	}
 	if skipReason != "" {
 		os.Exit(m.Run())
@@ -428,6 +424,10 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 
 func TestActivator(t *testing.T) {
 	if skipReason != "" {
+		// A developer without root may skip; CI must not count it as passed.
+		if os.Getenv("CI") != "" {
+			t.Fatal(skipReason)
+		}
 		t.Skip(skipReason)
 	}
 	e := testenv.Start(t)
