@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,6 +62,8 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
+	// A wedged exchange must fail its test, not hang the whole run.
+	http.DefaultClient.Timeout = 2 * time.Minute
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -174,8 +177,31 @@ func startSidecar(t *testing.T, o sidecarOpts) *sidecar {
 	}
 	if !o.noWait {
 		s.waitReady()
+	} else if o.bootstrap != nil {
+		// The test will act as the runtime itself: it may only call /next
+		// once the sidecar has started its bootstrap, as a real runtime
+		// can, or the call meets a slot that has no bootstrap yet.
+		s.waitChild()
 	}
 	return s
+}
+
+// waitChild waits until the sidecar has a child process: its bootstrap.
+func (s *sidecar) waitChild() {
+	s.t.Helper()
+	// Each thread lists the children it started; Go starts them from any.
+	pattern := "/proc/" + strconv.Itoa(s.cmd.Process.Pid) + "/task/*/children"
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		paths, _ := filepath.Glob(pattern)
+		for _, p := range paths {
+			if b, err := os.ReadFile(p); err == nil && len(bytes.TrimSpace(b)) > 0 {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.t.Fatalf("the sidecar started no bootstrap within 10s:\n%s", s.logs.String())
 }
 
 func (s *sidecar) waitReady() {

@@ -145,8 +145,16 @@ func TestRuntimeAPIContract(t *testing.T) {
 	assertHeader(t, h, "Content-Type", "application/json")
 	assertNoHeader(t, h, "Lambda-Runtime-Cognito-Identity")
 	assertBody(t, next.body, `{"hello":"world"}`)
-	if resp, _ := s.get("/readyz"); resp.StatusCode != 200 {
-		t.Errorf("readyz after /next: %d", resp.StatusCode)
+	// Readiness follows the first /next (asynchronously, within moments).
+	for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+		resp, _ := s.get("/readyz")
+		if resp.StatusCode == 200 {
+			break
+		}
+		if time.Since(start) > 2*time.Second {
+			t.Errorf("readyz after /next: %d", resp.StatusCode)
+			break
+		}
 	}
 
 	// Wrong request id: 400 InvalidRequestID.

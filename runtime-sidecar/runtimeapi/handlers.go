@@ -202,7 +202,7 @@ func (s *Slot) respond(w http.ResponseWriter, r *http.Request, id string, isErro
 	}
 
 	if r.ContentLength > invocation.MaxPayloadSize {
-		s.tooLarge(w, inv)
+		s.tooLarge(w, r, inv)
 		return
 	}
 	buf := invocation.GetBuffer()
@@ -212,7 +212,7 @@ func (s *Slot) respond(w http.ResponseWriter, r *http.Request, id string, isErro
 	n, err := buf.ReadFrom(io.LimitReader(r.Body, invocation.MaxPayloadSize+1))
 	if n > invocation.MaxPayloadSize {
 		invocation.PutBuffer(buf)
-		s.tooLarge(w, inv)
+		s.tooLarge(w, r, inv)
 		return
 	}
 	if err != nil {
@@ -255,9 +255,21 @@ func (s *Slot) respond(w http.ResponseWriter, r *http.Request, id string, isErro
 	writeJSON(w, http.StatusAccepted, bodyAccepted)
 }
 
-func (s *Slot) tooLarge(w http.ResponseWriter, inv *invocation.Invocation) {
+// drainLimit bounds how much of an oversized body is read and dropped
+// before the 413, and drainTime how long that may take.
+const (
+	drainLimit = 256 << 20
+	drainTime  = 5 * time.Second
+)
+
+func (s *Slot) tooLarge(w http.ResponseWriter, r *http.Request, inv *invocation.Invocation) {
 	inv.Complete(invocation.ResponseTooLargeResult())
-	// Don't read the rest of an oversized body: close the connection.
+	// Read the rest of the body before answering: a runtime still writing
+	// it (aws-lambda-go sends its whole response before it reads ours)
+	// must not be left blocked on a connection that answered and closed,
+	// which under load can wedge it for good. Bounded in size and time.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(drainTime))
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, drainLimit))
 	w.Header()["Connection"] = []string{"close"}
 	writeJSON(w, http.StatusRequestEntityTooLarge, bodyTooLarge)
 }
