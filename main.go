@@ -1,5 +1,7 @@
-// The manager reconciles Functions into Deployments and Services and runs
-// the autoscaler.
+// The manager reconciles Functions into Deployments and Services, builds
+// git sources with Tekton, receives git push webhooks and runs the
+// autoscaler. As `manager build-step clone|image`, the same binary is a
+// step of those builds.
 package main
 
 import (
@@ -13,20 +15,27 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/lambdapod/lambdapod/controllers"
+	"github.com/lambdapod/lambdapod/controllers/build"
 	"github.com/lambdapod/lambdapod/controllers/imageconfig"
 	"github.com/lambdapod/lambdapod/controllers/resources"
 	"github.com/lambdapod/lambdapod/internal/autoscaler"
+	"github.com/lambdapod/lambdapod/internal/buildstep"
 	"github.com/lambdapod/lambdapod/internal/scheme"
+	"github.com/lambdapod/lambdapod/internal/webhook"
 )
 
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "build-step" {
+		os.Exit(buildstep.Main(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	var (
 		metricsAddr, probeAddr string
 		autoscalerAddr         string
 		leaderElect            bool
 		cfg                    resources.Config
+		bo                     buildOptions
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
@@ -36,19 +45,27 @@ func main() {
 	flag.StringVar(&cfg.Region, "region", envOr("LAMBDAPOD_REGION", "us-east-1"), "AWS_REGION as functions see it")
 	flag.StringVar(&cfg.ActivatorURL, "activator-url", envOr("LAMBDAPOD_ACTIVATOR_URL", "http://lambdapod-activator.lambdapod-system.svc"), "the activator's base URL, for functions' status.url")
 	flag.StringVar(&cfg.Domain, "domain", os.Getenv("LAMBDAPOD_DOMAIN"), "serve functions at <name>.<namespace>.<domain> instead of under the activator URL")
+	flag.StringVar(&bo.webhookAddr, "webhook-bind-address", envOr("LAMBDAPOD_WEBHOOK_BIND_ADDRESS", ":8082"), "where git push webhooks are received (POST /hooks/<namespace>/<function>); 0 turns it off")
+	flag.StringVar(&bo.configMap, "build-configmap", envOr("LAMBDAPOD_BUILD_CONFIGMAP", "lambdapod-build-config"), "the ConfigMap of build step images and settings, in the manager's namespace (POD_NAMESPACE)")
+	bo.namespace = envOr("POD_NAMESPACE", "lambdapod-system")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
-	if err := run(cfg, metricsAddr, probeAddr, autoscalerAddr, leaderElect); err != nil {
+	if err := run(cfg, bo, metricsAddr, probeAddr, autoscalerAddr, leaderElect); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
 }
 
-func run(cfg resources.Config, metricsAddr, probeAddr, autoscalerAddr string, leaderElect bool) error {
+// buildOptions configure builds of git sources and their push webhook.
+type buildOptions struct {
+	webhookAddr, configMap, namespace string
+}
+
+func run(cfg resources.Config, bo buildOptions, metricsAddr, probeAddr, autoscalerAddr string, leaderElect bool) error {
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                 scheme.New(),
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
@@ -66,9 +83,19 @@ func run(cfg resources.Config, metricsAddr, probeAddr, autoscalerAddr string, le
 		Config:    cfg,
 		Recorder:  mgr.GetEventRecorder("lambdapod"),
 		Images:    imageconfig.New(),
+		BuildConfig: build.ConfigMapSource{
+			Reader: mgr.GetAPIReader(), Namespace: bo.namespace, Name: bo.configMap,
+		}.Load,
+		Triggers: controllers.NewTriggers(),
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Function controller: %w", err)
+	}
+	if bo.webhookAddr != "0" {
+		hooks := &webhook.Handler{Functions: mgr.GetClient(), Secrets: mgr.GetAPIReader(), Trigger: r.Triggers}
+		if err := mgr.Add(&webhook.Server{Addr: bo.webhookAddr, Handler: hooks}); err != nil {
+			return fmt.Errorf("adding the push webhook receiver: %w", err)
+		}
 	}
 	// The autoscaler decides on the leader only; every replica receives
 	// reports, and non-leaders answer 503 so activators try again.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -20,10 +21,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
+	"github.com/lambdapod/lambdapod/controllers/build"
 	"github.com/lambdapod/lambdapod/controllers/resources"
 )
 
@@ -44,6 +48,15 @@ type FunctionReconciler struct {
 	// spec.runtime.command; nil leaves the supervisor to look where Lambda
 	// does.
 	Images ImageCommands
+	// BuildConfig returns the build configuration (step images and the
+	// like) when a build is made; nil means the compiled-in defaults.
+	BuildConfig func(context.Context) (build.Config, error)
+	// Triggers carries push webhook announcements; SetupWithManager makes
+	// one if nil.
+	Triggers *Triggers
+
+	builds          builds
+	tektonInstalled bool
 }
 
 // ImageCommands returns an image's ENTRYPOINT and CMD.
@@ -51,14 +64,20 @@ type ImageCommands interface {
 	Command(ctx context.Context, image string) ([]string, error)
 }
 
-// CacheOptions cache only lambdapod's own Deployments and Services, so the
-// manager's memory follows the number of Functions, not of workloads.
+// CacheOptions cache only lambdapod's own Deployments, Services and
+// PipelineRuns (every object read through the cache but Functions carries
+// the managed-by label), so the manager's memory follows the number of
+// Functions, not of workloads or builds. A default selector rather than one
+// per kind, because a per-kind entry for PipelineRuns would stop the manager
+// from starting on a cluster without Tekton.
 func CacheOptions() cache.Options {
 	ours := labels.SelectorFromSet(labels.Set{resources.LabelManagedBy: resources.ManagedByValue})
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&appsv1.Deployment{}: {Label: ours},
-		&corev1.Service{}:    {Label: ours},
-	}}
+	return cache.Options{
+		DefaultLabelSelector: ours,
+		ByObject: map[client.Object]cache.ByObject{
+			&lambdapodv1alpha1.Function{}: {Label: labels.Everything()},
+		},
+	}
 }
 
 // getOwned reads the object named like fn into obj. It returns false if
@@ -87,16 +106,34 @@ func (r *FunctionReconciler) getOwned(ctx context.Context, fn *lambdapodv1alpha1
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=tekton.dev,resources=pipelineruns,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=tekton.dev,resources=taskruns,verbs=get
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
 
-// SetupWithManager registers the controller: Functions, and the
-// Deployments and Services they own.
+// SetupWithManager registers the controller: Functions, the Deployments,
+// Services and (when Tekton is installed) PipelineRuns they own, and the
+// push webhook's triggers.
 func (r *FunctionReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	if r.Triggers == nil {
+		r.Triggers = NewTriggers()
+	}
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&lambdapodv1alpha1.Function{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
-		Named("function").
-		Complete(r)
+		WatchesRawSource(source.Channel(r.Triggers.ch, &handler.EnqueueRequestForObject{})).
+		Named("function")
+	// Without Tekton's CRDs the manager still runs image Functions; git
+	// sources then say that Tekton is missing.
+	gvk := tektonv1.SchemeGroupVersion.WithKind("PipelineRun")
+	if _, err := mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err == nil {
+		r.tektonInstalled = true
+		b = b.Owns(&tektonv1.PipelineRun{}, builder.WithPredicates(succeededChanged()))
+	} else {
+		mgr.GetLogger().Info("Tekton Pipelines is not installed: git sources will not be built", "reason", err.Error())
+	}
+	return b.Complete(r)
 }
 
 // errConflict marks an object in the Function's way that someone else owns.
@@ -107,6 +144,9 @@ var errConflict = errors.New("owned by someone else")
 func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
 	fn := &lambdapodv1alpha1.Function{}
 	if err := r.Get(ctx, req.NamespacedName, fn); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !fn.DeletionTimestamp.IsZero() {
@@ -126,9 +166,12 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 		}
 	}()
 
-	image, ok := r.image(s)
-	if !ok {
-		return ctrl.Result{}, nil
+	image, poll, err := r.image(ctx, s)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if image == "" {
+		return ctrl.Result{RequeueAfter: poll}, nil
 	}
 	deploy, err := r.applyDeployment(ctx, s, image)
 	if err != nil {
@@ -138,25 +181,26 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 		return ctrl.Result{}, err
 	}
 	s.observeDeployment(deploy)
-	return ctrl.Result{}, nil
+	return ctrl.Result{RequeueAfter: poll}, nil
 }
 
 // image is what the Deployment runs: the image source as it is, or the
-// image a build produced for a git source.
-func (r *FunctionReconciler) image(s *scope) (string, bool) {
+// last image a build produced for a git source ("" before the first), and
+// when to poll the git source again.
+func (r *FunctionReconciler) image(ctx context.Context, s *scope) (string, time.Duration, error) {
 	fn := s.fn
 	if fn.Spec.Source.Image != "" {
 		fn.Status.Image = fn.Spec.Source.Image
 		fn.Status.Commit = ""
-		return fn.Spec.Source.Image, true
+		fn.Status.LatestBuild = nil
+		meta.RemoveStatusCondition(&fn.Status.Conditions, lambdapodv1alpha1.ConditionBuilt)
+		return fn.Spec.Source.Image, 0, nil
 	}
-	s.set(lambdapodv1alpha1.ConditionBuilt, metav1.ConditionFalse, "BuildsUnavailable",
-		"this lambdapod does not build git sources yet; use spec.source.image")
-	if fn.Status.Image != "" {
-		return fn.Status.Image, true
+	image, poll, err := r.gitImage(ctx, s)
+	if err == nil && image == "" {
+		s.notReady("AwaitingBuild", "no image has been built from the git source yet")
 	}
-	s.notReady("AwaitingBuild", "no image has been built from the git source yet")
-	return "", false
+	return image, poll, err
 }
 
 func (r *FunctionReconciler) applyDeployment(ctx context.Context, s *scope, image string) (*appsv1.Deployment, error) {

@@ -28,6 +28,7 @@ import (
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -267,7 +268,7 @@ func TestFunctionController(t *testing.T) {
 		}
 	})
 
-	t.Run("a git source waits for a build", func(t *testing.T) {
+	t.Run("a git source without Tekton installed says so and waits", func(t *testing.T) {
 		fn := newFunction("from-git", func(fn *lambdapodv1alpha1.Function) {
 			fn.Spec.Source = lambdapodv1alpha1.Source{Git: &lambdapodv1alpha1.GitSource{URL: "https://git.example/org/fn.git"}}
 			fn.Spec.Build = &lambdapodv1alpha1.BuildSpec{Image: "example/fn"}
@@ -277,8 +278,9 @@ func TestFunctionController(t *testing.T) {
 			got := getFunction(t, c, fn)
 			ready := meta.FindStatusCondition(got.Status.Conditions, lambdapodv1alpha1.ConditionReady)
 			built := meta.FindStatusCondition(got.Status.Conditions, lambdapodv1alpha1.ConditionBuilt)
-			if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != "AwaitingBuild" ||
-				built == nil || built.Status != metav1.ConditionFalse {
+			if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != "TektonNotInstalled" ||
+				built == nil || built.Status != metav1.ConditionFalse || built.Reason != "TektonNotInstalled" ||
+				!meta.IsStatusConditionTrue(got.Status.Conditions, lambdapodv1alpha1.ConditionStalled) {
 				return fmt.Errorf("conditions %+v", got.Status.Conditions)
 			}
 			return nil
@@ -322,6 +324,8 @@ func startManager(t *testing.T, env *testenv.Env) {
 		Scheme:  env.Scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		Cache:   controllers.CacheOptions(),
+		// Each test runs its own manager in this process.
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr(true)},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -317,6 +317,13 @@ type FunctionStatus struct {
 	// +optional
 	Commit string `json:"commit,omitempty"`
 
+	// latestBuild is the most recent build of a git source: the Tekton
+	// PipelineRun for the commit the revision resolves to, whether it is
+	// running, succeeded or failed. status.image and status.commit change
+	// only when a build succeeds.
+	// +optional
+	LatestBuild *BuildStatus `json:"latestBuild,omitempty"`
+
 	// replicas is the number of pods the function has now.
 	// +optional
 	Replicas int32 `json:"replicas"`
@@ -328,6 +335,27 @@ type FunctionStatus struct {
 	// desiredReplicas is the number of pods the autoscaler asked for.
 	// +optional
 	DesiredReplicas int32 `json:"desiredReplicas"`
+}
+
+// BuildStatus names one build of a git source.
+type BuildStatus struct {
+	// pipelineRun is the name of the Tekton PipelineRun, in the Function's
+	// namespace: `tkn pipelinerun logs <name>` shows its logs.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	PipelineRun string `json:"pipelineRun,omitempty"`
+
+	// commit is the git commit it builds.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	Commit string `json:"commit,omitempty"`
+
+	// specHash identifies the build settings it was made for (its
+	// lambdapod.io/build-spec label); a change to spec.build or to the
+	// repository location makes a new build of the same commit.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	SpecHash string `json:"specHash,omitempty"`
 }
 
 // +kubebuilder:object:root=true

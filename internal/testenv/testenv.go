@@ -42,7 +42,38 @@ type Env struct {
 // Option changes what Start runs.
 type Option func(*options)
 
-type options struct{ controllers []string }
+type options struct {
+	controllers []string
+	crdPaths    []string
+	tekton      bool
+}
+
+// WithCRDs also installs the CRDs in these files or directories.
+func WithCRDs(paths ...string) Option {
+	return func(o *options) { o.crdPaths = append(o.crdPaths, paths...) }
+}
+
+// WithTektonCRDs also installs Tekton Pipelines' CRDs (tekton.dev), from
+// config/300-crds of the github.com/tektoncd/pipeline module in go.mod.
+func WithTektonCRDs() Option {
+	return func(o *options) { o.tekton = true }
+}
+
+// TektonCRDDir is config/300-crds of the tektoncd/pipeline module that
+// go.mod requires, from the module cache.
+func TektonCRDDir(root string) (string, error) {
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/tektoncd/pipeline")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the tektoncd/pipeline module: %w", err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "config", "300-crds")
+	if _, err := os.Stat(dir); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
 
 // WithControllers also runs kube-controller-manager with the named
 // controllers (for example "deployment", "replicaset", "garbagecollector"),
@@ -63,9 +94,21 @@ func Start(t testing.TB, opts ...Option) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	crds := append([]string{filepath.Join(root, "config", "crd", "bases")}, o.crdPaths...)
+	if o.tekton {
+		dir, err := TektonCRDDir(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crds = append(crds, dir)
+	}
 	scheme := scheme.New()
 	te := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		CRDDirectoryPaths:     crds,
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assets,
 		Scheme:                scheme,
@@ -84,10 +127,6 @@ func Start(t testing.TB, opts ...Option) *Env {
 		t.Fatal(err)
 	}
 	e := &Env{Config: cfg, Client: c, Scheme: scheme, Root: root, env: te, assets: assets}
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
 	if len(o.controllers) > 0 {
 		e.startControllerManager(t, assets, o.controllers)
 	}

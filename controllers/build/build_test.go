@@ -1,0 +1,244 @@
+package build_test
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"knative.dev/pkg/apis"
+	duckv1 "knative.dev/pkg/apis/duck/v1"
+	"sigs.k8s.io/yaml"
+
+	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
+	"github.com/lambdapod/lambdapod/controllers/build"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files from the builders' output")
+
+const commit = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+// gitFunction is a git-sourced Function as the API server returns it after
+// defaulting.
+func gitFunction(mutate func(*lambdapodv1alpha1.Function)) *lambdapodv1alpha1.Function {
+	fn := &lambdapodv1alpha1.Function{
+		ObjectMeta: metav1.ObjectMeta{Name: "hello", Namespace: "team-a", UID: "0b9d5c1e-6f2c-4a41-9d0c-1f1e7b9a2c3d"},
+		Spec: lambdapodv1alpha1.FunctionSpec{
+			Source: lambdapodv1alpha1.Source{Git: &lambdapodv1alpha1.GitSource{
+				URL: "https://github.com/example/hello.git", Revision: "main",
+				PollInterval: &metav1.Duration{Duration: 60e9},
+			}},
+			Build: &lambdapodv1alpha1.BuildSpec{
+				Strategy: lambdapodv1alpha1.BuildStrategyDockerfile, Dockerfile: "Dockerfile",
+				Image: "registry.example/team-a/hello", Timeout: &metav1.Duration{Duration: 600e9},
+			},
+		},
+	}
+	if mutate != nil {
+		mutate(fn)
+	}
+	return fn
+}
+
+func TestPipelineRunGolden(t *testing.T) {
+	buildah := build.DefaultConfig()
+	buildah.DockerfileBuilder = build.BuilderBuildah
+	buildah.InsecureRegistries = []string{"registry.example"}
+	cases := []struct {
+		golden string
+		cfg    build.Config
+		fn     *lambdapodv1alpha1.Function
+	}{
+		{"pipelinerun-kaniko.yaml", build.DefaultConfig(), gitFunction(nil)},
+		{"pipelinerun-kaniko-private.yaml", build.DefaultConfig(), gitFunction(func(fn *lambdapodv1alpha1.Function) {
+			fn.Spec.Source.Git.URL = "git@github.com:example/private.git"
+			fn.Spec.Source.Git.ContextDir = "functions/hello"
+			fn.Spec.Source.Git.SecretRef = &corev1.LocalObjectReference{Name: "hello-git"}
+			fn.Spec.Build.Dockerfile = "build/Dockerfile.lambda"
+			fn.Spec.Build.ServiceAccountName = "builder"
+			fn.Spec.Build.Timeout = &metav1.Duration{Duration: 30 * 60e9}
+		})},
+		{"pipelinerun-buildah.yaml", buildah, gitFunction(nil)},
+		{"pipelinerun-go.yaml", build.DefaultConfig(), gitFunction(func(fn *lambdapodv1alpha1.Function) {
+			fn.Spec.Build.Strategy = lambdapodv1alpha1.BuildStrategyGo
+			fn.Spec.Source.Git.ContextDir = "cmd/hello"
+		})},
+	}
+	for _, tc := range cases {
+		t.Run(tc.golden, func(t *testing.T) {
+			pr := build.MakePipelineRun(tc.cfg, tc.fn, commit, tc.fn.Spec.Source.Git.Revision)
+			golden(t, tc.golden, pr)
+			validate(t, pr)
+		})
+	}
+}
+
+// validate runs Tekton's own admission validation and defaulting on the
+// run, as its webhook would, with the default feature flags.
+func validate(t *testing.T, pr *tektonv1.PipelineRun) {
+	t.Helper()
+	pr = pr.DeepCopy()
+	pr.Name = pr.GenerateName + "x7k2p" // as the API server names it
+	ctx := apis.WithinCreate(context.Background())
+	pr.SetDefaults(ctx)
+	if err := pr.Validate(ctx); err != nil {
+		t.Errorf("Tekton rejects the PipelineRun: %v", err)
+	}
+}
+
+func TestPipelineRunIdentity(t *testing.T) {
+	fn := gitFunction(nil)
+	pr := build.MakePipelineRun(build.DefaultConfig(), fn, commit, "main")
+	if pr.Name != "" || pr.GenerateName != "hello-build-" {
+		t.Errorf("name %q generateName %q", pr.Name, pr.GenerateName)
+	}
+	if pr.Labels[build.LabelFunction] != "hello" || pr.Labels[build.LabelCommit] != commit ||
+		pr.Labels[build.LabelBuildSpec] != build.SpecHash(fn) || pr.Labels[build.LabelManagedBy] != "lambdapod" {
+		t.Errorf("labels %v", pr.Labels)
+	}
+	if len(pr.OwnerReferences) != 1 || pr.OwnerReferences[0].Controller == nil || !*pr.OwnerReferences[0].Controller {
+		t.Errorf("owner references %+v", pr.OwnerReferences)
+	}
+
+	// The build spec hash changes with what the build makes, not with the
+	// revision, polling or runtime settings.
+	same := []func(*lambdapodv1alpha1.Function){
+		func(fn *lambdapodv1alpha1.Function) { fn.Spec.Source.Git.Revision = "release" },
+		func(fn *lambdapodv1alpha1.Function) {
+			fn.Spec.Source.Git.PollInterval = &metav1.Duration{Duration: 10e9}
+		},
+		func(fn *lambdapodv1alpha1.Function) { fn.Spec.Runtime.Handler = "x" },
+	}
+	for i, m := range same {
+		if build.SpecHash(gitFunction(m)) != build.SpecHash(fn) {
+			t.Errorf("change %d changed the build spec hash", i)
+		}
+	}
+	differ := []func(*lambdapodv1alpha1.Function){
+		func(fn *lambdapodv1alpha1.Function) { fn.Spec.Build.Image = "registry.example/other" },
+		func(fn *lambdapodv1alpha1.Function) { fn.Spec.Build.Strategy = lambdapodv1alpha1.BuildStrategyGo },
+		func(fn *lambdapodv1alpha1.Function) { fn.Spec.Build.Dockerfile = "Dockerfile.prod" },
+		func(fn *lambdapodv1alpha1.Function) { fn.Spec.Source.Git.ContextDir = "sub" },
+		func(fn *lambdapodv1alpha1.Function) { fn.Spec.Source.Git.URL = "https://github.com/example/fork.git" },
+	}
+	for i, m := range differ {
+		if build.SpecHash(gitFunction(m)) == build.SpecHash(fn) {
+			t.Errorf("change %d kept the build spec hash", i)
+		}
+	}
+}
+
+func TestConfigFromMap(t *testing.T) {
+	c, err := build.ConfigFromMap(map[string]string{
+		"dockerfileBuilder": "buildah", "goImage": "golang:1.25", "historyLimit": "5",
+		"insecureRegistries": "registry.local:5000, 10.0.0.1",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DockerfileBuilder != "buildah" || c.GoImage != "golang:1.25" || c.HistoryLimit != 5 ||
+		len(c.InsecureRegistries) != 2 || c.InsecureRegistries[1] != "10.0.0.1" || c.KanikoImage != build.DefaultKanikoImage {
+		t.Errorf("config %+v", c)
+	}
+	for _, bad := range []map[string]string{
+		{"dockerfileBuilder": "docker"},
+		{"historyLimit": "0"},
+	} {
+		if _, err := build.ConfigFromMap(bad); err == nil {
+			t.Errorf("ConfigFromMap(%v) accepted", bad)
+		}
+	}
+	if u := build.UnknownKeys(map[string]string{"gitImage": "x", "kanikoImage": "y", "a": "b"}); len(u) != 2 || u[0] != "a" || u[1] != "gitImage" {
+		t.Errorf("UnknownKeys = %v", u)
+	}
+	d := build.DefaultConfig()
+	if d.HelperImage != build.DefaultHelperImage || d.HistoryLimit != 3 || d.DockerfileBuilder != "kaniko" {
+		t.Errorf("defaults %+v", d)
+	}
+}
+
+func TestObserve(t *testing.T) {
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	run := func(status corev1.ConditionStatus, reason, message string, results ...tektonv1.PipelineRunResult) *tektonv1.PipelineRun {
+		pr := build.MakePipelineRun(build.DefaultConfig(), gitFunction(nil), commit, "main")
+		pr.Name = "hello-build-x7k2p"
+		if status != "" {
+			pr.Status.SetCondition(&apis.Condition{Type: apis.ConditionSucceeded, Status: status, Reason: reason, Message: message})
+		}
+		pr.Status.Results = results
+		pr.Status.ChildReferences = []tektonv1.ChildStatusReference{{Name: "hello-build-x7k2p-build", PipelineTaskName: "build"}}
+		return pr
+	}
+	digestResult := tektonv1.PipelineRunResult{Name: build.ResultImageDigest, Value: *tektonv1.NewStructuredValues(digest + "\n")}
+	failedTR := &tektonv1.TaskRun{Status: tektonv1.TaskRunStatus{
+		Status: duckv1.Status{Conditions: duckv1.Conditions{{Type: apis.ConditionSucceeded, Status: corev1.ConditionFalse, Reason: "Failed"}}},
+		TaskRunStatusFields: tektonv1.TaskRunStatusFields{
+			PodName: "hello-build-x7k2p-build-pod",
+			Steps: []tektonv1.StepState{
+				{Name: "clone", ContainerState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}}},
+				{Name: "build", ContainerState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error"}}},
+			},
+		},
+	}}
+
+	cases := []struct {
+		name     string
+		pr       *tektonv1.PipelineRun
+		taskRuns map[string]*tektonv1.TaskRun
+		phase    build.Phase
+		reason   string
+		contains []string
+	}{
+		{"not started", run("", "", ""), nil, build.Running, "", []string{"is building commit 4b825dc642cb", "tkn pipelinerun logs -n team-a hello-build-x7k2p"}},
+		{"running", run(corev1.ConditionUnknown, "Running", ""), nil, build.Running, "", nil},
+		{"succeeded", run(corev1.ConditionTrue, "Succeeded", "", digestResult), nil, build.Succeeded, "", nil},
+		{"succeeded without digest", run(corev1.ConditionTrue, "Succeeded", ""), nil, build.Failed, "BuildResultMissing", []string{"IMAGE_DIGEST"}},
+		{"failed at a step", run(corev1.ConditionFalse, "Failed", "Tasks Completed: 1 (Failed: 1, Cancelled 0), Skipped: 0"),
+			map[string]*tektonv1.TaskRun{"hello-build-x7k2p-build": failedTR}, build.Failed, "BuildFailed",
+			[]string{`failed at step "build" (exit code 1)`, "kubectl logs -n team-a hello-build-x7k2p-build-pod -c step-build", "tkn pipelinerun logs -n team-a hello-build-x7k2p"}},
+		{"failed, TaskRun gone", run(corev1.ConditionFalse, "Failed", "boom"), nil, build.Failed, "BuildFailed", []string{"failed (Failed): boom"}},
+		{"timed out", run(corev1.ConditionFalse, "PipelineRunTimeout", "PipelineRun timed out after 10m0s"), nil, build.Failed, "BuildTimedOut", []string{"timed out"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := build.Observe(tc.pr, tc.taskRuns)
+			if got.Phase != tc.phase || got.Reason != tc.reason {
+				t.Errorf("Observe = %+v, want phase %d reason %q", got, tc.phase, tc.reason)
+			}
+			for _, want := range tc.contains {
+				if !strings.Contains(got.Message, want) {
+					t.Errorf("message %q lacks %q", got.Message, want)
+				}
+			}
+			if tc.phase == build.Succeeded && got.Image != "registry.example/team-a/hello@"+digest {
+				t.Errorf("image %q", got.Image)
+			}
+		})
+	}
+}
+
+func golden(t *testing.T, name string, obj any) {
+	t.Helper()
+	got, err := yaml.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./controllers/build -update to write it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs from the builder's output; if the change is intended, run go test ./controllers/build -update and review the diff\n--- got\n%s", path, got)
+	}
+}

@@ -1,0 +1,130 @@
+// Package buildstep is what the manager binary does as a step of a build
+// PipelineRun (`manager build-step clone|image ...`): check out the exact
+// commit with the Function's git credentials, and add a compiled bootstrap
+// to a base image and push it, without a shell, git or a Docker daemon.
+package buildstep
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// Main runs the build step named by args[0] and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: manager build-step clone|image [flags]")
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "clone":
+		err = runClone(ctx, args[1:], stdout, stderr)
+	case "image":
+		err = runImage(ctx, args[1:], stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "unknown build step %q: want clone or image\n", args[0])
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func runClone(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("clone", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o CloneOptions
+	var commitFile, image, imageFile, credentials string
+	fs.StringVar(&o.URL, "url", "", "repository URL")
+	fs.StringVar(&o.Revision, "revision", "", "branch, tag or commit the commit was resolved from")
+	fs.StringVar(&o.Commit, "commit", "", "the 40-hex commit to check out")
+	fs.StringVar(&o.Dir, "dir", "", "where to check it out")
+	fs.StringVar(&credentials, "credentials", "", "directory with username/password or ssh-privatekey[/known_hosts] files")
+	fs.StringVar(&commitFile, "commit-file", "", "write the checked-out commit here (a Tekton result)")
+	fs.StringVar(&image, "image", "", "the image reference the build pushes")
+	fs.StringVar(&imageFile, "image-file", "", "write --image here (a Tekton result)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.URL == "" || o.Commit == "" || o.Dir == "" {
+		return fmt.Errorf("--url, --commit and --dir are required")
+	}
+	if credentials != "" {
+		creds, err := ReadCredentials(credentials)
+		if err != nil {
+			return err
+		}
+		o.Credentials = creds
+	}
+	o.Log = stdout
+	commit, err := Clone(ctx, o)
+	if err != nil {
+		return err
+	}
+	if err := writeResult(commitFile, commit); err != nil {
+		return err
+	}
+	return writeResult(imageFile, image)
+}
+
+func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("image", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o ImageOptions
+	var digestFile string
+	var labels stringList
+	fs.StringVar(&o.Base, "base", "", "base image")
+	fs.StringVar(&o.Platform, "platform", "linux/amd64", "platform of the base image to use, os/arch")
+	fs.StringVar(&o.Bootstrap, "bootstrap", "", "the compiled bootstrap")
+	fs.StringVar(&o.Entrypoint, "entrypoint", "/var/task/bootstrap", "where the bootstrap goes in the image, its ENTRYPOINT")
+	fs.StringVar(&o.Destination, "destination", "", "image reference to push")
+	fs.StringVar(&digestFile, "digest-file", "", "write the pushed digest here (a Tekton result)")
+	fs.Var(&labels, "label", "key=value image label (repeatable)")
+	fs.BoolVar(&o.Insecure, "insecure", false, "reach the registries over plain HTTP")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.Base == "" || o.Bootstrap == "" || o.Destination == "" {
+		return fmt.Errorf("--base, --bootstrap and --destination are required")
+	}
+	o.Labels = map[string]string{}
+	for _, l := range labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			return fmt.Errorf("--label %q is not key=value", l)
+		}
+		o.Labels[k] = v
+	}
+	o.Log = stdout
+	digest, err := Image(ctx, o)
+	if err != nil {
+		return err
+	}
+	return writeResult(digestFile, digest)
+}
+
+func writeResult(path, value string) error {
+	if path == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(value), 0o644)
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }

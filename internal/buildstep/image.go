@@ -1,0 +1,179 @@
+package buildstep
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// RuntimeBootstrap is where Lambda's provided runtimes keep the bootstrap;
+// the image links it to the entrypoint so either location works.
+const RuntimeBootstrap = "/var/runtime/bootstrap"
+
+// ImageOptions say what to add to which base and where to push it.
+type ImageOptions struct {
+	Base, Platform, Bootstrap, Entrypoint, Destination string
+	Labels                                             map[string]string
+	Insecure                                           bool
+	Log                                                io.Writer
+	// Remote adds registry options (tests use a transport).
+	Remote []remote.Option
+}
+
+// Image adds the bootstrap to the base image as its ENTRYPOINT, pushes the
+// result and returns its digest (sha256:...). Registry credentials come
+// from $DOCKER_CONFIG/config.json, which Tekton writes from the build's
+// ServiceAccount.
+func Image(ctx context.Context, o ImageOptions) (string, error) {
+	logf := func(format string, args ...any) {
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, format+"\n", args...)
+		}
+	}
+	var nameOpts []name.Option
+	if o.Insecure {
+		nameOpts = append(nameOpts, name.Insecure)
+	}
+	platform, err := v1.ParsePlatform(o.Platform)
+	if err != nil {
+		return "", fmt.Errorf("--platform %q: %w", o.Platform, err)
+	}
+	opts := append([]remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(authn.DefaultKeychain),
+		remote.WithPlatform(*platform),
+	}, o.Remote...)
+
+	dest, err := name.ParseReference(o.Destination, nameOpts...)
+	if err != nil {
+		return "", fmt.Errorf("destination %q: %w", o.Destination, err)
+	}
+	base, err := baseImage(o, *platform, nameOpts, opts, logf)
+	if err != nil {
+		return "", err
+	}
+	bootstrap, err := os.ReadFile(o.Bootstrap)
+	if err != nil {
+		return "", fmt.Errorf("reading the bootstrap: %w", err)
+	}
+	layer, err := bootstrapLayer(bootstrap, o.Entrypoint)
+	if err != nil {
+		return "", err
+	}
+	img, err := mutate.Append(base, mutate.Addendum{Layer: layer, History: v1.History{
+		CreatedBy: "lambdapod build-step image: COPY bootstrap " + o.Entrypoint,
+		Created:   v1.Time{Time: time.Unix(0, 0).UTC()},
+	}})
+	if err != nil {
+		return "", err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return "", err
+	}
+	cf = cf.DeepCopy()
+	cf.Config.Entrypoint = []string{o.Entrypoint}
+	cf.Config.Cmd = nil
+	cf.Config.WorkingDir = path.Dir(o.Entrypoint)
+	if cf.Config.Labels == nil {
+		cf.Config.Labels = map[string]string{}
+	}
+	for k, v := range o.Labels {
+		cf.Config.Labels[k] = v
+	}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		return "", err
+	}
+	logf("pushing %s", dest)
+	if err := remote.Write(dest, img, opts...); err != nil {
+		return "", fmt.Errorf("pushing %s: %w", dest, err)
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return "", err
+	}
+	logf("pushed %s@%s", dest.Context(), digest)
+	return digest.String(), nil
+}
+
+// bootstrapLayer holds the bootstrap at entrypoint, mode 0755, and a link
+// to it from /var/runtime/bootstrap, with fixed times so that the same
+// bootstrap always gives the same layer.
+func bootstrapLayer(bootstrap []byte, entrypoint string) (v1.Layer, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	epoch := time.Unix(0, 0).UTC()
+	dirs := map[string]bool{}
+	addDirs := func(p string) error {
+		var parts []string
+		for d := path.Dir(strings.TrimPrefix(p, "/")); d != "." && d != ""; d = path.Dir(d) {
+			parts = append([]string{d}, parts...)
+		}
+		for _, d := range parts {
+			if dirs[d] {
+				continue
+			}
+			dirs[d] = true
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: epoch}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := addDirs(entrypoint); err != nil {
+		return nil, err
+	}
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(entrypoint, "/"), Mode: 0o755, Size: int64(len(bootstrap)), ModTime: epoch}); err != nil {
+		return nil, err
+	}
+	if _, err := tw.Write(bootstrap); err != nil {
+		return nil, err
+	}
+	if entrypoint != RuntimeBootstrap {
+		if err := addDirs(RuntimeBootstrap); err != nil {
+			return nil, err
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: strings.TrimPrefix(RuntimeBootstrap, "/"), Linkname: entrypoint, Mode: 0o777, ModTime: epoch}); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	b := buf.Bytes()
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+}
+
+// Scratch names the empty base image: the bootstrap alone, which suits a
+// static Go binary that needs no CA certificates or time zone data.
+const Scratch = "scratch"
+
+func baseImage(o ImageOptions, platform v1.Platform, nameOpts []name.Option, opts []remote.Option, logf func(string, ...any)) (v1.Image, error) {
+	if o.Base == Scratch {
+		return mutate.ConfigFile(empty.Image, &v1.ConfigFile{OS: platform.OS, Architecture: platform.Architecture})
+	}
+	ref, err := name.ParseReference(o.Base, nameOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("base image %q: %w", o.Base, err)
+	}
+	logf("pulling %s for %s", ref, o.Platform)
+	img, err := remote.Image(ref, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("pulling base image %s: %w", ref, err)
+	}
+	return img, nil
+}
