@@ -16,9 +16,34 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: generate
-generate: ## Generate deepcopy code, the CRD and RBAC with controller-gen.
+generate: ## Generate deepcopy code, the CRD and RBAC with controller-gen, and the chart's copies of them.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
-	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) crd paths="./api/..." output:crd:artifacts:config=config/crd/bases
+# The manager's role comes from the manager's packages only; the activator's
+# markers (activator/rbac) make their own role.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role paths="./;./api/...;./controllers/...;./internal/..." output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=activator-role paths="./activator/..." output:rbac:artifacts:config=config/rbac/activator
+	@$(MAKE) --no-print-directory chart-sync
+
+CHART := charts/lambdapod
+
+.PHONY: chart-sync
+chart-sync: ## Copy the generated CRD and roles from config/ into the chart (charts/lambdapod/files).
+	@mkdir -p $(CHART)/files/crds $(CHART)/files/rbac
+	cp config/crd/bases/lambdapod.io_functions.yaml $(CHART)/files/crds/lambdapod.io_functions.yaml
+	cp config/rbac/role.yaml $(CHART)/files/rbac/manager-role.yaml
+	cp config/rbac/activator/role.yaml $(CHART)/files/rbac/activator-role.yaml
+
+HELM ?= $(GO) run helm.sh/helm/v3/cmd/helm@v3.21.4
+
+.PHONY: chart-lint
+chart-lint: ## Lint the chart and render it with default values (helm CLI from the Go module proxy).
+	$(HELM) lint --strict $(CHART)
+	$(HELM) template lambdapod $(CHART) --namespace lambdapod-system >/dev/null
+
+.PHONY: test-packaging
+test-packaging: envtest ## Test the chart, config/default and the Argo CD health check against a real API server.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-binaries.sh)" $(GO) test ./test/packaging/... -count=1
 
 .PHONY: manifests
 manifests: generate ## Alias of generate.
@@ -34,8 +59,8 @@ vet: ## Run go vet.
 .PHONY: verify
 verify: generate ## Fail if generated files or formatting differ from what is committed.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: run 'make fmt'"; exit 1; }
-	@git diff --exit-code -- api config PROJECT || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- api config)" || { git status --porcelain -- api config; echo "untracked generated files: run 'make generate' and commit"; exit 1; }
+	@git diff --exit-code -- api config charts PROJECT || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- api config charts)" || { git status --porcelain -- api config charts; echo "untracked generated files: run 'make generate' and commit"; exit 1; }
 	$(GO) mod tidy -diff
 
 .PHONY: envtest
@@ -85,3 +110,31 @@ install: generate ## Install the CRD into the cluster in KUBECONFIG.
 .PHONY: uninstall
 uninstall: ## Remove the CRD (and every Function) from the cluster in KUBECONFIG.
 	kubectl delete --ignore-not-found -f config/crd/bases
+
+##@ Local cluster
+
+# A single-node cluster on this machine, built from source (root, no Docker):
+# see docs/dev-cluster.md.
+REGISTRY ?= localhost:5000
+IMAGE_TAG ?= dev
+IMAGES_FLAGS ?=
+
+.PHONY: cluster-up
+cluster-up: ## Bring up (or reuse) the local single-node cluster; prints its kubeconfig (bin/cluster/kubeconfig).
+	hack/cluster/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster: no process, mount or interface left (CLUSTER_PURGE=1 also drops its state).
+	hack/cluster/down.sh $(if $(CLUSTER_PURGE),--purge)
+
+.PHONY: cluster-smoke
+cluster-smoke: ## Check the local cluster: pods from the node registry run (as 65532, read-only root), pod and Service addresses answer.
+	hack/cluster/smoke.sh
+
+.PHONY: images
+images: ## Build the manager, activator, runtime-sidecar and pause images without Docker and push them to the node registry (REGISTRY=localhost:5000; IMAGES_FLAGS=-tekton adds Tekton's).
+	nice -n 19 $(GO) run ./hack/images -registry $(REGISTRY) -tag $(IMAGE_TAG) $(IMAGES_FLAGS)
+
+.PHONY: cluster-floor
+cluster-floor: ## Measure a bare Deployment's 0->1 ready pod time on the local cluster (the cold-start floor).
+	KUBECONFIG=$${KUBECONFIG:-bin/cluster/kubeconfig} $(GO) run ./hack/cluster/floor -n 10

@@ -1,0 +1,103 @@
+{{/* The chart's name, "lambdapod" unless nameOverride says otherwise. */}}
+{{- define "lambdapod.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The prefix of every object name: fullnameOverride, else the release name when
+it contains the chart name, else "<release>-<chart>". Release "lambdapod"
+gives the names of config/default (lambdapod-manager, lambdapod-activator...).
+*/}}
+{{- define "lambdapod.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "lambdapod.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object. Call with (dict "ctx" $ "component" "manager"). */}}
+{{- define "lambdapod.labels" -}}
+helm.sh/chart: {{ include "lambdapod.chart" .ctx }}
+{{ include "lambdapod.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: lambdapod
+{{- end }}
+
+{{/* Labels that select a component's pods. */}}
+{{- define "lambdapod.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "lambdapod.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+{{- if .component }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+{{- end }}
+
+{{/* An image reference from {repository, tag, digest}; the tag defaults to appVersion. */}}
+{{- define "lambdapod.image" -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else -}}
+{{- printf "%s:%s" .image.repository (default .ctx.Chart.AppVersion .image.tag | toString) }}
+{{- end -}}
+{{- end }}
+
+{{/*
+The activator's base URL, for functions' status.url: manager.activatorURL, else
+the activator Ingress host, else the activator Service.
+*/}}
+{{- define "lambdapod.activatorURL" -}}
+{{- $ing := .Values.activator.ingress }}
+{{- if .Values.manager.activatorURL }}
+{{- .Values.manager.activatorURL }}
+{{- else if and $ing.enabled $ing.host }}
+{{- printf "%s://%s" (ternary "https" "http" $ing.tls.enabled) $ing.host }}
+{{- else }}
+{{- $port := int .Values.activator.service.port }}
+{{- printf "http://%s-activator.%s.svc" (include "lambdapod.fullname" .) .Release.Namespace }}
+{{- if ne $port 80 }}:{{ $port }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* The autoscaler's stats endpoint in the manager, for the activator. */}}
+{{- define "lambdapod.autoscalerURL" -}}
+{{- printf "http://%s-autoscaler.%s.svc:8083/v1/stats" (include "lambdapod.fullname" .) .Release.Namespace }}
+{{- end }}
+
+{{/* A generated file under files/ read as YAML; fails the render if it does not parse. */}}
+{{- define "lambdapod.generated" -}}
+{{- $raw := .ctx.Files.Get .path }}
+{{- if not $raw }}
+{{- fail (printf "%s is missing from the chart: run `make chart-sync`" .path) }}
+{{- end }}
+{{- $obj := $raw | fromYaml }}
+{{- if hasKey $obj "Error" }}
+{{- fail (printf "%s does not parse: %s" .path $obj.Error) }}
+{{- end }}
+{{- toJson $obj }}
+{{- end }}
+
+{{/*
+The build ConfigMap's data, as JSON: build.config as strings, helperImage
+defaulting to the manager's image.
+*/}}
+{{- define "lambdapod.buildConfig" -}}
+{{- $data := dict }}
+{{- range $k, $v := .Values.build.config }}
+{{- $_ := set $data $k (toString $v) }}
+{{- end }}
+{{- if not (hasKey $data "helperImage") }}
+{{- $_ := set $data "helperImage" (include "lambdapod.image" (dict "ctx" . "image" .Values.manager.image)) }}
+{{- end }}
+{{- toJson $data }}
+{{- end }}
