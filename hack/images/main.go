@@ -1,0 +1,368 @@
+// Command images builds lambdapod's container images without Docker and
+// pushes them to a registry (by default the local cluster's, see
+// hack/cluster/up.sh):
+//
+//	lambdapod/manager          /manager           (module root)
+//	lambdapod/activator        /activator         (./activator/cmd)
+//	lambdapod/runtime-sidecar  /runtime-sidecar   (./runtime-sidecar/cmd), /supervisor (./runtime-sidecar/supervisor/cmd)
+//	lambdapod/pause            /pause             (./hack/images/pause, the pod sandbox image)
+//
+// Each is one layer on an empty base: static (CGO_ENABLED=0) binaries with
+// mode 0755, a distroless-style /etc/passwd and /etc/group, the host's CA
+// bundle, user 65532 (65535 for pause). With -tekton it also builds
+// Tekton's controller and step helper images from github.com/tektoncd/pipeline
+// in a tools module under bin/tekton (never the project's go.mod), laid out
+// the way ko lays them out (/ko-app/<name>), since Tekton hard-codes those
+// paths.
+//
+// It prints "<image>@<digest>" per image, and with -tarball also writes all
+// of them to one docker-style tarball (for `ctr -n k8s.io images import`).
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// binary is one Go main package to put at Path in an image.
+type binary struct {
+	Pkg  string // package path, relative to Dir
+	Path string // absolute path in the image
+}
+
+type image struct {
+	Name       string   // repository under the registry
+	Dir        string   // module directory the packages build in ("" = project root)
+	Bins       []binary // the first is the entrypoint
+	User       string
+	Env        []string
+	Entrypoint []string // default: the first binary
+}
+
+const (
+	tektonModule  = "github.com/tektoncd/pipeline"
+	tektonVersion = "v1.15.0" // newest whose module zip the proxy serves
+)
+
+func projectImages() []image {
+	return []image{
+		{Name: "lambdapod/manager", Bins: []binary{{".", "/manager"}}, User: "65532:65532"},
+		{Name: "lambdapod/activator", Bins: []binary{{"./activator/cmd", "/activator"}}, User: "65532:65532"},
+		{Name: "lambdapod/runtime-sidecar", Bins: []binary{
+			{"./runtime-sidecar/cmd", "/runtime-sidecar"},
+			{"./runtime-sidecar/supervisor/cmd", "/supervisor"},
+		}, User: "65532:65532"},
+		{Name: "lambdapod/pause", Bins: []binary{{"./hack/images/pause", "/pause"}}, User: "65535:65535"},
+	}
+}
+
+func tektonImages(dir string) []image {
+	var out []image
+	for _, c := range []string{"controller", "entrypoint", "nop", "sidecarlogresults", "workingdirinit"} {
+		out = append(out, image{
+			Name: "tekton/" + c,
+			Dir:  dir,
+			Bins: []binary{{tektonModule + "/cmd/" + c, "/ko-app/" + c}},
+			// Tekton's pods run these images as whatever user the step
+			// asks for; ko's default base runs as 65532 too.
+			User: "65532:65532",
+			Env:  []string{"PATH=/ko-app:/usr/local/bin:/usr/bin:/bin", "KO_DATA_PATH=/var/run/ko"},
+		})
+	}
+	return out
+}
+
+func main() {
+	registry := flag.String("registry", "localhost:5000", "registry to push to (plain HTTP); empty: do not push")
+	tag := flag.String("tag", "dev", "tag of every image")
+	only := flag.String("images", "", "comma-separated image names to build (e.g. manager,pause); default all")
+	tekton := flag.Bool("tekton", false, "also build Tekton "+tektonVersion+"'s controller and helper images")
+	work := flag.String("work", "bin/images", "directory for built binaries and the Tekton tools module")
+	tarPath := flag.String("tarball", "", "also write every image to this docker-style tarball")
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("images: ")
+
+	root, err := os.Getwd()
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		log.Fatal("run from the repository root (go run ./hack/images)")
+	}
+	work2, err := filepath.Abs(*work)
+	if err != nil {
+		log.Fatal(err)
+	}
+	imgs := projectImages()
+	if *tekton {
+		dir, err := tektonModuleDir(filepath.Join(work2, "tekton-src"))
+		if err != nil {
+			log.Fatalf("tekton tools module: %v", err)
+		}
+		imgs = append(imgs, tektonImages(dir)...)
+	}
+	if *only != "" {
+		want := map[string]bool{}
+		for _, n := range strings.Split(*only, ",") {
+			want[strings.TrimSpace(n)] = true
+		}
+		var sel []image
+		for _, im := range imgs {
+			if want[im.Name] || want[filepath.Base(im.Name)] {
+				sel = append(sel, im)
+			}
+		}
+		if len(sel) == 0 {
+			log.Fatalf("no image matches -images %q", *only)
+		}
+		imgs = sel
+	}
+
+	extra, err := baseFiles()
+	if err != nil {
+		log.Fatal(err)
+	}
+	refs := map[name.Reference]v1.Image{}
+	var order []name.Reference
+	for _, im := range imgs {
+		start := time.Now()
+		img, err := build(root, work2, im, extra)
+		if err != nil {
+			log.Fatalf("%s: %v", im.Name, err)
+		}
+		repo := im.Name
+		if *registry != "" {
+			repo = *registry + "/" + im.Name
+		}
+		ref, err := name.NewTag(repo+":"+*tag, name.Insecure)
+		if err != nil {
+			log.Fatal(err)
+		}
+		d, err := img.Digest()
+		if err != nil {
+			log.Fatal(err)
+		}
+		if *registry != "" {
+			if err := remote.Write(ref, img); err != nil {
+				log.Fatalf("pushing %s: %v", ref, err)
+			}
+		}
+		log.Printf("%s built in %s", ref, time.Since(start).Round(100*time.Millisecond))
+		fmt.Printf("%s@%s\n", ref.Context(), d)
+		refs[ref] = img
+		order = append(order, ref)
+	}
+	if *tarPath != "" {
+		if err := os.MkdirAll(filepath.Dir(*tarPath), 0o755); err != nil {
+			log.Fatal(err)
+		}
+		tmp := *tarPath + ".tmp"
+		if err := tarball.MultiRefWriteToFile(tmp, refs); err != nil {
+			log.Fatalf("writing %s: %v", *tarPath, err)
+		}
+		if err := os.Rename(tmp, *tarPath); err != nil {
+			log.Fatal(err)
+		}
+		log.Printf("wrote %d images to %s", len(order), *tarPath)
+	}
+}
+
+// build compiles im's binaries and makes a one-layer image of them.
+func build(root, work string, im image, extra map[string][]byte) (v1.Image, error) {
+	files := map[string][]byte{}
+	for k, v := range extra {
+		files[k] = v
+	}
+	dir := root
+	if im.Dir != "" {
+		dir = im.Dir
+	}
+	for _, b := range im.Bins {
+		out := filepath.Join(work, "bin", strings.TrimPrefix(im.Name, "lambdapod/")+"-"+filepath.Base(b.Path))
+		log.Printf("go build %s -> %s", b.Pkg, b.Path)
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, b.Pkg)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+		if im.Dir != "" {
+			cmd.Env = append(cmd.Env, "GOWORK=off", "GOFLAGS=-mod=mod")
+		}
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("go build %s: %w", b.Pkg, err)
+		}
+		data, err := os.ReadFile(out)
+		if err != nil {
+			return nil, err
+		}
+		files[b.Path] = data
+	}
+	layer, err := layerOf(files)
+	if err != nil {
+		return nil, err
+	}
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
+	if err != nil {
+		return nil, err
+	}
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
+	cf.Created = v1.Time{Time: time.Unix(0, 0).UTC()}
+	ep := im.Entrypoint
+	if ep == nil {
+		ep = []string{im.Bins[0].Path}
+	}
+	cf.Config.Entrypoint = ep
+	cf.Config.Cmd = nil
+	cf.Config.User = im.User
+	cf.Config.WorkingDir = "/"
+	cf.Config.Env = append([]string{"SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"}, im.Env...)
+	if !slices.ContainsFunc(im.Env, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
+		cf.Config.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, cf.Config.Env...)
+	}
+	cf.Config.Labels = map[string]string{"org.opencontainers.image.source": "https://github.com/lambdapod/lambdapod"}
+	return mutate.ConfigFile(img, cf)
+}
+
+// baseFiles are what a distroless static base would bring: users, groups and
+// CA certificates (the manager talks to git hosts over HTTPS).
+func baseFiles() (map[string][]byte, error) {
+	files := map[string][]byte{
+		"/etc/passwd":        []byte("root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"),
+		"/etc/group":         []byte("root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n"),
+		"/etc/nsswitch.conf": []byte("hosts: files dns\n"),
+	}
+	if b, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt"); err == nil {
+		files["/etc/ssl/certs/ca-certificates.crt"] = b
+	}
+	return files, nil
+}
+
+// layerOf writes files into a tar layer with deterministic headers: parent
+// directories 0755, binaries and everything under /ko-app 0755, other files
+// 0644, all owned by root, mtime 0, plus /tmp (1777) and /home/nonroot
+// (owned by 65532).
+func layerOf(files map[string][]byte) (v1.Layer, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dirs := map[string]bool{}
+	epoch := time.Unix(0, 0)
+	mkdir := func(d string, mode int64, uid int) error {
+		if d == "/" || d == "." || dirs[d] {
+			return nil
+		}
+		dirs[d] = true
+		return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(d, "/") + "/", Mode: mode, Uid: uid, Gid: uid, ModTime: epoch})
+	}
+	var parents func(string) error
+	parents = func(p string) error {
+		d := filepath.Dir(p)
+		if d == "/" || dirs[d] {
+			return nil
+		}
+		if err := parents(d); err != nil {
+			return err
+		}
+		return mkdir(d, 0o755, 0)
+	}
+	if err := mkdir("/tmp", 0o1777, 0); err != nil {
+		return nil, err
+	}
+	if err := parents("/home/nonroot"); err != nil {
+		return nil, err
+	}
+	if err := mkdir("/home/nonroot", 0o755, 65532); err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := parents(n); err != nil {
+			return nil, err
+		}
+		mode := int64(0o644)
+		if !strings.HasPrefix(n, "/etc/") {
+			mode = 0o755
+		}
+		data := files[n]
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(n, "/"), Mode: mode, Size: int64(len(data)), ModTime: epoch}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(data); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	b := buf.Bytes()
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil },
+		tarball.WithMediaType(types.OCILayer))
+}
+
+// tektonModuleDir prepares a tools module that requires Tekton at
+// tektonVersion, so its commands build with Tekton's own dependency versions,
+// independent of the project's go.mod.
+func tektonModuleDir(dir string) (string, error) {
+	if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.Contains(b, []byte(tektonModule+" "+tektonVersion)) {
+		if _, err := os.Stat(filepath.Join(dir, "go.sum")); err == nil {
+			return dir, nil
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	tools := "//go:build tools\n\npackage tools\n\nimport (\n"
+	for _, c := range []string{"controller", "entrypoint", "nop", "sidecarlogresults", "workingdirinit"} {
+		tools += "\t_ \"" + tektonModule + "/cmd/" + c + "\"\n"
+	}
+	tools += ")\n"
+	if err := os.WriteFile(filepath.Join(dir, "tools.go"), []byte(tools), 0o644); err != nil {
+		return "", err
+	}
+	os.Remove(filepath.Join(dir, "go.mod"))
+	os.Remove(filepath.Join(dir, "go.sum"))
+	for _, args := range [][]string{
+		{"mod", "init", "lambdapod.local/tekton-images"},
+		{"mod", "edit", "-require", tektonModule + "@" + tektonVersion},
+		{"mod", "tidy"},
+	} {
+		log.Printf("tekton tools module: go %s", strings.Join(args, " "))
+		cmd := exec.Command("go", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return "", fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
+		}
+	}
+	return dir, nil
+}
