@@ -186,6 +186,33 @@ func TestObserve(t *testing.T) {
 		},
 	}}
 
+	// What Tekton v1.15.0 reported on a real cluster when a step's image
+	// could not be pulled: every step that had not finished is marked
+	// exited 1 by Tekton itself, and the TaskRun's condition names the step.
+	byTekton := func(step, reason string) tektonv1.StepState {
+		return tektonv1.StepState{Name: step, TerminationReason: reason, ContainerState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			ExitCode: 1, Reason: reason, Message: "Step " + step + " terminated as pod hello-build-x7k2p-build-pod is terminated"}}}
+	}
+	pullFailedTR := &tektonv1.TaskRun{Status: tektonv1.TaskRunStatus{
+		Status: duckv1.Status{Conditions: duckv1.Conditions{{Type: apis.ConditionSucceeded, Status: corev1.ConditionFalse, Reason: "TaskRunImagePullFailed",
+			Message: `the step "build" in TaskRun "hello-build-x7k2p-build" failed to pull the image "". The pod errored with the message: "Back-off pulling image "lambdapod/kaniko-executor:v1.23.2": ErrImagePull: failed to pull and unpack image."`}}},
+		TaskRunStatusFields: tektonv1.TaskRunStatusFields{
+			PodName: "hello-build-x7k2p-build-pod",
+			Steps:   []tektonv1.StepState{byTekton("clone", "TaskRunImagePullFailed"), byTekton("build", "TaskRunImagePullFailed")},
+		},
+	}}
+	timedOutTR := &tektonv1.TaskRun{Status: tektonv1.TaskRunStatus{
+		Status: duckv1.Status{Conditions: duckv1.Conditions{{Type: apis.ConditionSucceeded, Status: corev1.ConditionFalse, Reason: "TaskRunTimeout",
+			Message: `TaskRun "hello-build-x7k2p-build" failed to finish within "10m0s"`}}},
+		TaskRunStatusFields: tektonv1.TaskRunStatusFields{
+			PodName: "hello-build-x7k2p-build-pod",
+			Steps: []tektonv1.StepState{
+				{Name: "clone", ContainerState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}}},
+				byTekton("compile", "TaskRunTimeout"), byTekton("image", "TaskRunTimeout"),
+			},
+		},
+	}}
+
 	cases := []struct {
 		name     string
 		pr       *tektonv1.PipelineRun
@@ -193,16 +220,24 @@ func TestObserve(t *testing.T) {
 		phase    build.Phase
 		reason   string
 		contains []string
+		excludes []string
 	}{
-		{"not started", run("", "", ""), nil, build.Running, "", []string{"is building commit 4b825dc642cb", "tkn pipelinerun logs -n team-a hello-build-x7k2p"}},
-		{"running", run(corev1.ConditionUnknown, "Running", ""), nil, build.Running, "", nil},
-		{"succeeded", run(corev1.ConditionTrue, "Succeeded", "", digestResult), nil, build.Succeeded, "", nil},
-		{"succeeded without digest", run(corev1.ConditionTrue, "Succeeded", ""), nil, build.Failed, "BuildResultMissing", []string{"IMAGE_DIGEST"}},
+		{"not started", run("", "", ""), nil, build.Running, "", []string{"is building commit 4b825dc642cb", "tkn pipelinerun logs -n team-a hello-build-x7k2p"}, nil},
+		{"running", run(corev1.ConditionUnknown, "Running", ""), nil, build.Running, "", nil, nil},
+		{"succeeded", run(corev1.ConditionTrue, "Succeeded", "", digestResult), nil, build.Succeeded, "", nil, nil},
+		{"succeeded without digest", run(corev1.ConditionTrue, "Succeeded", ""), nil, build.Failed, "BuildResultMissing", []string{"IMAGE_DIGEST"}, nil},
 		{"failed at a step", run(corev1.ConditionFalse, "Failed", "Tasks Completed: 1 (Failed: 1, Cancelled 0), Skipped: 0"),
 			map[string]*tektonv1.TaskRun{"hello-build-x7k2p-build": failedTR}, build.Failed, "BuildFailed",
-			[]string{`failed at step "build" (exit code 1)`, "kubectl logs -n team-a hello-build-x7k2p-build-pod -c step-build", "tkn pipelinerun logs -n team-a hello-build-x7k2p"}},
-		{"failed, TaskRun gone", run(corev1.ConditionFalse, "Failed", "boom"), nil, build.Failed, "BuildFailed", []string{"failed (Failed): boom"}},
-		{"timed out", run(corev1.ConditionFalse, "PipelineRunTimeout", "PipelineRun timed out after 10m0s"), nil, build.Failed, "BuildTimedOut", []string{"timed out"}},
+			[]string{`failed at step "build" (exit code 1)`, "kubectl logs -n team-a hello-build-x7k2p-build-pod -c step-build", "tkn pipelinerun logs -n team-a hello-build-x7k2p"}, nil},
+		{"a step's image not pulled", run(corev1.ConditionFalse, "Failed", "Tasks Completed: 1 (Failed: 1, Cancelled 0), Skipped: 0"),
+			map[string]*tektonv1.TaskRun{"hello-build-x7k2p-build": pullFailedTR}, build.Failed, "BuildFailed",
+			[]string{`failed at step "build" (TaskRunImagePullFailed: the step "build"`, "lambdapod/kaniko-executor:v1.23.2", "-c step-build"},
+			[]string{`step "clone"`, "-c step-clone"}},
+		{"timed out in a step", run(corev1.ConditionFalse, "PipelineRunTimeout", "PipelineRun timed out after 10m0s"),
+			map[string]*tektonv1.TaskRun{"hello-build-x7k2p-build": timedOutTR}, build.Failed, "BuildTimedOut",
+			[]string{`failed at step "compile" (exit code 1, TaskRunTimeout`, "-c step-compile"}, nil},
+		{"failed, TaskRun gone", run(corev1.ConditionFalse, "Failed", "boom"), nil, build.Failed, "BuildFailed", []string{"failed (Failed): boom"}, nil},
+		{"timed out", run(corev1.ConditionFalse, "PipelineRunTimeout", "PipelineRun timed out after 10m0s"), nil, build.Failed, "BuildTimedOut", []string{"timed out"}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -213,6 +248,11 @@ func TestObserve(t *testing.T) {
 			for _, want := range tc.contains {
 				if !strings.Contains(got.Message, want) {
 					t.Errorf("message %q lacks %q", got.Message, want)
+				}
+			}
+			for _, bad := range tc.excludes {
+				if strings.Contains(got.Message, bad) {
+					t.Errorf("message %q has %q", got.Message, bad)
 				}
 			}
 			if tc.phase == build.Succeeded && got.Image != "registry.example/team-a/hello@"+digest {

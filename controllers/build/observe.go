@@ -115,8 +115,17 @@ func TaskRunNames(pr *tektonv1.PipelineRun) []string {
 	return names
 }
 
-// failedStep finds the first step that ended with a non-zero exit code, or
-// the first that did not run to completion, and says how it ended.
+// failedStep finds the step that failed and says how it ended: the first
+// step whose own process exited non-zero; else, when the pod failed as a
+// whole (an image that cannot be pulled, a container that cannot start),
+// the step Tekton's TaskRun condition names; else the first step that
+// ended non-zero or did not run to completion.
+//
+// When the pod fails as a whole, Tekton marks every step that had not
+// finished as exited with code 1 ("Step clone terminated as pod ... is
+// terminated"), so the first non-zero step is then often an innocent one
+// that was running or waiting: on a real cluster a kaniko image that could
+// not be pulled showed as a failed clone.
 func failedStep(pr *tektonv1.PipelineRun, taskRuns map[string]*tektonv1.TaskRun) (step, pod, detail string) {
 	for _, name := range TaskRunNames(pr) {
 		tr := taskRuns[name]
@@ -124,20 +133,22 @@ func failedStep(pr *tektonv1.PipelineRun, taskRuns map[string]*tektonv1.TaskRun)
 			continue
 		}
 		for _, s := range tr.Status.Steps {
-			t := s.Terminated
-			if t == nil || t.ExitCode == 0 {
-				continue
+			if t := s.Terminated; t != nil && t.ExitCode != 0 && !terminatedByTekton(s.Name, t) {
+				return s.Name, tr.Status.PodName, exitDetail(t)
 			}
-			detail = fmt.Sprintf("exit code %d", t.ExitCode)
-			if t.Reason != "" && t.Reason != "Error" {
-				detail += ", " + t.Reason
-			}
-			if msg := stepMessage(t); msg != "" {
-				detail += ": " + msg
-			}
-			return s.Name, tr.Status.PodName, detail
 		}
-		if c := tr.Status.GetCondition(apis.ConditionSucceeded); c != nil && c.IsFalse() {
+		c := tr.Status.GetCondition(apis.ConditionSucceeded)
+		if c != nil && c.IsFalse() {
+			if m := namedStepRE.FindStringSubmatch(c.Message); m != nil && hasStep(tr, m[1]) {
+				return m[1], tr.Status.PodName, strings.TrimSpace(c.Reason) + ": " + truncate(strings.TrimSpace(c.Message), 512)
+			}
+		}
+		for _, s := range tr.Status.Steps {
+			if t := s.Terminated; t != nil && t.ExitCode != 0 {
+				return s.Name, tr.Status.PodName, exitDetail(t)
+			}
+		}
+		if c != nil && c.IsFalse() {
 			for _, s := range tr.Status.Steps {
 				if s.Terminated == nil || s.Terminated.Reason != "Completed" {
 					return s.Name, tr.Status.PodName, strings.TrimSpace(c.Reason)
@@ -146,6 +157,37 @@ func failedStep(pr *tektonv1.PipelineRun, taskRuns map[string]*tektonv1.TaskRun)
 		}
 	}
 	return "", "", ""
+}
+
+// namedStepRE finds the step in the message of a TaskRun whose pod failed
+// as a whole: `the step "build" in TaskRun "..." failed to pull the image
+// "..."` or `... failed to start`.
+var namedStepRE = regexp.MustCompile(`\bthe step "([^"]+)" in TaskRun\b`)
+
+// terminatedByTekton: Tekton, not the step's process, ended the step,
+// because the pod failed, timed out or was cancelled.
+func terminatedByTekton(step string, t *corev1.ContainerStateTerminated) bool {
+	return strings.HasPrefix(t.Message, "Step "+step+" terminated as pod ")
+}
+
+func hasStep(tr *tektonv1.TaskRun, name string) bool {
+	for _, s := range tr.Status.Steps {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func exitDetail(t *corev1.ContainerStateTerminated) string {
+	detail := fmt.Sprintf("exit code %d", t.ExitCode)
+	if t.Reason != "" && t.Reason != "Error" {
+		detail += ", " + t.Reason
+	}
+	if msg := stepMessage(t); msg != "" {
+		detail += ": " + msg
+	}
+	return detail
 }
 
 // stepMessage is a terminated step's own message, unless it is the JSON
