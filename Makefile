@@ -135,6 +135,14 @@ cluster-smoke: ## Check the local cluster: pods from the node registry run (as 6
 images: ## Build the manager, activator, runtime-sidecar and pause images without Docker and push them to the node registry (REGISTRY=localhost:5000; IMAGES_FLAGS=-tekton adds Tekton's).
 	nice -n 19 $(GO) run ./hack/images -registry $(REGISTRY) -tag $(IMAGE_TAG) $(IMAGES_FLAGS)
 
+.PHONY: dev
+dev: ## The local cluster with Tekton and lambdapod (Helm), a sample Go function built from git, Ready and invoked through the activator.
+	hack/dev/up.sh
+
+.PHONY: dev-down
+dev-down: ## Stop what make dev started and the cluster (CLUSTER_PURGE=1 also drops its state).
+	hack/dev/down.sh $(if $(CLUSTER_PURGE),--purge)
+
 .PHONY: cluster-floor
 cluster-floor: ## Measure a bare Deployment's 0->1 ready pod time on the local cluster (the cold-start floor).
 	KUBECONFIG=$${KUBECONFIG:-bin/cluster/kubeconfig} $(GO) run ./hack/cluster/floor -n 10

@@ -54,6 +54,8 @@ sleep 0.3
 stop kube-apiserver
 stop etcd
 stop registry
+# make dev's git server (hack/dev/up.sh) listens on the bridge's address
+stop gitserver
 
 # 4. Mounts: pod volumes, sandbox /dev/shm, container root filesystems,
 #    network namespaces. Deepest first.

@@ -1,0 +1,32 @@
+// Command hello is a Lambda function written with aws-lambda-go, the
+// sample that `make dev` builds from git with the Go build strategy and
+// invokes through the activator.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
+)
+
+// greeting changes between commits in the end-to-end tests.
+const greeting = "Hello from lambdapod"
+
+func handle(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+	who := req.QueryStringParameters["name"]
+	if who == "" {
+		who = "world"
+	}
+	return events.APIGatewayV2HTTPResponse{
+		StatusCode: 200,
+		Headers:    map[string]string{"Content-Type": "text/plain"},
+		Body:       fmt.Sprintf("%s, %s! (%s %s, function %s)\n", greeting, who, req.RequestContext.HTTP.Method, req.RawPath, os.Getenv("AWS_LAMBDA_FUNCTION_NAME")),
+	}, nil
+}
+
+func main() {
+	lambda.Start(handle)
+}
