@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Builds everything a single-node cluster needs from the Go module proxy:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet (and
-# kubectl where none is installed), static (CGO_ENABLED=0), with the version
-# ldflags so they report v1.X.Y instead of v0.0.0-master+$Format:%H$.
+# Builds Kubernetes binaries from the Go module proxy, static (CGO_ENABLED=0),
+# with the version ldflags so they report v1.X.Y instead of
+# v0.0.0-master+$Format:%H$, into bin/k8s/<version>: the ones named as
+# arguments (hack/envtest-binaries.sh names what envtest needs), or by
+# default everything a single-node cluster needs (kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubelet, kube-proxy); always
+# etcd, and kubectl where none is installed.
 # The Kubernetes version follows k8s.io/api in go.mod (v0.X.Y -> v1.X.Y), the
-# etcd version what that release requires. It shares bin/k8s/<version> and the
-# tools modules with hack/envtest-binaries.sh, so binaries built by either are
-# reused by both. Prints the directory holding the binaries; a second run is a
-# no-op. Builds run under `nice -n 19`.
+# etcd version what that release requires. Prints the directory holding the
+# binaries; a second run is a no-op. Builds run under `nice -n 19`.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -15,7 +16,11 @@ cd "$root"
 api=$(go list -m -f '{{.Version}}' k8s.io/api)
 kube="v1${api#v0}"
 out="$root/bin/k8s/$kube"
-bins=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+if (($#)); then
+  bins=("$@")
+else
+  bins=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+fi
 command -v kubectl >/dev/null || bins+=(kubectl)
 have() { for b in "${bins[@]}" etcd; do [[ -x "$out/$b" ]] || return 1; done; }
 if have; then
@@ -23,7 +28,7 @@ if have; then
   exit 0
 fi
 
-log() { echo "cluster-binaries: $*" >&2; }
+log() { echo "k8s-binaries: $*" >&2; }
 src="$root/bin/k8s/src-$kube"
 mkdir -p "$out" "$src/kube" "$src/etcd"
 export GOFLAGS=-mod=mod GOWORK=off CGO_ENABLED=0
