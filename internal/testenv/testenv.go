@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -156,6 +157,9 @@ func (e *Env) startControllerManager(t testing.TB, assets string, controllers []
 		"--concurrent-deployment-syncs=5",
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// If the test binary dies (a timeout, a kill), so does this process,
+	// rather than outliving it against an API server that is gone.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
