@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
@@ -16,6 +17,11 @@ import (
 const greeting = "Hello from lambdapod"
 
 func handle(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+	// ?sleep=2s makes the invocation last that long, past its deadline if
+	// need be (the end-to-end tests' timeout case).
+	if d, err := time.ParseDuration(req.QueryStringParameters["sleep"]); err == nil && d > 0 {
+		time.Sleep(d)
+	}
 	who := req.QueryStringParameters["name"]
 	if who == "" {
 		who = "world"

@@ -1,0 +1,358 @@
+//go:build e2e
+
+// Package e2e is lambdapod's end-to-end suite: it runs against the local
+// cluster that `make dev` brings up (hack/dev/up.sh: lambdapod installed with
+// its Helm chart, the Go function default/hello built from git) and asserts
+// what a caller of the activator receives. Run it with `make e2e`, or with
+//
+//	KUBECONFIG=$PWD/bin/cluster/kubeconfig go test -tags e2e ./test/e2e/... -count=1 -v -timeout 30m
+//
+// The suite creates its Functions in a namespace of its own, from the image
+// that hello's build produced (no rebuild), and deletes the namespace at the
+// end (E2E_KEEP=1 keeps it).
+//
+// Environment: KUBECONFIG (default bin/cluster/kubeconfig),
+// LAMBDAPOD_NAMESPACE (lambdapod-system), DEV_FUNCTION and
+// DEV_FUNCTION_NAMESPACE (hello, default), E2E_KEEP.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
+)
+
+var (
+	// k is a client of the cluster's API server (admin kubeconfig).
+	k client.Client
+	// activator is the activator's base URL, http://<ClusterIP>:<port>.
+	activator string
+	// ns is the namespace of the suite's own Functions.
+	ns string
+
+	systemNS  = envOr("LAMBDAPOD_NAMESPACE", "lambdapod-system")
+	devFn     = envOr("DEV_FUNCTION", "hello")
+	devFnNS   = envOr("DEV_FUNCTION_NAMESPACE", "default")
+	repoRoot  = findRepoRoot()
+	kubectlSh = kubectlCmd()
+)
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func findRepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// kubectlCmd is kubectl as hack/cluster/lib.sh picks it: the one on PATH,
+// else the one built under bin/k8s.
+func kubectlCmd() string {
+	if p, err := exec.LookPath("kubectl"); err == nil {
+		return p
+	}
+	if m, _ := filepath.Glob(filepath.Join(repoRoot, "bin", "k8s", "v*", "kubectl")); len(m) > 0 {
+		return m[len(m)-1]
+	}
+	return "kubectl"
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if os.Getenv("KUBECONFIG") == "" {
+		os.Setenv("KUBECONFIG", filepath.Join(repoRoot, "bin", "cluster", "kubeconfig"))
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", os.Getenv("KUBECONFIG"))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: kubeconfig %s: %v (run make dev first)\n", os.Getenv("KUBECONFIG"), err)
+		return 1
+	}
+	scheme := clientgoscheme.Scheme
+	if err := lambdapodv1alpha1.AddToScheme(scheme); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	if k, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if activator, err = activatorURL(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v (run make dev first)\n", err)
+		return 1
+	}
+	fmt.Printf("e2e: activator at %s, kubectl %s\n", activator, kubectlSh)
+
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	ns = "lambdapod-e2e-" + hex.EncodeToString(suffix)
+	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"app.kubernetes.io/part-of": "lambdapod-e2e"}}}
+	if err := k.Create(ctx, nsObj); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: create namespace:", err)
+		return 1
+	}
+	fmt.Printf("e2e: namespace %s\n", ns)
+	code := m.Run()
+	if os.Getenv("E2E_KEEP") != "" {
+		fmt.Printf("e2e: E2E_KEEP set: namespace %s kept\n", ns)
+		return code
+	}
+	if err := deleteNamespace(nsObj); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+// deleteNamespace deletes the suite's namespace and waits until it is gone,
+// so that no function pod outlives the suite.
+func deleteNamespace(nsObj *corev1.Namespace) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	if err := k.Delete(ctx, nsObj); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete namespace %s: %w", ns, err)
+	}
+	for {
+		err := k.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{})
+		if apierrors.IsNotFound(err) {
+			fmt.Printf("e2e: namespace %s deleted in %s\n", ns, time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("namespace %s still there after %s", ns, time.Since(start).Round(time.Second))
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// activatorURL finds the activator the way hack/dev/up.sh does: the
+// ClusterIP of the release's activator Service, which the host reaches
+// (kube-proxy's rules apply to the node's own traffic).
+func activatorURL(ctx context.Context) (string, error) {
+	var svcs corev1.ServiceList
+	if err := k.List(ctx, &svcs, client.InNamespace(systemNS)); err != nil {
+		return "", fmt.Errorf("list Services in %s: %w", systemNS, err)
+	}
+	for _, s := range svcs.Items {
+		if !strings.HasSuffix(s.Name, "-activator") || s.Spec.ClusterIP == "" || s.Spec.ClusterIP == "None" {
+			continue
+		}
+		for _, p := range s.Spec.Ports {
+			if p.Name == "http" {
+				return fmt.Sprintf("http://%s:%d", s.Spec.ClusterIP, p.Port), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no *-activator Service with an http port in namespace %s", systemNS)
+}
+
+// kubectl runs kubectl with the suite's kubeconfig and returns its stdout,
+// its stderr and its error.
+func kubectl(t *testing.T, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kubectlSh, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+var (
+	imageOnce sync.Once
+	image     string
+	imageErr  error
+)
+
+// builtImage is the image that the build of make dev's function produced
+// (its status.image): the suite's Functions run it as an image source.
+func builtImage(t *testing.T) string {
+	t.Helper()
+	imageOnce.Do(func() {
+		var fn lambdapodv1alpha1.Function
+		if imageErr = k.Get(context.Background(), client.ObjectKey{Namespace: devFnNS, Name: devFn}, &fn); imageErr != nil {
+			return
+		}
+		if image = fn.Status.Image; image == "" {
+			imageErr = fmt.Errorf("fn/%s in %s has no status.image (did make dev finish?)", devFn, devFnNS)
+		}
+	})
+	if imageErr != nil {
+		t.Fatalf("the built image: %v", imageErr)
+	}
+	return image
+}
+
+// newFunction creates a Function of the suite's namespace that runs the
+// built hello image, with the given changes, and waits until it is Ready.
+func newFunction(t *testing.T, name string, change func(*lambdapodv1alpha1.Function)) *lambdapodv1alpha1.Function {
+	t.Helper()
+	fn := &lambdapodv1alpha1.Function{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: lambdapodv1alpha1.FunctionSpec{
+			Source: lambdapodv1alpha1.Source{Image: builtImage(t)},
+			Scale: lambdapodv1alpha1.ScaleSpec{
+				MinReplicas:      0,
+				MaxReplicas:      3,
+				ScaleToZeroAfter: &metav1.Duration{Duration: 30 * time.Second},
+			},
+		},
+	}
+	if change != nil {
+		change(fn)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := k.Create(ctx, fn); err != nil {
+		t.Fatalf("create fn/%s: %v", name, err)
+	}
+	start := time.Now()
+	if out, errOut, err := kubectl(t, "", "-n", ns, "wait", "--for=condition=Ready", "fn/"+name, "--timeout=180s"); err != nil {
+		dump(t, name)
+		t.Fatalf("kubectl wait fn/%s: %v\n%s%s", name, err, out, errOut)
+	}
+	if err := k.Get(ctx, client.ObjectKeyFromObject(fn), fn); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("fn/%s Ready %s after create, url %s", name, time.Since(start).Round(time.Millisecond), fn.Status.URL)
+	return fn
+}
+
+// dump logs a Function's status, its pods and the events of the namespace.
+func dump(t *testing.T, name string) {
+	t.Helper()
+	for _, args := range [][]string{
+		{"-n", ns, "get", "fn", name, "-o", "yaml"},
+		{"-n", ns, "get", "deploy,pods,endpointslices", "-l", "lambdapod.io/function=" + name, "-o", "wide"},
+		{"-n", ns, "get", "events", "--sort-by=.lastTimestamp"},
+	} {
+		out, errOut, _ := kubectl(t, "", args...)
+		t.Logf("kubectl %s:\n%s%s", strings.Join(args, " "), out, errOut)
+	}
+}
+
+// pods counts the function's pods, terminating ones included, and those
+// that are ready.
+func pods(t *testing.T, namespace, name string) (all, ready int) {
+	t.Helper()
+	var list corev1.PodList
+	if err := k.List(context.Background(), &list, client.InNamespace(namespace), client.MatchingLabels{"lambdapod.io/function": name}); err != nil {
+		t.Fatalf("list pods of %s/%s: %v", namespace, name, err)
+	}
+	for _, p := range list.Items {
+		if _, build := p.Labels["tekton.dev/taskRun"]; build {
+			continue
+		}
+		all++
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && p.DeletionTimestamp == nil {
+				ready++
+			}
+		}
+	}
+	return all, ready
+}
+
+// waitPods waits until the function has exactly n pods (terminating ones
+// count) and returns how long that took.
+func waitPods(t *testing.T, namespace, name string, n int, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		all, _ := pods(t, namespace, name)
+		if all == n {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			dump(t, name)
+			t.Fatalf("%s/%s has %d pods after %s, want %d", namespace, name, all, timeout, n)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// answer is what a caller of the activator received.
+type answer struct {
+	status  int
+	header  http.Header
+	body    string
+	elapsed time.Duration
+}
+
+var httpClient = &http.Client{
+	Timeout: 3 * time.Minute,
+	Transport: &http.Transport{
+		MaxIdleConns:        500,
+		MaxIdleConnsPerHost: 500,
+	},
+}
+
+// get sends GET activator+path and returns what came back.
+func get(t *testing.T, path string) answer {
+	t.Helper()
+	a, err := tryGet(path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return a
+}
+
+func tryGet(path string) (answer, error) {
+	u := path
+	if !strings.HasPrefix(u, "http") {
+		u = activator + path
+	}
+	start := time.Now()
+	resp, err := httpClient.Get(u)
+	if err != nil {
+		return answer{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return answer{}, err
+	}
+	return answer{status: resp.StatusCode, header: resp.Header, body: string(b), elapsed: time.Since(start)}, nil
+}
+
+// helloBody is the body examples/hello-go answers a GET with.
+func helloBody(who, rawPath, function string) string {
+	return fmt.Sprintf("Hello from lambdapod, %s! (GET %s, function %s)\n", who, rawPath, function)
+}
