@@ -59,6 +59,16 @@ func envInt(name string, def int) int {
 	return def
 }
 
+func envBool(name string, def bool) bool {
+	if v := env(name, ""); v != "" {
+		if b, err := strconv.ParseBool(v); err == nil {
+			return b
+		}
+		fmt.Fprintf(os.Stderr, "activator: ignoring bad boolean %s=%q\n", name, v)
+	}
+	return def
+}
+
 func run() error {
 	hostname, _ := os.Hostname()
 	if p := os.Getenv("POD_NAME"); p != "" {
@@ -70,6 +80,7 @@ func run() error {
 		logLevel   string
 		overflow   int
 		podPort    int
+		probe      bool
 	)
 	fs := flag.CommandLine
 	fs.StringVar(&cfg.Listen, "listen", env("listen", ":8080"), "address of the request listener (HTTP routes and the Lambda Invoke API)")
@@ -90,6 +101,7 @@ func run() error {
 	fs.StringVar(&cfg.EndpointSliceSelector, "endpointslice-selector", env("endpointslice-selector", server.DefaultEndpointSliceSelector), "label selector of the EndpointSlices of functions' Services")
 	fs.StringVar(&cfg.Namespace, "namespace", env("namespace", ""), "watch only this namespace (default: all)")
 	fs.IntVar(&podPort, "pod-port", envInt("pod-port", 8080), "sidecar port used when a slice has no port named http")
+	fs.BoolVar(&probe, "probe-not-ready", envBool("probe-not-ready", true), "probe not-ready, non-terminating endpoints on GET /readyz and route to them at the first 200, before their EndpointSlice says ready")
 	fs.StringVar(&cfg.ActivatorID, "id", env("id", hostname), "this activator's name in autoscaler reports (POD_NAME by default)")
 	fs.StringVar(&kubeconfig, "kubeconfig", env("kubeconfig", os.Getenv("KUBECONFIG")), "kubeconfig file (default: in-cluster)")
 	fs.StringVar(&logLevel, "log-level", env("log-level", "info"), "debug, info, warn or error")
@@ -106,6 +118,7 @@ func run() error {
 	}
 	cfg.Handler.OverflowStatus = overflow
 	cfg.PodPort = int32(podPort)
+	cfg.NoProbeNotReady = !probe
 
 	var rc *rest.Config
 	var err error

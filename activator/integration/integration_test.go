@@ -216,6 +216,9 @@ type endpoint struct {
 
 func ready(ip string) endpoint { return endpoint{ip: ip, ready: true, serving: true} }
 
+// starting is a pod whose readiness the kubelet has not seen yet.
+func starting(ip string) endpoint { return endpoint{ip: ip} }
+
 // terminating is a pod that got SIGTERM: not ready, still serving.
 func terminating(ip string) endpoint {
 	return endpoint{ip: ip, ready: false, serving: true, terminating: true}
@@ -490,6 +493,42 @@ func TestActivator(t *testing.T) {
 				t.Errorf("metrics lack %s", want)
 			}
 		}
+	})
+
+	t.Run("HeldRequestServedByProbeBeforeTheSliceSaysReady", func(t *testing.T) {
+		ns := namespace(t, e.Client, "probe")
+		makeFunction(t, e.Client, ns, "fn", fnOpts{replicas: 0})
+		publish(t, e.Client, ns, "fn")
+		answers := make(chan answer, 1)
+		go func() { answers <- post(base+"/"+ns+"/fn/x", "held") }()
+		select {
+		case a := <-answers:
+			t.Fatalf("answered with no pod: %+v", a)
+		case <-time.After(200 * time.Millisecond):
+		}
+		p := startPod(t, "fn", 1, 5*time.Second, "pod-p")
+		// The slice lists the pod, not ready, and never says more: only
+		// the activator's own /readyz probe can put it in rotation.
+		publish(t, e.Client, ns, "fn", starting(p.IP))
+		published := time.Now()
+		select {
+		case got := <-answers:
+			if got.err != nil || got.code != 200 || got.header.Get("X-Pod") != "pod-p" {
+				t.Fatalf("request answered %+v", got)
+			}
+			t.Logf("held request answered %v after the not-ready slice was published", time.Since(published).Round(time.Millisecond))
+		case <-time.After(10 * time.Second):
+			t.Fatal("held request not answered though the pod's /readyz says ready")
+		}
+		m := get("http://" + a.AdminAddr() + "/metrics")
+		if want := `lambdapod_activator_probe_ready_pods_total{function="fn",namespace="probe"} 1`; !strings.Contains(m.body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+		// Terminating: out of rotation at once, never probed back in.
+		publish(t, e.Client, ns, "fn", terminating(p.IP))
+		eventually(t, 5*time.Second, "the terminating pod leaves the rotation", func() bool {
+			return a.Pools().Get(keyOf(ns, "fn")).Ready() == 0
+		})
 	})
 
 	t.Run("ReadinessFailsFirstAndInFlightRequestsFinishAtShutdown", func(t *testing.T) {

@@ -18,6 +18,7 @@ type Metrics struct {
 	ColdStarts *prometheus.CounterVec
 	Hold       *prometheus.HistogramVec
 	Reports    *prometheus.CounterVec
+	ProbeReady *prometheus.CounterVec
 }
 
 // New registers the metrics with reg; pools feeds the in-flight, queued and
@@ -46,8 +47,12 @@ func New(reg prometheus.Registerer, pools *queue.Registry) *Metrics {
 			Name: "lambdapod_activator_autoscaler_reports_total",
 			Help: "Concurrency reports sent to the autoscaler, by result (ok, error).",
 		}, []string{"result"}),
+		ProbeReady: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambdapod_activator_probe_ready_pods_total",
+			Help: "Pods put into rotation because the activator's own /readyz probe answered 200 before their EndpointSlice said ready.",
+		}, []string{"namespace", "function"}),
 	}
-	reg.MustRegister(m.Requests, m.Latency, m.ColdStarts, m.Hold, m.Reports, &poolCollector{pools: pools})
+	reg.MustRegister(m.Requests, m.Latency, m.ColdStarts, m.Hold, m.Reports, m.ProbeReady, &poolCollector{pools: pools})
 	return m
 }
 

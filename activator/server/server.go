@@ -52,7 +52,11 @@ type Config struct {
 	Namespace   string
 	PodPort     int32
 	ActivatorID string
-	Logger      *slog.Logger
+	// NoProbeNotReady turns off the direct /readyz probing of not-ready
+	// endpoints (on by default): pods then join the rotation only when
+	// their EndpointSlice says ready.
+	NoProbeNotReady bool
+	Logger          *slog.Logger
 }
 
 // Activator is a configured activator.
@@ -134,6 +138,12 @@ func New(cfg Config, rc *rest.Config) (*Activator, error) {
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = metrics.New(a.reg, a.pools)
+	if !cfg.NoProbeNotReady {
+		a.tracker.Probe = &endpoints.Probe{OnReady: func(k queue.Key, addr string) {
+			a.metrics.ProbeReady.WithLabelValues(k.Namespace, k.Name).Inc()
+			a.log.Debug("pod ready by probe, before its EndpointSlice", "namespace", k.Namespace, "function", k.Name, "addr", addr)
+		}}
+	}
 	if a.reporter != nil {
 		a.reporter.OnResult = func(err error) {
 			if err != nil {
@@ -232,6 +242,7 @@ func (a *Activator) Run(ctx context.Context) error {
 	}
 	cctx, cancelCache := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelCache()
+	defer a.tracker.Stop() // stops the probes; slices seen later start none
 	cacheErr := make(chan error, 1)
 	go func() { cacheErr <- a.cache.Start(cctx) }()
 
