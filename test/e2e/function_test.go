@@ -93,8 +93,17 @@ func TestScaleFromZero(t *testing.T) {
 	if ct := a.header.Get("Content-Type"); ct != "text/plain" {
 		t.Errorf("Content-Type = %q, want text/plain", ct)
 	}
-	if all, ready := pods(t, ns, fn.Name); all != 1 || ready != 1 {
-		t.Errorf("after the first request: %d pods, %d ready; want 1, 1", all, ready)
+	// The activator probes the new pod's sidecar itself, so the answer can
+	// come before the kubelet's next readiness probe marks the pod Ready.
+	if all, _ := pods(t, ns, fn.Name); all != 1 {
+		t.Errorf("after the first request: %d pods, want 1", all)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, ready := pods(t, ns, fn.Name); ready != 1; _, ready = pods(t, ns, fn.Name) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pod that answered is not Ready 10s later")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	// a warm request
 	if a := get(t, fmt.Sprintf("/%s/%s/?name=warm", ns, fn.Name)); a.status != 200 || a.body != helloBody("warm", "/", fn.Name) {
