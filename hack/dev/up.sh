@@ -77,6 +77,13 @@ GO_IMAGE=$(nice -n 19 "$GO" run ./hack/dev/goimage -registry "$REGISTRY" -seed-c
 GO_IMAGE=$NODE_REGISTRY/${GO_IMAGE#"$REGISTRY"/}
 dlog "goImage $GO_IMAGE"
 
+step "bash+curl function image (hack/dev/bashimage, for make e2e)"
+# the Lambda Developer Guide's bash custom runtime on the host's bash and
+# curl; the e2e suite runs it as an image-sourced Function
+BASH_IMAGE=$(nice -n 19 "$GO" run ./hack/dev/bashimage -registry "$REGISTRY" | tail -n1)
+echo "$NODE_REGISTRY/${BASH_IMAGE#"$REGISTRY"/}" >"$D/bash-image.txt"
+dlog "bash+curl image $(cat "$D/bash-image.txt")"
+
 step "Tekton Pipelines"
 # the version the project's go.mod requires, which hack/images builds too
 $GO mod download github.com/tektoncd/pipeline

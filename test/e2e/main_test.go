@@ -7,13 +7,15 @@
 //
 //	KUBECONFIG=$PWD/bin/cluster/kubeconfig go test -tags e2e ./test/e2e/... -count=1 -v -timeout 30m
 //
-// The suite creates its Functions in a namespace of its own, from the image
-// that hello's build produced (no rebuild), and deletes the namespace at the
-// end (E2E_KEEP=1 keeps it).
+// The suite creates its Functions in a namespace of its own, most from the
+// image that hello's build produced (no rebuild), the git cases from bare
+// repositories of their own next to hello's (bin/dev/git), the bash+curl
+// case from the image hack/dev/bashimage pushed; it deletes the namespace
+// at the end (E2E_KEEP=1 keeps it).
 //
 // Environment: KUBECONFIG (default bin/cluster/kubeconfig),
 // LAMBDAPOD_NAMESPACE (lambdapod-system), DEV_FUNCTION and
-// DEV_FUNCTION_NAMESPACE (hello, default), E2E_KEEP.
+// DEV_FUNCTION_NAMESPACE (hello, default), DEV_DIR (bin/dev), E2E_KEEP.
 package e2e
 
 import (

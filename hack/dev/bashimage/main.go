@@ -1,0 +1,182 @@
+// Command bashimage makes an image-sourced sample function without Docker
+// and pushes it to the node registry: the Lambda Developer Guide's bash
+// custom runtime (a bootstrap that loops on /next with curl and posts the
+// response, and a function.sh whose handler echoes the event).
+//
+//	bashimage -registry localhost:5000
+//
+// One layer: the host's /bin/bash and curl with the shared libraries that
+// ldd lists for them, at the same paths (the dynamic loader included),
+// /var/task/bootstrap (the entrypoint) and /var/task/function.sh, an empty
+// /tmp (1777). It runs as 65532. The layer is reproducible (fixed times), so
+// a second run pushes nothing new. It prints "<image>@<digest>".
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	_ "embed"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+var (
+	//go:embed bootstrap
+	bootstrap []byte
+	//go:embed function.sh
+	functionSh []byte
+)
+
+func main() {
+	registry := flag.String("registry", "localhost:5000", "registry to push to (plain HTTP)")
+	repo := flag.String("repository", "functions/bash-curl", "repository under the registry")
+	tag := flag.String("tag", "dev", "tag")
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("bashimage: ")
+
+	ref, err := name.NewTag(*registry+"/"+*repo+":"+*tag, name.Insecure)
+	if err != nil {
+		log.Fatal(err)
+	}
+	files := map[string]string{} // path in the image -> file on the host
+	for _, bin := range []struct{ at, host string }{{"/bin/bash", "bash"}, {"/usr/bin/curl", "curl"}} {
+		p, err := exec.LookPath(bin.host)
+		if err != nil {
+			log.Fatalf("%s: %v (install it on the host)", bin.host, err)
+		}
+		files[bin.at] = p
+		libs, err := sharedLibraries(p)
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, l := range libs {
+			files[l] = l
+		}
+	}
+
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	mtime := time.Unix(0, 0).UTC()
+	dirs := map[string]bool{}
+	dir := func(d string, mode int64) {
+		var parents []string
+		for ; d != "/" && d != "." && !dirs[d]; d = path.Dir(d) {
+			parents = append(parents, d)
+		}
+		for i := len(parents) - 1; i >= 0; i-- {
+			dirs[parents[i]] = true
+			hdr := &tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(parents[i], "/") + "/", Mode: 0o755, ModTime: mtime}
+			if i == 0 && mode != 0 {
+				hdr.Mode = mode
+			}
+			if err := tw.WriteHeader(hdr); err != nil {
+				log.Fatal(err)
+			}
+		}
+	}
+	file := func(at string, mode int64, b []byte) {
+		dir(path.Dir(at), 0)
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(at, "/"), Mode: mode, Size: int64(len(b)), ModTime: mtime}); err != nil {
+			log.Fatal(err)
+		}
+		if _, err := tw.Write(b); err != nil {
+			log.Fatal(err)
+		}
+	}
+	dir("/tmp", 0o1777)
+	paths := make([]string, 0, len(files))
+	for at := range files {
+		paths = append(paths, at)
+	}
+	sort.Strings(paths)
+	for _, at := range paths {
+		// a library path may be a symlink on the host (/lib64/ld-linux...):
+		// the image gets the file it points at, under the path ldd named
+		b, err := os.ReadFile(files[at])
+		if err != nil {
+			log.Fatal(err)
+		}
+		file(at, 0o755, b)
+	}
+	file("/var/task/bootstrap", 0o755, bootstrap)
+	file("/var/task/function.sh", 0o644, functionSh)
+	if err := tw.Close(); err != nil {
+		log.Fatal(err)
+	}
+	layerBytes := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(layerBytes)), nil
+	}, tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		log.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
+	if err != nil {
+		log.Fatal(err)
+	}
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	cf, err := img.ConfigFile()
+	if err != nil {
+		log.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
+	cf.Created = v1.Time{Time: mtime}
+	cf.Config.Entrypoint = []string{"/var/task/bootstrap"}
+	cf.Config.User = "65532:65532"
+	cf.Config.WorkingDir = "/var/task"
+	cf.Config.Env = []string{"PATH=/usr/bin:/bin", "LAMBDA_TASK_ROOT=/var/task", "_HANDLER=function.handler"}
+	cf.Config.Labels = map[string]string{"org.opencontainers.image.title": "bash+curl custom runtime (lambdapod make dev)"}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		log.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		log.Fatalf("pushing %s: %v", ref, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("%s: %d files, %d bytes uncompressed", ref, len(files)+2, len(layerBytes))
+	fmt.Printf("%s@%s\n", ref.Context(), d)
+}
+
+// lddPath matches the absolute paths in ldd's output: "libc.so.6 =>
+// /lib/x86_64-linux-gnu/libc.so.6 (0x...)" and "/lib64/ld-linux-x86-64.so.2
+// (0x...)"; linux-vdso has none.
+var lddPath = regexp.MustCompile(`(?m)(?:=>\s+|^\s+)(/\S+)\s+\(0x`)
+
+func sharedLibraries(bin string) ([]string, error) {
+	out, err := exec.Command("ldd", bin).Output()
+	if err != nil {
+		return nil, fmt.Errorf("ldd %s: %v", bin, err)
+	}
+	var libs []string
+	for _, m := range lddPath.FindAllStringSubmatch(string(out), -1) {
+		libs = append(libs, filepath.Clean(m[1]))
+	}
+	if len(libs) == 0 {
+		return nil, fmt.Errorf("ldd %s: no libraries in %q", bin, out)
+	}
+	return libs, nil
+}
