@@ -64,11 +64,11 @@ verify: generate ## Fail if generated files or formatting differ from what is co
 	$(GO) mod tidy -diff
 
 .PHONY: envtest
-envtest: ## Build kube-apiserver and etcd for envtest into bin/k8s (from the Go module proxy).
+envtest: ## Build kube-apiserver, kube-controller-manager and etcd (and kubectl if missing) into bin/k8s from the Go module proxy.
 	@hack/envtest-binaries.sh >/dev/null
 
 .PHONY: test
-test: envtest vet ## Run all tests against a real kube-apiserver and etcd.
+test: envtest vet ## Run all tests: unit, and integration against a real kube-apiserver, etcd and kube-controller-manager.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-binaries.sh)" $(GO) test ./... -count=1 -timeout 20m
 
 ##@ Build
@@ -76,7 +76,7 @@ test: envtest vet ## Run all tests against a real kube-apiserver and etcd.
 BINARIES := manager activator runtime-sidecar
 
 .PHONY: build
-build: ## Build bin/manager, bin/activator and bin/runtime-sidecar.
+build: ## Build bin/manager, bin/activator, bin/runtime-sidecar and bin/supervisor.
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/manager .
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/activator ./activator/cmd
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/runtime-sidecar ./runtime-sidecar/cmd
