@@ -101,6 +101,11 @@ bench-activator: ## Benchmark the activator in front of a runtime sidecar (added
 	$(GO) build -o bin/bench/activator-bench ./activator/bench
 	bin/bench/activator-bench -sidecar bin/bench/runtime-sidecar -bootstrap bin/bench/bootstrap -doc docs/benchmarks.md
 
+.PHONY: bench-coldstart
+bench-coldstart: ## Cold starts of the Go function through the activator (with a breakdown) next to the floor (bare Deployment 0->1), on the make dev cluster (brought up first unless BENCH_SKIP_DEV=1); writes docs/benchmarks.md.
+	$(if $(BENCH_SKIP_DEV),,hack/dev/up.sh)
+	KUBECONFIG=$(CURDIR)/bin/cluster/kubeconfig nice -n 19 $(GO) run ./hack/bench/coldstart -doc docs/benchmarks.md $(BENCH_FLAGS)
+
 ##@ Deployment
 
 .PHONY: install

@@ -2,7 +2,8 @@
 // bare Deployment with one trivial container (the pause image, no probes) to
 // go from 0 to 1 ready pod, from the scale request to the pod's Ready
 // condition as seen by a watch. It repeats -n times and prints each sample,
-// the median and the 90th percentile. Uses KUBECONFIG.
+// the median and the 90th percentile. Uses KUBECONFIG. The measurement is
+// package floor (./floor), shared with hack/bench/coldstart.
 package main
 
 import (
@@ -10,24 +11,18 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"os"
 	"sort"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	autoscalingv1 "k8s.io/api/autoscaling/v1"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/utils/ptr"
+
+	"github.com/lambdapod/lambdapod/hack/cluster/floor/floor"
 )
 
 func main() {
 	n := flag.Int("n", 10, "cold starts to measure")
-	image := flag.String("image", "localhost:5000/lambdapod/pause:dev", "the trivial container's image")
+	image := flag.String("image", floor.DefaultImage, "the trivial container's image")
 	ns := flag.String("namespace", "default", "namespace")
 	name := flag.String("name", "floor", "Deployment name (created and deleted)")
 	flag.Parse()
@@ -40,114 +35,11 @@ func main() {
 	}
 	cfg.QPS, cfg.Burst = 100, 200
 	cs := kubernetes.NewForConfigOrDie(cfg)
-	ctx := context.Background()
-	labels := map[string]string{"app": *name}
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: *name, Namespace: *ns},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](0),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					DNSPolicy:                     corev1.DNSDefault,
-					TerminationGracePeriodSeconds: ptr.To[int64](1),
-					EnableServiceLinks:            ptr.To(false),
-					AutomountServiceAccountToken:  ptr.To(false),
-					Containers: []corev1.Container{{
-						Name: "c", Image: *image, ImagePullPolicy: corev1.PullIfNotPresent,
-					}},
-				},
-			},
-		},
-	}
-	_ = cs.AppsV1().Deployments(*ns).Delete(ctx, *name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)})
-	waitNoPods(ctx, cs, *ns, *name)
-	if _, err := cs.AppsV1().Deployments(*ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
-		log.Fatal(err)
-	}
-	defer cs.AppsV1().Deployments(*ns).Delete(ctx, *name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)})
-
-	// warm-up: pulls the image once, so every sample starts with it present
-	scale(ctx, cs, *ns, *name, 1)
-	waitReady(ctx, cs, *ns, *name)
-	scale(ctx, cs, *ns, *name, 0)
-	waitNoPods(ctx, cs, *ns, *name)
-
-	var samples []time.Duration
-	for i := 0; i < *n; i++ {
-		w, err := cs.CoreV1().Pods(*ns).Watch(ctx, metav1.ListOptions{LabelSelector: "app=" + *name})
-		if err != nil {
-			log.Fatal(err)
-		}
-		start := time.Now()
-		scale(ctx, cs, *ns, *name, 1)
-		d := readyFrom(w, start)
-		w.Stop()
-		samples = append(samples, d)
+	samples := floor.Measure(context.Background(), cs, *ns, *name, *image, *n, func(i int, d time.Duration) {
 		fmt.Printf("cold start %2d: %v\n", i+1, d.Round(time.Millisecond))
-		scale(ctx, cs, *ns, *name, 0)
-		waitNoPods(ctx, cs, *ns, *name)
-	}
+	})
 	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
 	q := func(p float64) time.Duration { return samples[int(p*float64(len(samples)-1)+0.5)] }
 	fmt.Printf("deployment 0->1 ready pod (n=%d): median %v, p90 %v, min %v, max %v\n", len(samples),
 		q(0.5).Round(time.Millisecond), q(0.9).Round(time.Millisecond), samples[0].Round(time.Millisecond), samples[len(samples)-1].Round(time.Millisecond))
-}
-
-func scale(ctx context.Context, cs *kubernetes.Clientset, ns, name string, r int32) {
-	s := &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: autoscalingv1.ScaleSpec{Replicas: r}}
-	for {
-		cur, err := cs.AppsV1().Deployments(ns).GetScale(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			log.Fatal(err)
-		}
-		s.ResourceVersion = cur.ResourceVersion
-		if _, err = cs.AppsV1().Deployments(ns).UpdateScale(ctx, name, s, metav1.UpdateOptions{}); err == nil {
-			return
-		} else if !apierrors.IsConflict(err) {
-			log.Fatal(err)
-		}
-	}
-}
-
-func readyFrom(w watch.Interface, start time.Time) time.Duration {
-	timeout := time.After(2 * time.Minute)
-	for {
-		select {
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				log.Fatal("watch closed")
-			}
-			if p, ok := ev.Object.(*corev1.Pod); ok && p.DeletionTimestamp == nil {
-				for _, c := range p.Status.Conditions {
-					if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-						return time.Since(start)
-					}
-				}
-			}
-		case <-timeout:
-			log.Fatal("no ready pod after 2m")
-		}
-	}
-}
-
-func waitReady(ctx context.Context, cs *kubernetes.Clientset, ns, name string) {
-	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if err == nil && d.Status.ReadyReplicas >= 1 {
-			return
-		}
-	}
-	log.Fatal("warm-up pod not ready after 2m")
-}
-
-func waitNoPods(ctx context.Context, cs *kubernetes.Clientset, ns, name string) {
-	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		l, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
-		if err == nil && len(l.Items) == 0 {
-			return
-		}
-	}
-	fmt.Fprintln(os.Stderr, "pods still present after 2m")
 }
