@@ -13,10 +13,10 @@ package handler
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/http"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/lambdapod/lambdapod/activator/event"
 	"github.com/lambdapod/lambdapod/activator/metrics"
@@ -111,24 +111,9 @@ func New(o Options, fns Functions, pools Pools, inv Invoker, m *metrics.Metrics)
 	return &Route{Opts: o, Functions: fns, Metrics: m, Next: pl}
 }
 
-// NewRequestID returns a random UUID (v4) string.
-func NewRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], b[10:])
-	return string(s[:])
-}
+// NewRequestID returns a random UUID (version 4), as Lambda uses for
+// request ids.
+func NewRequestID() string { return uuid.NewString() }
 
 // statusWriter remembers the status code for metrics.
 type statusWriter struct {

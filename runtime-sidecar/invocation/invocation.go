@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // MaxPayloadSize is Lambda's buffered payload limit for requests and
@@ -282,23 +284,7 @@ func PutBuffer(b *bytes.Buffer) {
 
 // NewRequestID returns a random UUID (version 4), as Lambda uses for
 // request ids.
-func NewRequestID() string {
-	var u [16]byte
-	_, _ = rand.Read(u[:])
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], u[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], u[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], u[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], u[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], u[10:])
-	return string(s[:])
-}
+func NewRequestID() string { return uuid.NewString() }
 
 // NewTraceID returns an X-Ray trace header for an invocation that arrived
 // without one, as Lambda generates: Root=1-<epoch hex>-<96-bit random>;Sampled=0.
