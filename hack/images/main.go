@@ -37,11 +37,11 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/lambdapod/lambdapod/hack/internal/ociimage"
 )
 
 // binary is one Go main package to put at Path in an image.
@@ -221,32 +221,21 @@ func build(root, work string, im image, extra map[string][]byte) (v1.Image, erro
 	if err != nil {
 		return nil, err
 	}
-	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
-	if err != nil {
-		return nil, err
-	}
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Created = v1.Time{Time: time.Unix(0, 0).UTC()}
-	ep := im.Entrypoint
-	if ep == nil {
-		ep = []string{im.Bins[0].Path}
-	}
-	cf.Config.Entrypoint = ep
-	cf.Config.Cmd = nil
-	cf.Config.User = im.User
-	cf.Config.WorkingDir = "/"
-	cf.Config.Env = append([]string{"SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"}, im.Env...)
-	if !slices.ContainsFunc(im.Env, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
-		cf.Config.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, cf.Config.Env...)
-	}
-	cf.Config.Labels = map[string]string{"org.opencontainers.image.source": "https://github.com/lambdapod/lambdapod"}
-	return mutate.ConfigFile(img, cf)
+	return ociimage.FromLayer(layer, time.Unix(0, 0).UTC(), func(c *v1.Config) {
+		ep := im.Entrypoint
+		if ep == nil {
+			ep = []string{im.Bins[0].Path}
+		}
+		c.Entrypoint = ep
+		c.Cmd = nil
+		c.User = im.User
+		c.WorkingDir = "/"
+		c.Env = append([]string{"SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"}, im.Env...)
+		if !slices.ContainsFunc(im.Env, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
+			c.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, c.Env...)
+		}
+		c.Labels = map[string]string{"org.opencontainers.image.source": "https://github.com/lambdapod/lambdapod"}
+	})
 }
 
 // baseFiles are what a distroless static base would bring: users, groups and

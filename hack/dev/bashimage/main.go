@@ -25,18 +25,16 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/lambdapod/lambdapod/hack/internal/ociimage"
 )
 
 var (
@@ -130,35 +128,22 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
+	img, err := ociimage.FromLayer(layer, mtime, func(c *v1.Config) {
+		c.Entrypoint = []string{"/var/task/bootstrap"}
+		c.User = "65532:65532"
+		c.WorkingDir = "/var/task"
+		c.Env = []string{"PATH=/usr/bin:/bin", "LAMBDA_TASK_ROOT=/var/task", "_HANDLER=function.handler"}
+		c.Labels = map[string]string{"org.opencontainers.image.title": "bash+curl custom runtime (lambdapod make dev)"}
+	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	cf, err := img.ConfigFile()
-	if err != nil {
-		log.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Created = v1.Time{Time: mtime}
-	cf.Config.Entrypoint = []string{"/var/task/bootstrap"}
-	cf.Config.User = "65532:65532"
-	cf.Config.WorkingDir = "/var/task"
-	cf.Config.Env = []string{"PATH=/usr/bin:/bin", "LAMBDA_TASK_ROOT=/var/task", "_HANDLER=function.handler"}
-	cf.Config.Labels = map[string]string{"org.opencontainers.image.title": "bash+curl custom runtime (lambdapod make dev)"}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		log.Fatal(err)
-	}
-	if err := remote.Write(ref, img); err != nil {
-		log.Fatalf("pushing %s: %v", ref, err)
-	}
-	d, err := img.Digest()
+	digestRef, err := ociimage.Push(ref, img)
 	if err != nil {
 		log.Fatal(err)
 	}
 	log.Printf("%s: %d files, %d bytes uncompressed", ref, len(files)+2, len(layerBytes))
-	fmt.Printf("%s@%s\n", ref.Context(), d)
+	fmt.Println(digestRef)
 }
 
 // lddPath matches the absolute paths in ldd's output: "libc.so.6 =>

@@ -33,11 +33,11 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/lambdapod/lambdapod/hack/internal/ociimage"
 )
 
 const (
@@ -87,46 +87,33 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
+	img, err := ociimage.FromLayer(layer, time.Unix(0, 0).UTC(), func(c *v1.Config) {
+		c.Entrypoint = []string{filepath.Join(goroot, "bin", "go")}
+		c.User = fmt.Sprintf("%d:%d", user, user)
+		c.WorkingDir = "/tmp"
+		c.Env = []string{
+			"PATH=" + filepath.Join(goroot, "bin") + ":/usr/local/bin:/usr/bin:/bin",
+			"HOME=/tmp",
+			"GOCACHE=" + gocache,
+			"GOPATH=/tmp/go",
+			"GOFLAGS=-mod=vendor",
+			"GOPROXY=off",
+			"GOTOOLCHAIN=local",
+			"GOTELEMETRY=off",
+		}
+		c.Labels = map[string]string{"org.opencontainers.image.title": "Go " + version + " toolchain (lambdapod make dev)"}
+	})
 	if err != nil {
-		log.Fatal(err)
-	}
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	cf, err := img.ConfigFile()
-	if err != nil {
-		log.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Created = v1.Time{Time: time.Unix(0, 0).UTC()}
-	cf.Config.Entrypoint = []string{filepath.Join(goroot, "bin", "go")}
-	cf.Config.User = fmt.Sprintf("%d:%d", user, user)
-	cf.Config.WorkingDir = "/tmp"
-	cf.Config.Env = []string{
-		"PATH=" + filepath.Join(goroot, "bin") + ":/usr/local/bin:/usr/bin:/bin",
-		"HOME=/tmp",
-		"GOCACHE=" + gocache,
-		"GOPATH=/tmp/go",
-		"GOFLAGS=-mod=vendor",
-		"GOPROXY=off",
-		"GOTOOLCHAIN=local",
-		"GOTELEMETRY=off",
-	}
-	cf.Config.Labels = map[string]string{"org.opencontainers.image.title": "Go " + version + " toolchain (lambdapod make dev)"}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		log.Fatal(err)
 	}
 	log.Printf("pushing %s", ref)
-	if err := remote.Write(ref, img); err != nil {
-		log.Fatalf("pushing %s: %v", ref, err)
-	}
-	d, err := img.Digest()
+	digestRef, err := ociimage.Push(ref, img)
 	if err != nil {
 		log.Fatal(err)
 	}
 	os.Remove(layerPath)
 	log.Printf("%s pushed in %s", ref, time.Since(start).Round(100*time.Millisecond))
-	fmt.Printf("%s@%s\n", ref.Context(), d)
+	fmt.Println(digestRef)
 }
 
 func run(name string, args ...string) string {
