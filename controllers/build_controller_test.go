@@ -19,11 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"knative.dev/pkg/apis"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 	"github.com/lambdapod/lambdapod/controllers"
@@ -262,40 +258,17 @@ func TestBuilds(t *testing.T) {
 	})
 }
 
+// startBuildManager runs the controller with a build history of two and
+// serves its push webhook receiver.
 func startBuildManager(t *testing.T, env *testenv.Env) *httptest.Server {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ctrl.SetLogger(zap.New(zap.WriteTo(testWriter{t}), zap.UseDevMode(true)))
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:  env.Scheme,
-		Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache:   controllers.CacheOptions(),
-		// Each test runs its own manager in this process.
-		Controller: ctrlconfig.Controller{SkipNameValidation: ptr(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	bcfg := build.DefaultConfig()
 	bcfg.HistoryLimit = 2
-	r := &controllers.FunctionReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
-		Config: cfg, Recorder: mgr.GetEventRecorder("lambdapod"),
-		BuildConfig: func(context.Context) (build.Config, error) { return bcfg, nil },
-	}
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(&webhook.Handler{Functions: mgr.GetClient(), Secrets: mgr.GetAPIReader(), Trigger: r.Triggers})
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		srv.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
+	mgr, r := startManager(t, env, func(r *controllers.FunctionReconciler) {
+		r.BuildConfig = func(context.Context) (build.Config, error) { return bcfg, nil }
 	})
+	srv := httptest.NewServer(&webhook.Handler{Functions: mgr.GetClient(), Secrets: mgr.GetAPIReader(), Trigger: r.Triggers})
+	t.Cleanup(srv.Close)
 	return srv
 }
 

@@ -58,7 +58,7 @@ func TestFunctionController(t *testing.T) {
 	// replaces the image's.
 	hello1 := pushImage(t, reg, "example/hello:1", []string{"/lambda-entrypoint.sh"}, []string{"app.handler"})
 	hello2 := pushImage(t, reg, "example/hello:2", []string{"/var/task/bootstrap"}, nil)
-	startManager(t, env)
+	startManager(t, env, func(r *controllers.FunctionReconciler) { r.Images = imageconfig.New() })
 	c := env.Client
 
 	t.Run("an image function gets its Deployment and Service and turns Ready", func(t *testing.T) {
@@ -316,7 +316,9 @@ func TestFunctionController(t *testing.T) {
 	})
 }
 
-func startManager(t *testing.T, env *testenv.Env) {
+// startManager runs the Function controller the way the manager does, with
+// the reconciler's settings that configure makes, until the test ends.
+func startManager(t *testing.T, env *testenv.Env, configure func(*controllers.FunctionReconciler)) (ctrl.Manager, *controllers.FunctionReconciler) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ctrl.SetLogger(zap.New(zap.WriteTo(testWriter{t}), zap.UseDevMode(true)))
@@ -333,8 +335,8 @@ func startManager(t *testing.T, env *testenv.Env) {
 	r := &controllers.FunctionReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
 		Config: cfg, Recorder: mgr.GetEventRecorder("lambdapod"),
-		Images: imageconfig.New(),
 	}
+	configure(r)
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
@@ -346,6 +348,7 @@ func startManager(t *testing.T, env *testenv.Env) {
 			t.Errorf("manager: %v", err)
 		}
 	})
+	return mgr, r
 }
 
 // checkPod asserts the pod shape a function needs: the supervisor installed
