@@ -49,6 +49,8 @@ func TestPipelineRunGolden(t *testing.T) {
 	buildah := build.DefaultConfig()
 	buildah.DockerfileBuilder = build.BuilderBuildah
 	buildah.InsecureRegistries = []string{"registry.example"}
+	insecureKaniko := build.DefaultConfig()
+	insecureKaniko.InsecureRegistries = []string{"registry.example", "10.0.0.1:5000"}
 	cases := []struct {
 		golden string
 		cfg    build.Config
@@ -64,6 +66,7 @@ func TestPipelineRunGolden(t *testing.T) {
 			fn.Spec.Build.Timeout = &metav1.Duration{Duration: 30 * 60e9}
 		})},
 		{"pipelinerun-buildah.yaml", buildah, gitFunction(nil)},
+		{"pipelinerun-kaniko-insecure.yaml", insecureKaniko, gitFunction(nil)},
 		{"pipelinerun-go.yaml", build.DefaultConfig(), gitFunction(func(fn *lambdapodv1alpha1.Function) {
 			fn.Spec.Build.Strategy = lambdapodv1alpha1.BuildStrategyGo
 			fn.Spec.Source.Git.ContextDir = "cmd/hello"

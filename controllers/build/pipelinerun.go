@@ -257,8 +257,10 @@ func kanikoStep(cfg Config, fn *lambdapodv1alpha1.Function, commit, contextDir s
 	for _, l := range ociLabels(fn, commit) {
 		args = append(args, "--label="+l)
 	}
-	if cfg.insecure(fn.Spec.Build.Image) {
-		args = append(args, "--insecure", "--skip-tls-verify")
+	// Every registry the operator named insecure, not just the
+	// destination's: the Dockerfile's FROM may pull from any of them.
+	for _, r := range cfg.InsecureRegistries {
+		args = append(args, "--insecure-registry="+r)
 	}
 	return tektonv1.Step{
 		Name: StepBuild, Image: cfg.KanikoImage,
