@@ -15,6 +15,11 @@
 // the way ko lays them out (/ko-app/<name>), since Tekton hard-codes those
 // paths.
 //
+// With -kaniko it builds kaniko's executor (github.com/GoogleContainerTools/kaniko
+// at kanikoVersion) as lambdapod/kaniko-executor, laid out like kaniko's own
+// image (/kaniko/executor, /kaniko/ssl/certs, DOCKER_CONFIG=/kaniko/.docker/,
+// root), for builds with the Dockerfile strategy.
+//
 // It prints "<image>@<digest>" per image, and with -tarball also writes all
 // of them to one docker-style tarball (for `ctr -n k8s.io images import`).
 package main
@@ -56,13 +61,19 @@ type image struct {
 	Bins       []binary // the first is the entrypoint
 	User       string
 	Env        []string
-	Entrypoint []string // default: the first binary
+	Entrypoint []string          // default: the first binary
+	Files      map[string]string // path in the image -> host file to copy
+	Dirs       []string          // empty directories to add (0755, root)
 }
 
 const (
 	tektonModule  = "github.com/tektoncd/pipeline"
 	tektonVersion = "v1.15.0" // newest whose module zip the proxy serves
+	kanikoModule  = "github.com/GoogleContainerTools/kaniko"
+	kanikoVersion = "v1.23.2" // the last release; its module zip has no vendor/, so -mod=mod
 )
+
+var tektonCommands = []string{"controller", "entrypoint", "nop", "sidecarlogresults", "workingdirinit"}
 
 func projectImages() []image {
 	return []image{
@@ -78,7 +89,7 @@ func projectImages() []image {
 
 func tektonImages(dir string) []image {
 	var out []image
-	for _, c := range []string{"controller", "entrypoint", "nop", "sidecarlogresults", "workingdirinit"} {
+	for _, c := range tektonCommands {
 		out = append(out, image{
 			Name: "tekton/" + c,
 			Dir:  dir,
@@ -92,11 +103,28 @@ func tektonImages(dir string) []image {
 	return out
 }
 
+// kanikoImage is kaniko's executor the way its Dockerfile lays it out: it
+// runs as root (it unpacks the base image over its own root filesystem) and
+// keeps its own files under /kaniko, which it never overwrites.
+func kanikoImage(dir string) image {
+	return image{
+		Name: "lambdapod/kaniko-executor",
+		Dir:  dir,
+		Bins: []binary{{kanikoModule + "/cmd/executor", "/kaniko/executor"}},
+		User: "0:0",
+		Env: []string{"PATH=/usr/local/bin:/kaniko", "HOME=/root", "USER=root",
+			"SSL_CERT_DIR=/kaniko/ssl/certs", "DOCKER_CONFIG=/kaniko/.docker/"},
+		Files: map[string]string{"/kaniko/ssl/certs/ca-certificates.crt": "/etc/ssl/certs/ca-certificates.crt"},
+		Dirs:  []string{"/kaniko/.docker", "/workspace"},
+	}
+}
+
 func main() {
 	registry := flag.String("registry", "localhost:5000", "registry to push to (plain HTTP); empty: do not push")
 	tag := flag.String("tag", "dev", "tag of every image")
 	only := flag.String("images", "", "comma-separated image names to build (e.g. manager,pause); default all")
 	tekton := flag.Bool("tekton", false, "also build Tekton "+tektonVersion+"'s controller and helper images")
+	kaniko := flag.Bool("kaniko", false, "also build kaniko "+kanikoVersion+"'s executor image (the Dockerfile strategy's builder)")
 	work := flag.String("work", "bin/images", "directory for built binaries and the Tekton tools module")
 	tarPath := flag.String("tarball", "", "also write every image to this docker-style tarball")
 	flag.Parse()
@@ -116,11 +144,18 @@ func main() {
 	}
 	imgs := projectImages()
 	if *tekton {
-		dir, err := tektonModuleDir(filepath.Join(work2, "tekton-src"))
+		dir, err := toolsModule(filepath.Join(work2, "tekton-src"), tektonModule, tektonVersion, tektonCommands)
 		if err != nil {
 			log.Fatalf("tekton tools module: %v", err)
 		}
 		imgs = append(imgs, tektonImages(dir)...)
+	}
+	if *kaniko {
+		dir, err := toolsModule(filepath.Join(work2, "kaniko-src"), kanikoModule, kanikoVersion, []string{"executor"})
+		if err != nil {
+			log.Fatalf("kaniko tools module: %v", err)
+		}
+		imgs = append(imgs, kanikoImage(dir))
 	}
 	if *only != "" {
 		want := map[string]bool{}
@@ -198,6 +233,13 @@ func build(root, work string, im image, extra map[string][]byte) (v1.Image, erro
 	if im.Dir != "" {
 		dir = im.Dir
 	}
+	for dst, src := range im.Files {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return nil, err
+		}
+		files[dst] = data
+	}
 	for _, b := range im.Bins {
 		out := filepath.Join(work, "bin", strings.TrimPrefix(im.Name, "lambdapod/")+"-"+filepath.Base(b.Path))
 		log.Printf("go build %s -> %s", b.Pkg, b.Path)
@@ -217,7 +259,7 @@ func build(root, work string, im image, extra map[string][]byte) (v1.Image, erro
 		}
 		files[b.Path] = data
 	}
-	layer, err := layerOf(files)
+	layer, err := layerOf(files, im.Dirs)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +298,7 @@ func baseFiles() (map[string][]byte, error) {
 // directories 0755, binaries and everything under /ko-app 0755, other files
 // 0644, all owned by root, mtime 0, plus /tmp (1777) and /home/nonroot
 // (owned by 65532).
-func layerOf(files map[string][]byte) (v1.Layer, error) {
+func layerOf(files map[string][]byte, emptyDirs []string) (v1.Layer, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	dirs := map[string]bool{}
@@ -288,6 +330,14 @@ func layerOf(files map[string][]byte) (v1.Layer, error) {
 	if err := mkdir("/home/nonroot", 0o755, 65532); err != nil {
 		return nil, err
 	}
+	for _, d := range emptyDirs {
+		if err := parents(d); err != nil {
+			return nil, err
+		}
+		if err := mkdir(d, 0o755, 0); err != nil {
+			return nil, err
+		}
+	}
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)
@@ -317,11 +367,11 @@ func layerOf(files map[string][]byte) (v1.Layer, error) {
 		tarball.WithMediaType(types.OCILayer))
 }
 
-// tektonModuleDir prepares a tools module that requires Tekton at
-// tektonVersion, so its commands build with Tekton's own dependency versions,
-// independent of the project's go.mod.
-func tektonModuleDir(dir string) (string, error) {
-	if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.Contains(b, []byte(tektonModule+" "+tektonVersion)) {
+// toolsModule prepares a tools module under dir that requires module at
+// version and imports its commands (cmd/<name>), so they build with that
+// module's own dependency versions, independent of the project's go.mod.
+func toolsModule(dir, module, version string, commands []string) (string, error) {
+	if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.Contains(b, []byte(module+" "+version)) {
 		if _, err := os.Stat(filepath.Join(dir, "go.sum")); err == nil {
 			return dir, nil
 		}
@@ -330,8 +380,8 @@ func tektonModuleDir(dir string) (string, error) {
 		return "", err
 	}
 	tools := "//go:build tools\n\npackage tools\n\nimport (\n"
-	for _, c := range []string{"controller", "entrypoint", "nop", "sidecarlogresults", "workingdirinit"} {
-		tools += "\t_ \"" + tektonModule + "/cmd/" + c + "\"\n"
+	for _, c := range commands {
+		tools += "\t_ \"" + module + "/cmd/" + c + "\"\n"
 	}
 	tools += ")\n"
 	if err := os.WriteFile(filepath.Join(dir, "tools.go"), []byte(tools), 0o644); err != nil {
@@ -340,11 +390,11 @@ func tektonModuleDir(dir string) (string, error) {
 	os.Remove(filepath.Join(dir, "go.mod"))
 	os.Remove(filepath.Join(dir, "go.sum"))
 	for _, args := range [][]string{
-		{"mod", "init", "lambdapod.local/tekton-images"},
-		{"mod", "edit", "-require", tektonModule + "@" + tektonVersion},
+		{"mod", "init", "lambdapod.local/" + filepath.Base(dir)},
+		{"mod", "edit", "-require", module + "@" + version},
 		{"mod", "tidy"},
 	} {
-		log.Printf("tekton tools module: go %s", strings.Join(args, " "))
+		log.Printf("%s: go %s", filepath.Base(dir), strings.Join(args, " "))
 		cmd := exec.Command("go", args...)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
