@@ -31,10 +31,10 @@ export KUBECONFIG=$KUBECONFIG_OUT
 KUBECTL=$(kubectl_cmd)
 kc() { "$KUBECTL" "$@"; }
 
-step "images: lambdapod and Tekton $(sed -n 's/^\ttektonVersion = "\(v[^"]*\)".*/\1/p' hack/images/main.go) (go build, push to $REGISTRY)"
-nice -n 19 "$GO" run ./hack/images -registry "$REGISTRY" -tag "$IMAGE_TAG" -tekton >"$D/images.txt"
+step "images: lambdapod, Tekton $(sed -n 's/^\ttektonVersion = "\(v[^"]*\)".*/\1/p' hack/images/main.go) and kaniko (go build, push to $REGISTRY)"
+nice -n 19 "$GO" run ./hack/images -registry "$REGISTRY" -tag "$IMAGE_TAG" -tekton -kaniko >"$D/images.txt"
 digest_of() { awk -F@ -v r="$REGISTRY/$1" '$1 == r {print $2}' "$D/images.txt"; }
-for i in lambdapod/manager lambdapod/activator lambdapod/runtime-sidecar tekton/controller; do
+for i in lambdapod/manager lambdapod/activator lambdapod/runtime-sidecar lambdapod/kaniko-executor tekton/controller; do
   [[ -n $(digest_of $i) ]] || die "no digest for $i in $D/images.txt"
 done
 
@@ -134,6 +134,7 @@ helm_install() {
     --set "activator.replicas=1,manager.leaderElect=false"
     --set "build.config.helperImage=$NODE_REGISTRY/lambdapod/manager@$(digest_of lambdapod/manager)"
     --set "build.config.goImage=$GO_IMAGE,build.config.baseImage=scratch"
+    --set "build.config.kanikoImage=$NODE_REGISTRY/lambdapod/kaniko-executor@$(digest_of lambdapod/kaniko-executor)"
     --set "build.config.insecureRegistries=$NODE_REGISTRY\,$REGISTRY"
   )
   local as ac

@@ -112,8 +112,9 @@ func git(t *testing.T, dir string, args ...string) string {
 
 // newGitFunction creates a Function built from r's main with the Go
 // strategy, the way make dev creates hello (build image next to hello's,
-// pollInterval 10s), and waits until it is Ready on commit want.
-func newGitFunction(t *testing.T, name string, r *gitRepo, want string) *lambdapodv1alpha1.Function {
+// pollInterval 10s), with the given changes, and waits until it is Ready on
+// commit want.
+func newGitFunction(t *testing.T, name string, r *gitRepo, want string, change func(*lambdapodv1alpha1.Function)) *lambdapodv1alpha1.Function {
 	t.Helper()
 	var hello lambdapodv1alpha1.Function
 	if err := k.Get(context.Background(), client.ObjectKey{Namespace: devFnNS, Name: devFn}, &hello); err != nil {
@@ -141,6 +142,9 @@ func newGitFunction(t *testing.T, name string, r *gitRepo, want string) *lambdap
 				ScaleToZeroAfter: &metav1.Duration{Duration: time.Minute},
 			},
 		},
+	}
+	if change != nil {
+		change(fn)
 	}
 	if err := k.Create(context.Background(), fn); err != nil {
 		t.Fatalf("create fn/%s: %v", name, err)
@@ -194,7 +198,7 @@ func waitFunction(t *testing.T, name string, timeout time.Duration, ok func(*lam
 func TestGitPushRebuilds(t *testing.T) {
 	r := newGitRepo(t, ns+"-push")
 	first := r.head(t)
-	fn := newGitFunction(t, "push", r, first)
+	fn := newGitFunction(t, "push", r, first, nil)
 	path := fmt.Sprintf("/%s/%s/", ns, fn.Name)
 	if a := get(t, path+"?name=before"); a.status != 200 || a.body != helloBody("before", "/", fn.Name) {
 		t.Fatalf("before the push: %d %q, want 200 %q", a.status, a.body, helloBody("before", "/", fn.Name))
@@ -263,7 +267,7 @@ func TestGitPushRebuilds(t *testing.T) {
 func TestFailingBuildInStatus(t *testing.T) {
 	r := newGitRepo(t, ns+"-broken")
 	first := r.head(t)
-	fn := newGitFunction(t, "broken", r, first)
+	fn := newGitFunction(t, "broken", r, first, nil)
 	path := fmt.Sprintf("/%s/%s/", ns, fn.Name)
 	oldImage := fn.Status.Image
 

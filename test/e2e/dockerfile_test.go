@@ -1,0 +1,54 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
+)
+
+// TestDockerfileFunction: a Function built with the Dockerfile strategy.
+// A commit adds a Dockerfile to a repository of its own: FROM the bash+curl
+// runtime image that make dev pushed (pulled by kaniko from the node's
+// plain-HTTP registry), with a handler of its own copied over the sample's.
+// Tekton builds it with kaniko, the Function turns Ready on that commit, and
+// a request through the activator gets the handler's answer: an HTTP API
+// 2.0 result with a status code, a header and a body naming the path.
+func TestDockerfileFunction(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(devDir, "bash-image.txt"))
+	if err != nil {
+		t.Fatalf("the bash+curl image that make dev pushes: %v (run make dev)", err)
+	}
+	base := strings.TrimSpace(string(b))
+	r := newGitRepo(t, ns+"-dockerfile")
+	commit := r.commit(t, "a Dockerfile function on the bash+curl runtime", map[string]string{
+		"Dockerfile": fmt.Sprintf("FROM %s\nCOPY function.sh /var/task/function.sh\n", base),
+		// the event is one line of JSON; its rawPath is cut out with bash alone
+		"function.sh": `function handler () {
+  local path=${1#*\"rawPath\":\"}
+  path=${path%%\"*}
+  printf '{"statusCode":201,"headers":{"content-type":"text/plain","x-built-by":"kaniko"},"body":"built from a Dockerfile, path %s"}' "$path"
+}
+`,
+	})
+	fn := newGitFunction(t, "dockerfile", r, commit, func(fn *lambdapodv1alpha1.Function) {
+		fn.Spec.Build.Strategy = lambdapodv1alpha1.BuildStrategyDockerfile
+	})
+	if !strings.Contains(fn.Status.Image, "@sha256:") {
+		t.Errorf("status.image %q is not pinned by digest", fn.Status.Image)
+	}
+
+	a := get(t, fmt.Sprintf("/%s/%s/from/kaniko", ns, fn.Name))
+	t.Logf("GET: HTTP %d %q in %s", a.status, a.body, a.elapsed.Round(1e6))
+	if a.status != 201 || a.body != "built from a Dockerfile, path /from/kaniko" {
+		t.Fatalf("got %d %q, want 201 %q", a.status, a.body, "built from a Dockerfile, path /from/kaniko")
+	}
+	if got := a.header.Get("X-Built-By"); got != "kaniko" {
+		t.Errorf("X-Built-By %q, want kaniko", got)
+	}
+}
