@@ -40,7 +40,9 @@ const conflictRecheck = time.Minute
 type FunctionReconciler struct {
 	client.Client
 	// APIReader reads objects the cache does not hold: it holds only
-	// lambdapod's, and a name may be taken by someone else's.
+	// lambdapod's, and a name may be taken by someone else's. It also
+	// reads the Deployment just applied, which the cache may not have yet,
+	// and the ReplicaSets and pods its status does not tell about.
 	APIReader client.Reader
 	Config    resources.Config
 	Recorder  events.EventRecorder
@@ -104,6 +106,8 @@ func (r *FunctionReconciler) getOwned(ctx context.Context, fn *lambdapodv1alpha1
 // +kubebuilder:rbac:groups=lambdapod.io,resources=functions,verbs=get;list;watch
 // +kubebuilder:rbac:groups=lambdapod.io,resources=functions/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=list
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=tekton.dev,resources=pipelineruns,verbs=get;list;watch;create;delete
@@ -180,8 +184,18 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 	if err := r.applyService(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
-	s.observeDeployment(deploy)
-	return ctrl.Result{RequeueAfter: poll}, nil
+	if err := s.observeDeployment(ctx, r.APIReader, deploy); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: soonest(poll, s.recheck)}, nil
+}
+
+// soonest is the shorter of two requeue delays, where 0 means none.
+func soonest(a, b time.Duration) time.Duration {
+	if a == 0 || (b != 0 && b < a) {
+		return b
+	}
+	return a
 }
 
 // image is what the Deployment runs: the image source as it is, or the
@@ -237,8 +251,10 @@ func (r *FunctionReconciler) applyDeployment(ctx context.Context, s *scope, imag
 			return nil, fmt.Errorf("handing Deployment %s's replicas to the autoscaler: %w", fn.Name, err)
 		}
 	}
+	// From the API server: the cache may not have seen the apply yet, and
+	// the Deployment before it would tell the old template's rollout.
 	applied := &appsv1.Deployment{}
-	if err := r.Get(ctx, client.ObjectKeyFromObject(fn), applied); err != nil {
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(fn), applied); err != nil {
 		return nil, fmt.Errorf("reading Deployment %s: %w", fn.Name, err)
 	}
 	if current == nil {
