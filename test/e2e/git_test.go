@@ -228,37 +228,25 @@ func TestGitPushRebuilds(t *testing.T) {
 		t.Errorf("Built condition %+v, want True", c)
 	}
 
-	// The next request should get the new code. Seen on this cluster: a
-	// request right after Ready can still reach the previous pod, which is
-	// terminating while the activator's EndpointSlice view catches up, so
-	// the answers are sampled for a few seconds: the new code must answer
-	// within 5s of Ready, and every answer after it must be the new one.
+	// Ready on the new commit means no pod of the old one is left, not
+	// even a terminating one: every request from now on gets the new code.
 	want := func(who string) string {
 		return strings.Replace(helloBody(who, "/", fn.Name), "Hello from lambdapod", greeting, 1)
 	}
 	ready := time.Now()
-	stale, fresh := 0, 0
-	for i := 0; time.Since(ready) < 5*time.Second || fresh < 5; i++ {
-		who := fmt.Sprintf("after%d", i)
+	n := 0
+	for ; time.Since(ready) < 3*time.Second; n++ {
+		who := fmt.Sprintf("after%d", n)
 		a := get(t, path+"?name="+who)
-		switch {
-		case a.status == 200 && a.body == want(who):
-			if fresh == 0 {
-				t.Logf("after the push: HTTP %d in %s, %s after Ready, %d stale answer(s) before: %s",
-					a.status, a.elapsed.Round(time.Millisecond), time.Since(ready).Round(time.Millisecond), stale, strings.TrimSpace(a.body))
-			}
-			fresh++
-		case fresh == 0 && a.status == 200 && a.body == helloBody(who, "/", fn.Name) && time.Since(ready) < 5*time.Second:
-			stale++
-			if stale == 1 {
-				t.Logf("KNOWN RACE: %s after Ready on %.12s the previous code still answered: %s", time.Since(ready).Round(time.Millisecond), second, strings.TrimSpace(a.body))
-			}
-		default:
-			t.Fatalf("request %d, %s after Ready (%d new answers before): %d %q, want 200 %q", i, time.Since(ready).Round(time.Millisecond), fresh, a.status, a.body, want(who))
+		if a.status != 200 || a.body != want(who) {
+			t.Fatalf("request %d, %s after Ready on %.12s: %d %q, want 200 %q", n, time.Since(ready).Round(time.Millisecond), second, a.status, a.body, want(who))
 		}
-		time.Sleep(100 * time.Millisecond)
+		if n == 0 {
+			t.Logf("after the push: HTTP %d in %s: %s", a.status, a.elapsed.Round(time.Millisecond), strings.TrimSpace(a.body))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	t.Logf("%d answers from the new code, %d stale answers right after Ready", fresh, stale)
+	t.Logf("%d answers in the 3s after Ready, all from the new code", n)
 }
 
 // TestFailingBuildInStatus: a pushed commit that does not compile shows in
