@@ -351,22 +351,23 @@ func startManager(t *testing.T, env *testenv.Env, configure func(*controllers.Fu
 	return mgr, r
 }
 
-// checkPod asserts the pod shape a function needs: the supervisor installed
-// by an init container, the runtime sidecar as a native sidecar, and the
+// checkPod asserts the pod shape a function needs: the runtime sidecar as a
+// native sidecar that installs the supervisor in its postStart hook, and the
 // function's container running its bootstrap under the supervisor with the
 // Lambda environment.
 func checkPod(t *testing.T, pod *corev1.PodSpec, image string, env map[string]string) {
 	t.Helper()
-	if len(pod.InitContainers) != 2 || len(pod.Containers) != 1 {
-		t.Fatalf("want 2 init containers and 1 container, got %d and %d", len(pod.InitContainers), len(pod.Containers))
+	if len(pod.InitContainers) != 1 || len(pod.Containers) != 1 {
+		t.Fatalf("want 1 init container (the sidecar) and 1 container, got %d and %d", len(pod.InitContainers), len(pod.Containers))
 	}
-	install, sidecar, fn := pod.InitContainers[0], pod.InitContainers[1], pod.Containers[0]
-	if install.Name != "install-supervisor" || install.Image != cfg.SidecarImage {
-		t.Errorf("first init container %s %s", install.Name, install.Image)
-	}
+	sidecar, fn := pod.InitContainers[0], pod.Containers[0]
 	if sidecar.Name != "runtime-sidecar" || sidecar.Image != cfg.SidecarImage ||
 		sidecar.RestartPolicy == nil || *sidecar.RestartPolicy != corev1.ContainerRestartPolicyAlways {
 		t.Errorf("runtime-sidecar is not a native sidecar: %s %s %v", sidecar.Name, sidecar.Image, sidecar.RestartPolicy)
+	}
+	if l := sidecar.Lifecycle; l == nil || l.PostStart == nil || l.PostStart.Exec == nil ||
+		strings.Join(l.PostStart.Exec.Command, " ") != "/supervisor install /lambdapod/supervisor" {
+		t.Errorf("runtime-sidecar postStart %+v, want exec /supervisor install /lambdapod/supervisor", sidecar.Lifecycle)
 	}
 	if sidecar.ReadinessProbe == nil || sidecar.ReadinessProbe.HTTPGet == nil || sidecar.ReadinessProbe.HTTPGet.Path != "/readyz" {
 		t.Errorf("runtime-sidecar readiness probe %+v", sidecar.ReadinessProbe)

@@ -69,8 +69,10 @@ func (s *Slot) run() {
 		default:
 		}
 
-		start := time.Now()
 		proc, err := s.pool.ctrl.Start(s.pool.ctx, s.idx, s.pool.cfg.Env(s.idx, s.addr))
+		// Init counts from the bootstrap's spawn: in pod mode Start first
+		// waits for the function container's supervisor to connect.
+		start := time.Now()
 		if err != nil {
 			s.mu.Lock()
 			s.state = stDown

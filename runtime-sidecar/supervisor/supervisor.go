@@ -171,7 +171,7 @@ func (s *supervisor) connect(sigs chan os.Signal) (net.Conn, int) {
 		select {
 		case <-sigs:
 			return nil, 0
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }

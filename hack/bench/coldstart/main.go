@@ -9,11 +9,11 @@
 //
 // Each function sample: wait for 0 pods, start watches on the Deployment and
 // the pods, send one GET through the activator, record the time to the full
-// answer. Milestones come from two clocks on the same machine: client-side
-// watch-event arrival times and the sidecar's "bootstrap ready" log line
-// (millisecond resolution), and the API's pod status timestamps
-// (conditions' lastTransitionTime, containerStatuses' startedAt: second
-// resolution, so each is up to 1 s early).
+// answer. Milestones come from three clocks of the same machine, all in
+// milliseconds: client-side watch-event arrival times, containerd's log of
+// the CRI calls the kubelet made for the pod (RunPodSandbox, StartContainer
+// per container; bin/cluster/logs/containerd.log on the make dev node), and
+// the sidecar's "bootstrap ready" log line.
 package main
 
 import (
@@ -65,6 +65,7 @@ func main() {
 	systemNS := flag.String("system-namespace", "lambdapod-system", "namespace of the activator Service")
 	devFn := flag.String("function", "default/hello", "namespace/name of the make dev Function whose status.image is run")
 	idle := flag.Duration("idle", 10*time.Second, "scaleToZeroAfter of the measured Function (10s is the minimum)")
+	flag.StringVar(&containerdLog, "containerd-log", "bin/cluster/logs/containerd.log", "containerd's log on this node (the CRI calls' times)")
 	doc := flag.String("doc", "docs/benchmarks.md", "file whose \""+section+"\" section gets the results (\"\" = none)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -157,26 +158,23 @@ func main() {
 	}
 }
 
-// unseen marks a milestone not observed (second-resolution API offsets can
-// be negative: truncated to before the request).
+// unseen marks a milestone not observed.
 const unseen = time.Duration(math.MinInt64)
 
 // milestones of one cold start, offsets from the request
 const (
-	mReplicas   = iota // watch: Deployment spec.replicas >= 1
-	mPodCreated        // watch: pod ADDED
-	mScheduled         // watch: spec.nodeName set
-	mSandbox           // watch: PodReadyToStartContainers True or podIP set
-	mFnRunning         // watch: function container running
-	mBootStart         // sidecar log: bootstrap ready time - init
-	mBootReady         // sidecar log: bootstrap ready time
-	mResponse          // client: full answer read
-	aScheduled         // API: PodScheduled lastTransitionTime
-	aSandbox           // API: PodReadyToStartContainers lastTransitionTime
-	aInstall           // API: install-supervisor startedAt
-	aSidecar           // API: runtime-sidecar startedAt
-	aFunction          // API: function startedAt
-	aReady             // API: Ready lastTransitionTime
+	mReplicas     = iota // watch: Deployment spec.replicas >= 1
+	mPodCreated          // watch: pod ADDED
+	mScheduled           // watch: spec.nodeName set
+	mSandbox             // watch: PodReadyToStartContainers True or podIP set
+	mFnRunning           // watch: function container running
+	mBootStart           // sidecar log: bootstrap ready time - init
+	mBootReady           // sidecar log: bootstrap ready time
+	mResponse            // client: full answer read
+	cSandboxStart        // containerd: RunPodSandbox called
+	cSandboxUp           // containerd: RunPodSandbox returned
+	cSidecar             // containerd: StartContainer of the runtime sidecar returned (its postStart hook runs after)
+	cFunction            // containerd: StartContainer of the function container returned
 	nMilestones
 )
 
@@ -189,18 +187,16 @@ var names = [nMilestones]string{
 	"bootstrap started (sidecar log: ready − init)",
 	"bootstrap ready (sidecar log \"bootstrap ready\")",
 	"response read by the client",
-	"PodScheduled",
-	"PodReadyToStartContainers",
-	"install-supervisor (init) startedAt",
-	"runtime-sidecar (native sidecar) startedAt",
-	"function startedAt",
-	"Ready",
+	"kubelet asks for the sandbox (RunPodSandbox)",
+	"sandbox up (RunPodSandbox returns)",
+	"runtime-sidecar started (StartContainer returns)",
+	"function container started (StartContainer returns)",
 }
 
 var sources = [nMilestones]string{
 	"watch arrival (ms)", "watch arrival (ms)", "watch arrival (ms)", "watch arrival (ms)", "watch arrival (ms)",
 	"sidecar log time (ms)", "sidecar log time (ms)", "client (ms)",
-	"API lastTransitionTime (s)", "API lastTransitionTime (s)", "API startedAt (s)", "API startedAt (s)", "API startedAt (s)", "API lastTransitionTime (s)",
+	"containerd log (ms)", "containerd log (ms)", "containerd log (ms)", "containerd log (ms)",
 }
 
 type sample struct {
@@ -321,46 +317,14 @@ func coldStart(ctx context.Context, ns, name, url string) (sample, error) {
 	if podName == "" {
 		return s, fmt.Errorf("no pod seen")
 	}
-	// the API's timestamps, on the pod once Ready
-	var p *corev1.Pod
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		p, err = cs.CoreV1().Pods(ns).Get(ctx, podName, metav1.GetOptions{})
-		if err != nil {
-			return s, err
-		}
-		if c := cond(p, corev1.PodReady); (c != nil && c.Status == corev1.ConditionTrue) || time.Now().After(deadline) {
-			break
-		}
+	// the kubelet's CRI calls for the pod, as containerd logged them
+	cri, err := criTimes(containerdLog, podName)
+	if err != nil {
+		log.Printf("containerd's log: %v", err)
 	}
-	at := func(m int, t metav1.Time) {
+	for m, t := range cri {
 		if !t.IsZero() {
 			s.at[m] = t.Sub(start)
-		}
-	}
-	if c := cond(p, corev1.PodScheduled); c != nil {
-		at(aScheduled, c.LastTransitionTime)
-	}
-	if c := cond(p, corev1.PodReadyToStartContainers); c != nil {
-		at(aSandbox, c.LastTransitionTime)
-	}
-	if c := cond(p, corev1.PodReady); c != nil && c.Status == corev1.ConditionTrue {
-		at(aReady, c.LastTransitionTime)
-	}
-	for _, c := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
-		var t metav1.Time
-		switch {
-		case c.State.Running != nil:
-			t = c.State.Running.StartedAt
-		case c.State.Terminated != nil:
-			t = c.State.Terminated.StartedAt
-		}
-		switch c.Name {
-		case resources.InstallContainer:
-			at(aInstall, t)
-		case resources.SidecarContainer:
-			at(aSidecar, t)
-		case resources.FunctionContainer:
-			at(aFunction, t)
 		}
 	}
 	// the sidecar's "bootstrap ready" line: its time (ms) and init duration
@@ -380,10 +344,72 @@ func cond(p *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
 	return nil
 }
 
+// containerdLog is containerd's log file on this node.
+var containerdLog string
+
 var (
-	textTime = regexp.MustCompile(`time=(\S+)`)
-	textInit = regexp.MustCompile(`init=(\S+)`)
+	criTime      = regexp.MustCompile(`^time="([^"]+)"`)
+	criSandbox   = regexp.MustCompile(`RunPodSandbox for &PodSandboxMetadata\{Name:([^,]+),`)
+	criSandboxUp = regexp.MustCompile(`returns sandbox id \\"([0-9a-f]+)\\"`)
+	criCreated   = regexp.MustCompile(`CreateContainer within sandbox \\"([0-9a-f]+)\\" for &ContainerMetadata\{Name:([^,]+),.*returns container id \\"([0-9a-f]+)\\"`)
+	criStarted   = regexp.MustCompile(`StartContainer for \\"([0-9a-f]+)\\" returns successfully`)
+	textTime     = regexp.MustCompile(`time=(\S+)`)
+	textInit     = regexp.MustCompile(`init=(\S+)`)
 )
+
+// criTimes reads containerd's log for the CRI calls the kubelet made for
+// pod: when it asked for the sandbox and got it, and when the runtime
+// sidecar's and the function's containers were started.
+func criTimes(path, pod string) (map[int]time.Time, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[int]time.Time{}
+	sandbox := ""
+	names := map[string]string{} // container id -> name
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		tm := criTime.FindStringSubmatch(line)
+		if tm == nil {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, tm[1])
+		if err != nil {
+			continue
+		}
+		if m := criSandbox.FindStringSubmatch(line); m != nil && m[1] == pod {
+			if up := criSandboxUp.FindStringSubmatch(line); up != nil {
+				out[cSandboxUp], sandbox = t, up[1]
+			} else {
+				out[cSandboxStart] = t
+			}
+			continue
+		}
+		if sandbox == "" {
+			continue
+		}
+		if m := criCreated.FindStringSubmatch(line); m != nil && m[1] == sandbox {
+			names[m[3]] = m[2]
+			continue
+		}
+		if m := criStarted.FindStringSubmatch(line); m != nil {
+			switch names[m[1]] {
+			case resources.SidecarContainer:
+				out[cSidecar] = t
+			case resources.FunctionContainer:
+				out[cFunction] = t
+			}
+		}
+	}
+	if len(out) < 4 {
+		return out, fmt.Errorf("%d of 4 CRI calls of pod %s found in %s", len(out), pod, path)
+	}
+	return out, sc.Err()
+}
 
 // bootstrapReady reads the sidecar's log (text or JSON slog) for the
 // "bootstrap ready" line.
@@ -546,7 +572,7 @@ func report(floorS []time.Duration, samples []sample, load0, load1 string) strin
 
 	b.WriteString("Breakdown of the cold start, offsets from the request (t = 0), each milestone's median and p90 over the samples; the source says which clock:\n\n")
 	b.WriteString("| milestone | source | median | p90 | seen in |\n|---|---|---|---|---|\n")
-	for _, m := range []int{mReplicas, mPodCreated, mScheduled, aScheduled, mSandbox, aSandbox, aInstall, aSidecar, aFunction, mFnRunning, mBootStart, mBootReady, mResponse, aReady} {
+	for _, m := range []int{mReplicas, mPodCreated, mScheduled, cSandboxStart, cSandboxUp, mSandbox, cSidecar, cFunction, mFnRunning, mBootStart, mBootReady, mResponse} {
 		med, p90, n := quantiles(column(samples, m))
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d/%d |\n", names[m], sources[m], ms(med), ms(p90), n, len(samples))
 	}
@@ -558,8 +584,10 @@ func report(floorS []time.Duration, samples []sample, load0, load1 string) strin
 	}{
 		{"autoscaler: request → replicas set", -1, mReplicas},
 		{"scheduling: replicas set → pod scheduled (ReplicaSet controller, scheduler, watch)", mReplicas, mScheduled},
-		{"sandbox: scheduled → pod IP (kubelet, CNI)", mScheduled, mSandbox},
-		{"containers: pod IP → bootstrap started (install-supervisor init, runtime-sidecar start, function container start, supervisor)", mSandbox, mBootStart},
+		{"kubelet before the sandbox: scheduled → RunPodSandbox (pod admission, volumes: the kubelet checks for mounted volumes every 300 ms)", mScheduled, cSandboxStart},
+		{"sandbox: RunPodSandbox → returns (containerd, runc, CNI)", cSandboxStart, cSandboxUp},
+		{"containers: sandbox up → function container started (runtime-sidecar start, its postStart hook installing the supervisor, function container start)", cSandboxUp, cFunction},
+		{"supervisor: function container started → bootstrap started", cFunction, mBootStart},
 		{"bootstrap init: bootstrap started → first /next", mBootStart, mBootReady},
 		{"activator forward: bootstrap ready → response (activator's /readyz probe, forward, invoke, answer)", mBootReady, mResponse},
 	} {
@@ -585,28 +613,10 @@ func report(floorS []time.Duration, samples []sample, load0, load1 string) strin
 	if ratio > 2 || cmed >= 600*time.Millisecond {
 		q := func(from, to int) time.Duration { m, _, _ := quantiles(phase(samples, from, to)); return m }
 		fmt.Fprintf(&b, "\nWhere the gap is (medians of this run, computed by the program): the cold start exceeds the floor by %s. "+
-			"The control plane is quick (replicas set %s, pod scheduled %s after the request) and the tail is short (bootstrap init %s, bootstrap ready → response %s). "+
-			"The rest is the kubelet's work on the node: scheduled → bootstrap started %s, against %s for the whole floor (one container, no volume, no init container). "+
-			"The watch splits it into scheduled → pod IP seen %s and pod IP seen → bootstrap started %s, but that split follows the kubelet's status writes, not the work: "+
-			"compare the API's PodReadyToStartContainers (%s) and install-supervisor startedAt (%s), both second resolution.",
-			ms(cmed-fmed), ms(column1(samples, mReplicas)), ms(column1(samples, mScheduled)), ms(q(mBootStart, mBootReady)), ms(q(mBootReady, mResponse)),
-			ms(q(mScheduled, mBootStart)), ms(fmed), ms(q(mScheduled, mSandbox)), ms(q(mSandbox, mBootStart)),
-			ms(column1(samples, aSandbox)), ms(column1(samples, aInstall)))
-		steps := []struct {
-			name string
-			d    time.Duration
-		}{
-			{"install-supervisor → runtime-sidecar", q(aInstall, aSidecar)},
-			{"runtime-sidecar → function", q(aSidecar, aFunction)},
-			{"function startedAt → bootstrap started", q(aFunction, mBootStart)},
-		}
-		sort.Slice(steps, func(i, j int) bool { return steps[i].d > steps[j].d })
-		fmt.Fprintf(&b, " Between the three containers the kubelet starts one after the other, the largest step in the second-resolution startedAt timestamps is %s (median %s; then %s %s, %s %s)",
-			steps[0].name, ms(steps[0].d), steps[1].name, ms(steps[1].d), steps[2].name, ms(steps[2].d))
-		if steps[0].d >= 500*time.Millisecond {
-			b.WriteString(": a wait of the order of the kubelet's 1 s PLEG relist between noticing one container's state and starting the next (an inference from the timestamps, not measured directly)")
-		}
-		b.WriteString(".\n")
+			"Request → pod scheduled %s; scheduled → RunPodSandbox %s (the floor's pod has no volume; a pod with one waits for the kubelet's next 300 ms check that it is mounted); "+
+			"sandbox %s; sandbox up → function container started %s; → bootstrap started %s; bootstrap init %s; bootstrap ready → response %s.\n",
+			ms(cmed-fmed), ms(column1(samples, mScheduled)), ms(q(mScheduled, cSandboxStart)),
+			ms(q(cSandboxStart, cSandboxUp)), ms(q(cSandboxUp, cFunction)), ms(q(cFunction, mBootStart)), ms(q(mBootStart, mBootReady)), ms(q(mBootReady, mResponse)))
 	}
 	return b.String()
 }
