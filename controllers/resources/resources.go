@@ -46,8 +46,13 @@ const (
 	// control socket cross from the sidecar's image to the function's.
 	SharedDir      = "/lambdapod"
 	SupervisorPath = SharedDir + "/supervisor"
-	ControlSocket  = SharedDir + "/control.sock"
-	sharedVolume   = "lambdapod"
+	// SupervisorLabel on an image says that it carries the supervisor at
+	// the label's value (builds put it at SupervisorPath): its pods then
+	// need no volume to receive it, which saves the kubelet's wait for
+	// volumes (its next 300 ms check) on every cold start.
+	SupervisorLabel = "lambdapod.io/supervisor"
+	ControlSocket   = SharedDir + "/control.sock"
+	sharedVolume    = "lambdapod"
 	// FunctionVersion is what Lambda calls an unpublished function.
 	FunctionVersion = "$LATEST"
 	// drainGrace is added to the function timeout for the pod's grace
