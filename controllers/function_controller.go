@@ -28,6 +28,7 @@ import (
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 	"github.com/lambdapod/lambdapod/controllers/build"
+	"github.com/lambdapod/lambdapod/controllers/imageconfig"
 	"github.com/lambdapod/lambdapod/controllers/resources"
 )
 
@@ -47,9 +48,9 @@ type FunctionReconciler struct {
 	Config    resources.Config
 	Recorder  events.EventRecorder
 	// Images reads what an image runs, for Functions without
-	// spec.runtime.command; nil leaves the supervisor to look where Lambda
-	// does.
-	Images ImageCommands
+	// spec.runtime.command, and whether it carries the supervisor; nil
+	// leaves the supervisor to look where Lambda does, brought by a volume.
+	Images ImageConfigs
 	// BuildConfig returns the build configuration (step images and the
 	// like) when a build is made; nil means the compiled-in defaults.
 	BuildConfig func(context.Context) (build.Config, error)
@@ -61,9 +62,9 @@ type FunctionReconciler struct {
 	tektonInstalled bool
 }
 
-// ImageCommands returns an image's ENTRYPOINT and CMD.
-type ImageCommands interface {
-	Command(ctx context.Context, image string) ([]string, error)
+// ImageConfigs returns an image's ENTRYPOINT, CMD and labels.
+type ImageConfigs interface {
+	Config(ctx context.Context, image string) (imageconfig.Config, error)
 }
 
 // CacheOptions cache only lambdapod's own Deployments, Services and
@@ -241,7 +242,7 @@ func (r *FunctionReconciler) applyDeployment(ctx context.Context, s *scope, imag
 		}
 		replicas = &n
 	}
-	desired := resources.Deployment(r.Config, fn, image, r.bootstrap(ctx, fn, image), replicas)
+	desired := resources.Deployment(r.Config, fn, image, r.imageRun(ctx, fn, image), replicas)
 	if err := r.Apply(ctx, desired, client.FieldOwner(resources.FieldManager), client.ForceOwnership); err != nil {
 		return nil, fmt.Errorf("applying Deployment %s: %w", fn.Name, err)
 	}
@@ -264,21 +265,31 @@ func (r *FunctionReconciler) applyDeployment(ctx context.Context, s *scope, imag
 	return applied, nil
 }
 
-// bootstrap is what the supervisor runs: spec.runtime.command, else what the
-// image would run. An image whose config cannot be read still gets a pod,
-// whose supervisor looks for /var/runtime/bootstrap, /var/task/bootstrap
-// and /opt/bootstrap, and a warning says so.
-func (r *FunctionReconciler) bootstrap(ctx context.Context, fn *lambdapodv1alpha1.Function, image string) []string {
-	if len(fn.Spec.Runtime.Command) > 0 || r.Images == nil {
-		return fn.Spec.Runtime.Command
+// imageRun is what the pod needs of the image: the bootstrap the
+// supervisor runs (spec.runtime.command, else what the image would run) and
+// where the image carries the supervisor, if it does (its
+// resources.SupervisorLabel, which builds set). An image whose config
+// cannot be read still gets a pod, whose supervisor comes through a volume
+// and looks for /var/runtime/bootstrap, /var/task/bootstrap and
+// /opt/bootstrap; a warning says so when that matters.
+func (r *FunctionReconciler) imageRun(ctx context.Context, fn *lambdapodv1alpha1.Function, image string) resources.ImageRun {
+	run := resources.ImageRun{Bootstrap: fn.Spec.Runtime.Command}
+	if r.Images == nil {
+		return run
 	}
-	command, err := r.Images.Command(ctx, image)
+	config, err := r.Images.Config(ctx, image)
 	if err != nil {
-		r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "ImageConfigUnavailable", "Reconcile",
-			"cannot read the entrypoint of %s, so the Lambda locations of the bootstrap are used; set spec.runtime.command to choose: %v", image, err)
-		return nil
+		if len(run.Bootstrap) == 0 {
+			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "ImageConfigUnavailable", "Reconcile",
+				"cannot read the entrypoint of %s, so the Lambda locations of the bootstrap are used; set spec.runtime.command to choose: %v", image, err)
+		}
+		return run
 	}
-	return command
+	if len(run.Bootstrap) == 0 {
+		run.Bootstrap = config.Command
+	}
+	run.Supervisor = config.Labels[resources.SupervisorLabel]
+	return run
 }
 
 // ownsReplicas reports whether manager holds the Deployment's spec.replicas.

@@ -56,10 +56,38 @@ func TestFunctionController(t *testing.T) {
 	// AWS's Lambda base images run /lambda-entrypoint.sh with the handler
 	// as CMD; the supervisor must be told so, since the pod's command
 	// replaces the image's.
-	hello1 := pushImage(t, reg, "example/hello:1", []string{"/lambda-entrypoint.sh"}, []string{"app.handler"})
-	hello2 := pushImage(t, reg, "example/hello:2", []string{"/var/task/bootstrap"}, nil)
+	hello1 := pushImage(t, reg, "example/hello:1", []string{"/lambda-entrypoint.sh"}, []string{"app.handler"}, nil)
+	hello2 := pushImage(t, reg, "example/hello:2", []string{"/var/task/bootstrap"}, nil, nil)
+	// what a Go build makes: the supervisor in the image, and the label
+	built := pushImage(t, reg, "example/built:1", []string{"/var/task/bootstrap"}, nil,
+		map[string]string{resources.SupervisorLabel: "/lambdapod/supervisor"})
 	startManager(t, env, func(r *controllers.FunctionReconciler) { r.Images = imageconfig.New() })
 	c := env.Client
+
+	t.Run("an image that carries the supervisor gets pods without a volume", func(t *testing.T) {
+		fn := newFunction("built", func(fn *lambdapodv1alpha1.Function) {
+			fn.Spec.Source.Image = built
+			fn.Spec.Runtime.Command = []string{"/var/task/bootstrap", "--from-spec"}
+		})
+		create(t, c, fn)
+		d := &appsv1.Deployment{}
+		eventually(t, func() error { return c.Get(ctx, key(fn), d) })
+		pod := d.Spec.Template.Spec
+		if len(pod.Volumes) != 0 || len(pod.InitContainers) != 1 || pod.InitContainers[0].Lifecycle != nil ||
+			len(pod.InitContainers[0].VolumeMounts) != 0 || len(pod.Containers[0].VolumeMounts) != 0 {
+			t.Errorf("pod has volumes %v, sidecar mounts %v and lifecycle %v, function mounts %v; want none",
+				pod.Volumes, pod.InitContainers[0].VolumeMounts, pod.InitContainers[0].Lifecycle, pod.Containers[0].VolumeMounts)
+		}
+		fc := pod.Containers[0]
+		if !slices.Equal(fc.Command, []string{"/lambdapod/supervisor"}) || !slices.Equal(fc.Args, []string{"--", "/var/task/bootstrap", "--from-spec"}) {
+			t.Errorf("function container runs %q %q, want the image's supervisor with spec.runtime.command", fc.Command, fc.Args)
+		}
+		for _, e := range append(fc.Env, pod.InitContainers[0].Env...) {
+			if e.Name == "LAMBDAPOD_CONTROL_SOCKET" && e.Value != "@lambdapod/control.sock" {
+				t.Errorf("control socket %q, want the abstract @lambdapod/control.sock", e.Value)
+			}
+		}
+	})
 
 	t.Run("an image function gets its Deployment and Service and turns Ready", func(t *testing.T) {
 		fn := newFunction("echo", func(fn *lambdapodv1alpha1.Function) {
@@ -397,7 +425,7 @@ func startRegistry(t *testing.T) string {
 
 // pushImage pushes a small random image with the given ENTRYPOINT and CMD
 // and returns its reference.
-func pushImage(t *testing.T, reg, repoTag string, entrypoint, cmd []string) string {
+func pushImage(t *testing.T, reg, repoTag string, entrypoint, cmd []string, labels map[string]string) string {
 	t.Helper()
 	img, err := random.Image(64, 1)
 	if err != nil {
@@ -408,7 +436,7 @@ func pushImage(t *testing.T, reg, repoTag string, entrypoint, cmd []string) stri
 		t.Fatal(err)
 	}
 	cf = cf.DeepCopy()
-	cf.Config.Entrypoint, cf.Config.Cmd = entrypoint, cmd
+	cf.Config.Entrypoint, cf.Config.Cmd, cf.Config.Labels = entrypoint, cmd, labels
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
 	}

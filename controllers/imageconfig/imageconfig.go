@@ -1,9 +1,11 @@
-// Package imageconfig reads an image's ENTRYPOINT and CMD from its registry.
+// Package imageconfig reads an image's ENTRYPOINT, CMD and labels from its
+// registry.
 //
 // A function's container runs the supervisor as its command, which hides
 // the image's own; the supervisor must be told what the image would have
 // run. That is what Lambda runs too: for AWS's base images it is
-// /lambda-entrypoint.sh with the handler as CMD.
+// /lambda-entrypoint.sh with the handler as CMD. A label may say that the
+// image carries the supervisor itself.
 package imageconfig
 
 import (
@@ -19,7 +21,15 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// Resolver reads and caches image commands. A digest reference never
+// Config is what a function's pod needs to know of its image.
+type Config struct {
+	// Command is the image's ENTRYPOINT followed by its CMD.
+	Command []string
+	// Labels are the image config's labels.
+	Labels map[string]string
+}
+
+// Resolver reads and caches image configs. A digest reference never
 // changes, so it is cached for good; a tag is read again after TTL, and a
 // failure after FailureTTL.
 type Resolver struct {
@@ -32,9 +42,9 @@ type Resolver struct {
 }
 
 type entry struct {
-	command []string
-	err     error
-	until   time.Time // zero: forever
+	config Config
+	err    error
+	until  time.Time // zero: forever
 }
 
 // New returns a Resolver that reads registries with the default keychain
@@ -52,22 +62,22 @@ func New(opts ...remote.Option) *Resolver {
 	}
 }
 
-// Command returns the image's ENTRYPOINT followed by its CMD.
-func (r *Resolver) Command(ctx context.Context, image string) ([]string, error) {
+// Config reads the image's config, from the cache if it is there.
+func (r *Resolver) Config(ctx context.Context, image string) (Config, error) {
 	now := time.Now()
 	r.mu.Lock()
 	e, ok := r.cache[image]
 	r.mu.Unlock()
 	if ok && (e.until.IsZero() || now.Before(e.until)) {
-		return e.command, e.err
+		return e.config, e.err
 	}
 
 	ref, err := name.ParseReference(image)
 	if err != nil {
-		return nil, fmt.Errorf("image %q is not a valid reference: %w", image, err)
+		return Config{}, fmt.Errorf("image %q is not a valid reference: %w", image, err)
 	}
-	command, err := r.read(ctx, ref)
-	e = entry{command: command, err: err}
+	config, err := r.read(ctx, ref)
+	e = entry{config: config, err: err}
 	switch _, isDigest := ref.(name.Digest); {
 	case err != nil:
 		e.until = now.Add(r.FailureTTL)
@@ -77,17 +87,20 @@ func (r *Resolver) Command(ctx context.Context, image string) ([]string, error) 
 	r.mu.Lock()
 	r.cache[image] = e
 	r.mu.Unlock()
-	return command, err
+	return config, err
 }
 
-func (r *Resolver) read(ctx context.Context, ref name.Reference) ([]string, error) {
+func (r *Resolver) read(ctx context.Context, ref name.Reference) (Config, error) {
 	img, err := remote.Image(ref, append(r.options, remote.WithContext(ctx))...)
 	if err != nil {
-		return nil, fmt.Errorf("reading image %s: %w", ref, err)
+		return Config{}, fmt.Errorf("reading image %s: %w", ref, err)
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return nil, fmt.Errorf("reading the config of image %s: %w", ref, err)
+		return Config{}, fmt.Errorf("reading the config of image %s: %w", ref, err)
 	}
-	return append(append([]string{}, cf.Config.Entrypoint...), cf.Config.Cmd...), nil
+	return Config{
+		Command: append(append([]string{}, cf.Config.Entrypoint...), cf.Config.Cmd...),
+		Labels:  cf.Config.Labels,
+	}, nil
 }

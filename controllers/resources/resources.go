@@ -42,8 +42,9 @@ const (
 	// RuntimeAPIAddr is where the sidecar serves the Lambda Runtime API to
 	// the bootstrap; the pod's containers share one network namespace.
 	RuntimeAPIAddr = "127.0.0.1:9001"
-	// SharedDir is the emptyDir through which the supervisor binary and the
-	// control socket cross from the sidecar's image to the function's.
+	// SharedDir is the emptyDir through which the supervisor binary
+	// crosses from the sidecar's image to the function's, for images that
+	// do not carry it.
 	SharedDir      = "/lambdapod"
 	SupervisorPath = SharedDir + "/supervisor"
 	// SupervisorLabel on an image says that it carries the supervisor at
@@ -51,8 +52,11 @@ const (
 	// need no volume to receive it, which saves the kubelet's wait for
 	// volumes (its next 300 ms check) on every cold start.
 	SupervisorLabel = "lambdapod.io/supervisor"
-	ControlSocket   = SharedDir + "/control.sock"
-	sharedVolume    = "lambdapod"
+	// ControlSocket is where the supervisor reaches the sidecar: an
+	// abstract unix socket, in the pod's network namespace, so that it needs
+	// no volume.
+	ControlSocket = "@lambdapod/control.sock"
+	sharedVolume  = "lambdapod"
 	// FunctionVersion is what Lambda calls an unpublished function.
 	FunctionVersion = "$LATEST"
 	// drainGrace is added to the function timeout for the pod's grace
@@ -129,16 +133,62 @@ func Service(fn *lambdapodv1alpha1.Function) *corev1ac.ServiceApplyConfiguration
 				WithTargetPort(intstr.FromString(InvokePortName))))
 }
 
+// ImageRun is what a function's pod needs to know of its image.
+type ImageRun struct {
+	// Bootstrap is what the supervisor starts: spec.runtime.command, else
+	// the image's ENTRYPOINT and CMD; empty, it looks where Lambda does.
+	Bootstrap []string
+	// Supervisor is where the image carries the supervisor (its
+	// SupervisorLabel); empty, the runtime sidecar installs it in a volume
+	// shared with the function container.
+	Supervisor string
+}
+
 // Deployment runs image under the supervisor, with the runtime sidecar
-// beside it. bootstrap is what the supervisor starts: spec.runtime.command,
-// else the image's ENTRYPOINT and CMD; empty, it looks where Lambda does.
-// replicas is set only when the Deployment is created; after that the
-// autoscaler owns the field.
-func Deployment(cfg Config, fn *lambdapodv1alpha1.Function, image string, bootstrap []string, replicas *int32) *appsv1ac.DeploymentApplyConfiguration {
+// beside it. replicas is set only when the Deployment is created; after
+// that the autoscaler owns the field.
+func Deployment(cfg Config, fn *lambdapodv1alpha1.Function, image string, run ImageRun, replicas *int32) *appsv1ac.DeploymentApplyConfiguration {
 	timeout := Timeout(fn)
 	grace := int64(math.Ceil((timeout + drainGrace).Seconds()))
 	memory := resource.NewQuantity(MemoryMiB(fn)<<20, resource.BinarySI)
-	shared := corev1ac.VolumeMount().WithName(sharedVolume).WithMountPath(SharedDir)
+
+	function := corev1ac.Container().
+		WithName(FunctionContainer).
+		WithImage(image).
+		WithArgs(supervisorArgs(run.Bootstrap)...).
+		WithEnv(functionEnv(cfg, fn)...).
+		WithResources(corev1ac.ResourceRequirements().
+			WithRequests(corev1.ResourceList{corev1.ResourceMemory: *memory}).
+			WithLimits(corev1.ResourceList{corev1.ResourceMemory: *memory}))
+	sidecar := sidecar(cfg, fn)
+	// (With* on the pod copies a container: both are finished first.)
+	pod := corev1ac.PodSpec().
+		WithEnableServiceLinks(false).
+		WithAutomountServiceAccountToken(false).
+		WithTerminationGracePeriodSeconds(grace)
+	if run.Supervisor != "" {
+		// No volume at all: a pod with one waits for the kubelet's next
+		// check that it is mounted (every 300 ms) before its sandbox is
+		// made.
+		function.WithCommand(run.Supervisor)
+	} else {
+		shared := corev1ac.VolumeMount().WithName(sharedVolume).WithMountPath(SharedDir)
+		pod.WithVolumes(corev1ac.Volume().
+			WithName(sharedVolume).
+			WithEmptyDir(corev1ac.EmptyDirVolumeSource().WithSizeLimit(resource.MustParse("64Mi"))))
+		function.WithCommand(SupervisorPath).WithVolumeMounts(shared)
+		// The supervisor binary crosses to the function container here,
+		// not in an init container of its own: the kubelet notices that an
+		// init container has exited only at its next relist of the
+		// containers (every second), which a cold start waited for (0.45 s
+		// on average). A postStart hook runs before the kubelet starts the
+		// next container, in the same pass.
+		sidecar.WithVolumeMounts(shared).
+			WithLifecycle(corev1ac.Lifecycle().
+				WithPostStart(corev1ac.LifecycleHandler().
+					WithExec(corev1ac.ExecAction().WithCommand("/supervisor", "install", SupervisorPath))))
+	}
+	pod.WithInitContainers(sidecar).WithContainers(function)
 
 	spec := appsv1ac.DeploymentSpec().
 		WithSelector(metav1ac.LabelSelector().WithMatchLabels(selector(fn))).
@@ -152,24 +202,7 @@ func Deployment(cfg Config, fn *lambdapodv1alpha1.Function, image string, bootst
 				WithMaxSurge(intstr.FromString("25%")))).
 		WithTemplate(corev1ac.PodTemplateSpec().
 			WithLabels(Labels(fn)).
-			WithSpec(corev1ac.PodSpec().
-				WithEnableServiceLinks(false).
-				WithAutomountServiceAccountToken(false).
-				WithTerminationGracePeriodSeconds(grace).
-				WithVolumes(corev1ac.Volume().
-					WithName(sharedVolume).
-					WithEmptyDir(corev1ac.EmptyDirVolumeSource().WithSizeLimit(resource.MustParse("64Mi")))).
-				WithInitContainers(sidecar(cfg, fn, shared)).
-				WithContainers(corev1ac.Container().
-					WithName(FunctionContainer).
-					WithImage(image).
-					WithCommand(SupervisorPath).
-					WithArgs(supervisorArgs(bootstrap)...).
-					WithEnv(functionEnv(cfg, fn)...).
-					WithVolumeMounts(shared).
-					WithResources(corev1ac.ResourceRequirements().
-						WithRequests(corev1.ResourceList{corev1.ResourceMemory: *memory}).
-						WithLimits(corev1.ResourceList{corev1.ResourceMemory: *memory})))))
+			WithSpec(pod))
 	if replicas != nil {
 		spec.WithReplicas(*replicas)
 	}
@@ -181,7 +214,7 @@ func Deployment(cfg Config, fn *lambdapodv1alpha1.Function, image string, bootst
 
 // sidecar is a native sidecar: an init container that keeps running, so it
 // serves the Runtime API before the bootstrap starts and stops after it.
-func sidecar(cfg Config, fn *lambdapodv1alpha1.Function, shared *corev1ac.VolumeMountApplyConfiguration) *corev1ac.ContainerApplyConfiguration {
+func sidecar(cfg Config, fn *lambdapodv1alpha1.Function) *corev1ac.ContainerApplyConfiguration {
 	probe := func(path string, period, failures int32) *corev1ac.ProbeApplyConfiguration {
 		return corev1ac.Probe().
 			WithHTTPGet(corev1ac.HTTPGetAction().WithPath(path).WithPort(intstr.FromString(InvokePortName))).
@@ -207,16 +240,6 @@ func sidecar(cfg Config, fn *lambdapodv1alpha1.Function, shared *corev1ac.Volume
 			env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", strconv.FormatInt(MemoryMiB(fn), 10)),
 			env("AWS_REGION", region(cfg, fn)),
 		).
-		WithVolumeMounts(shared).
-		// The supervisor binary crosses to the function container here,
-		// not in an init container of its own: the kubelet notices that an
-		// init container has exited only at its next relist of the
-		// containers (every second), which a cold start waited for (0.45 s
-		// on average). A postStart hook runs before the kubelet starts the
-		// next container, in the same pass.
-		WithLifecycle(corev1ac.Lifecycle().
-			WithPostStart(corev1ac.LifecycleHandler().
-				WithExec(corev1ac.ExecAction().WithCommand("/supervisor", "install", SupervisorPath)))).
 		// Ready only once every bootstrap has asked for its first event;
 		// probed every second because the activator holds requests until
 		// then.

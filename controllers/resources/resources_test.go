@@ -42,12 +42,12 @@ func base() *lambdapodv1alpha1.Function {
 func TestDeploymentGolden(t *testing.T) {
 	zero, three := int32(0), int32(3)
 	cases := []struct {
-		golden    string
-		fn        func() *lambdapodv1alpha1.Function
-		bootstrap []string
-		replicas  *int32
+		golden   string
+		fn       func() *lambdapodv1alpha1.Function
+		run      resources.ImageRun
+		replicas *int32
 	}{
-		{"deployment-defaults.yaml", base, nil, &zero},
+		{"deployment-defaults.yaml", base, resources.ImageRun{}, &zero},
 		{"deployment-full.yaml", func() *lambdapodv1alpha1.Function {
 			fn := base()
 			mem := resource.MustParse("1Gi")
@@ -65,12 +65,15 @@ func TestDeploymentGolden(t *testing.T) {
 				Concurrency: 4,
 			}
 			return fn
-		}, []string{"/var/task/bootstrap", "--verbose"}, &three},
-		{"deployment-replicas-claimed.yaml", base, []string{"/lambda-entrypoint.sh", "app.handler"}, nil},
+		}, resources.ImageRun{Bootstrap: []string{"/var/task/bootstrap", "--verbose"}}, &three},
+		{"deployment-replicas-claimed.yaml", base, resources.ImageRun{Bootstrap: []string{"/lambda-entrypoint.sh", "app.handler"}}, nil},
+		// an image that carries the supervisor (a Go build's): no volume,
+		// no postStart hook
+		{"deployment-supervisor-in-image.yaml", base, resources.ImageRun{Bootstrap: []string{"/var/task/bootstrap"}, Supervisor: resources.SupervisorPath}, &zero},
 	}
 	for _, tc := range cases {
 		t.Run(tc.golden, func(t *testing.T) {
-			golden(t, tc.golden, resources.Deployment(cfg, tc.fn(), "example/hello@sha256:0123", tc.bootstrap, tc.replicas))
+			golden(t, tc.golden, resources.Deployment(cfg, tc.fn(), "example/hello@sha256:0123", tc.run, tc.replicas))
 		})
 	}
 }

@@ -161,7 +161,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 			return c, errors.New("a bootstrap command after -- runs the bootstrap locally; it cannot be combined with --supervisor=socket")
 		}
 		if c.ControlSocket == "" {
-			c.ControlSocket = "/lambdapod/control.sock"
+			c.ControlSocket = "@lambdapod/control.sock"
 		}
 		if c.FunctionName == "" {
 			return c, errors.New("AWS_LAMBDA_FUNCTION_NAME (or --function-name) is required in pod mode")

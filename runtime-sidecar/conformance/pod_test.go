@@ -2,9 +2,11 @@ package conformance
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -56,15 +58,28 @@ func startSupervisor(t *testing.T, socket string, args ...string) *supervisorPro
 // address; timeouts and crashes restart it through the supervisor; SIGTERM
 // of the supervisor (pod termination: the kubelet stops the function
 // container before the native sidecar) drains and both exit 0.
+//
+// Both kinds of control socket: the abstract one the controller gives pods
+// (no file, so no volume) and a file socket.
 func TestPodModeWithSupervisor(t *testing.T) {
-	socket := filepath.Join(t.TempDir(), "control.sock")
+	t.Run("abstract socket", func(t *testing.T) {
+		podModeWithSupervisor(t, fmt.Sprintf("@lambdapod-conformance-%d/control.sock", os.Getpid()))
+	})
+	t.Run("file socket", func(t *testing.T) {
+		podModeWithSupervisor(t, filepath.Join(t.TempDir(), "control.sock"))
+	})
+}
+
+func podModeWithSupervisor(t *testing.T, socket string) {
 	s := startSidecar(t, sidecarOpts{
 		env:    []string{"LAMBDAPOD_CONTROL_SOCKET=" + socket, "AWS_LAMBDA_FUNCTION_NAME=fn-pod", "LAMBDAPOD_TIMEOUT=1s", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256"},
 		noWait: true,
 	})
-	st, err := os.Stat(socket)
-	if err != nil || st.Mode()&os.ModeSocket == 0 || st.Mode().Perm() != 0o666 {
-		t.Fatalf("control socket %v mode %v, want a 0666 socket", err, st.Mode())
+	if !strings.HasPrefix(socket, "@") {
+		st, err := os.Stat(socket)
+		if err != nil || st.Mode()&os.ModeSocket == 0 || st.Mode().Perm() != 0o666 {
+			t.Fatalf("control socket %v mode %v, want a 0666 socket", err, st.Mode())
+		}
 	}
 	if resp, _ := s.get("/readyz"); resp.StatusCode != 503 {
 		t.Errorf("readyz without a supervisor: %d", resp.StatusCode)

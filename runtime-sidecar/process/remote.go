@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,17 +72,25 @@ type remoteProc struct {
 	stop   sync.Once
 }
 
-// ListenRemote listens on the unix socket path (mode 0666, so a supervisor
-// running as another user can connect) and accepts supervisors.
+// ListenRemote listens on the unix socket path and accepts supervisors. A
+// path starting with @ names an abstract socket, which lives in the network
+// namespace (a pod's containers share one) rather than in a file, so no
+// volume has to carry it; a file socket gets mode 0666, so a supervisor
+// running as another user can connect.
 func ListenRemote(path string, log *slog.Logger) (*Remote, error) {
-	_ = os.Remove(path)
+	abstract := strings.HasPrefix(path, "@")
+	if !abstract {
+		_ = os.Remove(path)
+	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(path, 0o666); err != nil {
-		ln.Close()
-		return nil, err
+	if !abstract {
+		if err := os.Chmod(path, 0o666); err != nil {
+			ln.Close()
+			return nil, err
+		}
 	}
 	r := &Remote{log: log, ln: ln, connected: make(chan struct{}), terminating: make(chan struct{})}
 	go r.accept()
@@ -99,7 +108,9 @@ func (r *Remote) Close() error {
 		r.conn.c.Close()
 	}
 	r.mu.Unlock()
-	_ = os.Remove(r.ln.Addr().String())
+	if a := r.ln.Addr().String(); !strings.HasPrefix(a, "@") {
+		_ = os.Remove(a)
+	}
 	return err
 }
 

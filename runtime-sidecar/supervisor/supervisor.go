@@ -62,7 +62,7 @@ func Main(args []string, stderr io.Writer) int {
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	sock := os.Getenv("LAMBDAPOD_CONTROL_SOCKET")
 	if sock == "" {
-		sock = "/lambdapod/control.sock"
+		sock = "@lambdapod/control.sock"
 	}
 	socket := fs.String("control-socket", sock, "the sidecar's control socket [LAMBDAPOD_CONTROL_SOCKET]")
 	connectTimeout := fs.Duration("connect-timeout", 2*time.Minute, "how long to wait for the sidecar's socket before giving up")
