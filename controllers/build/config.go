@@ -47,7 +47,8 @@ const (
 // Config is the operator-wide build configuration, from the build ConfigMap.
 type Config struct {
 	// HelperImage holds the manager binary at /manager, whose build-step
-	// subcommands clone the repository and assemble Go images.
+	// subcommands clone the repository and assemble Go images, and the
+	// supervisor at /supervisor, which Go images carry.
 	HelperImage string
 	// DockerfileBuilder is kaniko or buildah.
 	DockerfileBuilder string

@@ -59,6 +59,13 @@ const (
 	dockerConfig = "/tekton/creds/.docker"
 	// helperBinary is the manager binary in the helper image.
 	helperBinary = "/manager"
+	// helperSupervisor is the supervisor binary in the helper image (the
+	// manager's image holds it as the runtime sidecar's does), which the Go
+	// strategy's image step copies into the image at
+	// resources.SupervisorPath and labels resources.SupervisorLabel, so that
+	// the function's pods need no volume to receive it. A custom
+	// helperImage must hold it too.
+	helperSupervisor = "/supervisor"
 	// TaskBootstrap is where the Go strategy puts the bootstrap, as Lambda
 	// does for a custom runtime in a container image.
 	TaskBootstrap = "/var/task/bootstrap"
@@ -298,7 +305,8 @@ func buildahSteps(cfg Config, fn *lambdapodv1alpha1.Function, commit, contextDir
 
 // goSteps compile a static bootstrap in the Go toolchain image, then add it
 // to the base image as /var/task/bootstrap, the image's entrypoint, with
-// the helper: no Docker daemon, no Dockerfile.
+// the helper: no Docker daemon, no Dockerfile. The same layer carries the
+// helper's supervisor (see helperSupervisor).
 func goSteps(cfg Config, fn *lambdapodv1alpha1.Function, commit, contextDir string) []tektonv1.Step {
 	image := []string{
 		"build-step", "image",
@@ -306,6 +314,7 @@ func goSteps(cfg Config, fn *lambdapodv1alpha1.Function, commit, contextDir stri
 		"--platform=linux/" + cfg.GoArch,
 		"--bootstrap=" + bootstrapPath,
 		"--entrypoint=" + TaskBootstrap,
+		"--supervisor=" + helperSupervisor,
 		"--destination=$(params." + ParamImage + ")",
 		"--digest-file=$(results." + ResultImageDigest + ".path)",
 	}

@@ -2,10 +2,13 @@
 // pushes them to a registry (by default the local cluster's, see
 // hack/cluster/up.sh):
 //
-//	lambdapod/manager          /manager           (module root)
+//	lambdapod/manager          /manager           (module root), /supervisor (./runtime-sidecar/supervisor/cmd)
 //	lambdapod/activator        /activator         (./activator/cmd)
 //	lambdapod/runtime-sidecar  /runtime-sidecar   (./runtime-sidecar/cmd), /supervisor (./runtime-sidecar/supervisor/cmd)
 //	lambdapod/pause            /pause             (./hack/images/pause, the pod sandbox image)
+//
+// The manager image is also the builds' helper image: the Go strategy's
+// image step copies its /supervisor into every image it builds.
 //
 // Each is one layer on an empty base: static (CGO_ENABLED=0) binaries with
 // mode 0755, a distroless-style /etc/passwd and /etc/group, the host's CA
@@ -77,7 +80,12 @@ var tektonCommands = []string{"controller", "entrypoint", "nop", "sidecarlogresu
 
 func projectImages() []image {
 	return []image{
-		{Name: "lambdapod/manager", Bins: []binary{{".", "/manager"}}, User: "65532:65532"},
+		// The build helper image too: Go builds copy /supervisor into the
+		// function's image (controllers/build helperSupervisor).
+		{Name: "lambdapod/manager", Bins: []binary{
+			{".", "/manager"},
+			{"./runtime-sidecar/supervisor/cmd", "/supervisor"},
+		}, User: "65532:65532"},
 		{Name: "lambdapod/activator", Bins: []binary{{"./activator/cmd", "/activator"}}, User: "65532:65532"},
 		{Name: "lambdapod/runtime-sidecar", Bins: []binary{
 			{"./runtime-sidecar/cmd", "/runtime-sidecar"},

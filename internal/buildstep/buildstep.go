@@ -1,7 +1,8 @@
 // Package buildstep is what the manager binary does as a step of a build
 // PipelineRun (`manager build-step clone|image ...`): check out the exact
 // commit with the Function's git credentials, and add a compiled bootstrap
-// to a base image and push it, without a shell, git or a Docker daemon.
+// (and the supervisor that runs it) to a base image and push it, without a
+// shell, git or a Docker daemon.
 package buildstep
 
 import (
@@ -14,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/lambdapod/lambdapod/controllers/resources"
 )
 
 // Main runs the build step named by args[0] and returns the exit code.
@@ -90,6 +93,7 @@ func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.Entrypoint, "entrypoint", "/var/task/bootstrap", "where the bootstrap goes in the image, its ENTRYPOINT")
 	fs.StringVar(&o.Destination, "destination", "", "image reference to push")
 	fs.StringVar(&digestFile, "digest-file", "", "write the pushed digest here (a Tekton result)")
+	fs.StringVar(&o.Supervisor, "supervisor", "", "also add this file (the supervisor) at "+resources.SupervisorPath+" and label the image "+resources.SupervisorLabel)
 	fs.Var(&labels, "label", "key=value image label (repeatable)")
 	fs.BoolVar(&o.Insecure, "insecure", false, "reach the registries over plain HTTP")
 	if err := fs.Parse(args); err != nil {

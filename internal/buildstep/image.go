@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"debug/elf"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/lambdapod/lambdapod/controllers/resources"
 )
 
 // RuntimeBootstrap is where Lambda's provided runtimes keep the bootstrap;
@@ -28,15 +31,21 @@ const RuntimeBootstrap = "/var/runtime/bootstrap"
 type ImageOptions struct {
 	Base, Platform, Bootstrap, Entrypoint, Destination string
 	Labels                                             map[string]string
-	Insecure                                           bool
-	Log                                                io.Writer
+	// Supervisor, if set, is a file (the supervisor binary in the helper's
+	// own image) that the bootstrap's layer also holds at
+	// resources.SupervisorPath, announced by the resources.SupervisorLabel
+	// label, so the function's pods need no volume to receive it.
+	Supervisor string
+	Insecure   bool
+	Log        io.Writer
 	// Remote adds registry options (tests use a transport).
 	Remote []remote.Option
 }
 
-// Image adds the bootstrap to the base image as its ENTRYPOINT, pushes the
-// result and returns its digest (sha256:...). Registry credentials come
-// from $DOCKER_CONFIG/config.json, which Tekton writes from the build's
+// Image adds the bootstrap to the base image as its ENTRYPOINT (and the
+// supervisor, if o.Supervisor is set), pushes the result and returns its
+// digest (sha256:...). Registry credentials come from
+// $DOCKER_CONFIG/config.json, which Tekton writes from the build's
 // ServiceAccount.
 func Image(ctx context.Context, o ImageOptions) (string, error) {
 	logf := func(format string, args ...any) {
@@ -70,12 +79,34 @@ func Image(ctx context.Context, o ImageOptions) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading the bootstrap: %w", err)
 	}
-	layer, err := bootstrapLayer(bootstrap, o.Entrypoint)
+	var supervisor []byte
+	createdBy := "lambdapod build-step image: COPY bootstrap " + o.Entrypoint
+	if o.Supervisor != "" {
+		if o.Entrypoint == resources.SupervisorPath || strings.HasPrefix(resources.SupervisorPath, o.Entrypoint+"/") {
+			return "", fmt.Errorf("--entrypoint %s is where the supervisor goes", o.Entrypoint)
+		}
+		if supervisor, err = os.ReadFile(o.Supervisor); err != nil {
+			return "", fmt.Errorf("reading the supervisor: %w", err)
+		}
+		if len(supervisor) == 0 {
+			return "", fmt.Errorf("the supervisor %s is empty", o.Supervisor)
+		}
+		if machine, ok := elfMachine(supervisor); ok && !fitsArch(machine, platform.Architecture) {
+			// A build pod on a node of another architecture than the
+			// bootstrap's: its pods get the supervisor through a volume
+			// instead, from the runtime sidecar's image.
+			logf("not adding the supervisor: %s is for %s, the image for %s", o.Supervisor, machine, platform.Architecture)
+			supervisor = nil
+		} else {
+			createdBy += ", supervisor " + resources.SupervisorPath
+		}
+	}
+	layer, err := bootstrapLayer(bootstrap, o.Entrypoint, supervisor)
 	if err != nil {
 		return "", err
 	}
 	img, err := mutate.Append(base, mutate.Addendum{Layer: layer, History: v1.History{
-		CreatedBy: "lambdapod build-step image: COPY bootstrap " + o.Entrypoint,
+		CreatedBy: createdBy,
 		Created:   v1.Time{Time: time.Unix(0, 0).UTC()},
 	}})
 	if err != nil {
@@ -95,6 +126,9 @@ func Image(ctx context.Context, o ImageOptions) (string, error) {
 	for k, v := range o.Labels {
 		cf.Config.Labels[k] = v
 	}
+	if supervisor != nil {
+		cf.Config.Labels[resources.SupervisorLabel] = resources.SupervisorPath
+	}
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		return "", err
 	}
@@ -110,10 +144,11 @@ func Image(ctx context.Context, o ImageOptions) (string, error) {
 	return digest.String(), nil
 }
 
-// bootstrapLayer holds the bootstrap at entrypoint, mode 0755, and a link
-// to it from /var/runtime/bootstrap, with fixed times so that the same
-// bootstrap always gives the same layer.
-func bootstrapLayer(bootstrap []byte, entrypoint string) (v1.Layer, error) {
+// bootstrapLayer holds the bootstrap at entrypoint, mode 0755, a link to it
+// from /var/runtime/bootstrap and, unless supervisor is nil, the supervisor
+// at resources.SupervisorPath, mode 0755, all root-owned with fixed times so
+// that the same files always give the same layer.
+func bootstrapLayer(bootstrap []byte, entrypoint string, supervisor []byte) (v1.Layer, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	epoch := time.Unix(0, 0).UTC()
@@ -151,11 +186,51 @@ func bootstrapLayer(bootstrap []byte, entrypoint string) (v1.Layer, error) {
 			return nil, err
 		}
 	}
+	if supervisor != nil {
+		if err := addDirs(resources.SupervisorPath); err != nil {
+			return nil, err
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(resources.SupervisorPath, "/"), Mode: 0o755, Size: int64(len(supervisor)), ModTime: epoch}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(supervisor); err != nil {
+			return nil, err
+		}
+	}
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
 	b := buf.Bytes()
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+}
+
+// elfMachine is the machine an ELF executable is for; ok is false for a
+// file that is not ELF.
+func elfMachine(b []byte) (m elf.Machine, ok bool) {
+	f, err := elf.NewFile(bytes.NewReader(b))
+	if err != nil {
+		return 0, false
+	}
+	return f.Machine, true
+}
+
+// elfMachines are the ELF machines of the GOARCHes Kubernetes nodes run.
+var elfMachines = map[string]elf.Machine{
+	"amd64":   elf.EM_X86_64,
+	"arm64":   elf.EM_AARCH64,
+	"arm":     elf.EM_ARM,
+	"386":     elf.EM_386,
+	"ppc64le": elf.EM_PPC64,
+	"s390x":   elf.EM_S390,
+	"riscv64": elf.EM_RISCV,
+	"loong64": elf.EM_LOONGARCH,
+}
+
+// fitsArch reports whether an executable for machine runs on arch; an
+// architecture not in elfMachines is given the benefit of the doubt.
+func fitsArch(machine elf.Machine, arch string) bool {
+	want, known := elfMachines[arch]
+	return !known || machine == want
 }
 
 // Scratch names the empty base image: the bootstrap alone, which suits a
