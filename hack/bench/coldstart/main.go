@@ -586,7 +586,7 @@ func report(floorS []time.Duration, samples []sample, load0, load1 string) strin
 		{"scheduling: replicas set → pod scheduled (ReplicaSet controller, scheduler, watch)", mReplicas, mScheduled},
 		{"kubelet before the sandbox: scheduled → RunPodSandbox (pod admission, volumes: the kubelet checks for mounted volumes every 300 ms)", mScheduled, cSandboxStart},
 		{"sandbox: RunPodSandbox → returns (containerd, runc, CNI)", cSandboxStart, cSandboxUp},
-		{"containers: sandbox up → function container started (runtime-sidecar start, its postStart hook installing the supervisor, function container start)", cSandboxUp, cFunction},
+		{"containers: sandbox up → function container started (runtime-sidecar start, then the function container; hello's Go-built image carries the supervisor, so no postStart hook and no volume)", cSandboxUp, cFunction},
 		{"supervisor: function container started → bootstrap started", cFunction, mBootStart},
 		{"bootstrap init: bootstrap started → first /next", mBootStart, mBootReady},
 		{"activator forward: bootstrap ready → response (activator's /readyz probe, forward, invoke, answer)", mBootReady, mResponse},
@@ -634,9 +634,11 @@ through the activator (the host to its ClusterIP), time the full answer.
 Clocks: "watch arrival" is when this program received the watch event
 (client side, ms; a kubelet status update can trail what it reports);
 "sidecar log time" is the runtime sidecar's ` + "`bootstrap ready`" + ` line (its time and
-its ` + "`init`" + ` duration, ms; same machine, same clock); "API" timestamps are the
-pod's conditions' ` + "`lastTransitionTime`" + ` and containers' ` + "`startedAt`" + `, truncated to
-the second (so up to 1 s early; shown for cross-checking only).
+its ` + "`init`" + ` duration, counted from the bootstrap's spawn, ms); "containerd log" is
+when containerd logged the kubelet's CRI calls for the pod (RunPodSandbox,
+StartContainer per container; ` + "`bin/cluster/logs/containerd.log`" + `, ms). All three
+are clocks of the same machine. The floor is noisy on this shared 2-core
+machine: compare runs, not single medians.
 
 `
 
