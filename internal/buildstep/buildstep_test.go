@@ -117,22 +117,7 @@ func TestImage(t *testing.T) {
 	if len(layers) != 2 {
 		t.Fatalf("%d layers, want the base's and the bootstrap's", len(layers))
 	}
-	rc, err := layers[1].Uncompressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]*tar.Header{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[h.Name] = h
-	}
+	files, _ := layerFiles(t, layers[1])
 	if h := files["var/task/bootstrap"]; h == nil || h.Mode != 0o755 || h.Size != int64(len("#!fake-binary")) {
 		t.Errorf("var/task/bootstrap: %+v", h)
 	}
