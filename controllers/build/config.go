@@ -48,7 +48,7 @@ const (
 type Config struct {
 	// HelperImage holds the manager binary at /manager, whose build-step
 	// subcommands clone the repository and assemble Go images, and the
-	// supervisor at /supervisor, which Go images carry.
+	// supervisor at /supervisor, which the images it builds carry.
 	HelperImage string
 	// DockerfileBuilder is kaniko or buildah.
 	DockerfileBuilder string

@@ -43,6 +43,9 @@ const (
 	StepPush    = "push"
 	StepCompile = "compile"
 	StepImage   = "image"
+	// StepSupervisor adds the helper's supervisor to the image a
+	// Dockerfile build pushed.
+	StepSupervisor = "supervisor"
 
 	ParamURL      = "url"
 	ParamRevision = "revision"
@@ -61,10 +64,10 @@ const (
 	helperBinary = "/manager"
 	// helperSupervisor is the supervisor binary in the helper image (the
 	// manager's image holds it as the runtime sidecar's does), which the Go
-	// strategy's image step copies into the image at
-	// resources.SupervisorPath and labels resources.SupervisorLabel, so that
-	// the function's pods need no volume to receive it. A custom
-	// helperImage must hold it too.
+	// strategy's image step, and the Dockerfile strategy's supervisor step,
+	// copy into the image at resources.SupervisorPath and label
+	// resources.SupervisorLabel, so that the function's pods need no volume
+	// to receive it. A custom helperImage must hold it too.
 	helperSupervisor = "/supervisor"
 	// TaskBootstrap is where the Go strategy puts the bootstrap, as Lambda
 	// does for a custom runtime in a container image.
@@ -131,6 +134,7 @@ func MakePipelineRun(cfg Config, fn *lambdapodv1alpha1.Function, commit, revisio
 		} else {
 			steps = append(steps, kanikoStep(cfg, fn, commit, contextDir))
 		}
+		steps = append(steps, supervisorStep(cfg, fn))
 	}
 
 	params := []string{ParamURL, ParamRevision, ParamCommit, ParamImage}
@@ -300,6 +304,28 @@ func buildahSteps(cfg Config, fn *lambdapodv1alpha1.Function, commit, contextDir
 			VolumeMounts: storage, SecurityContext: privileged},
 		{Name: StepPush, Image: cfg.BuildahImage, Command: []string{"buildah"}, Args: push,
 			VolumeMounts: storage, SecurityContext: privileged},
+	}
+}
+
+// supervisorStep adds the helper's supervisor to the image the Dockerfile
+// build pushed, as one more layer with the label that says so, pushes the
+// result to the same tag and replaces the digest result with its digest.
+// The image is left as it is (and its pods receive the supervisor through a
+// volume) when it carries the label already, is a multi-platform index, or
+// is for another architecture than the build node's.
+func supervisorStep(cfg Config, fn *lambdapodv1alpha1.Function) tektonv1.Step {
+	args := []string{
+		"build-step", "add-supervisor",
+		"--image=$(params." + ParamImage + ")",
+		"--digest-file=$(results." + ResultImageDigest + ".path)",
+		"--supervisor=" + helperSupervisor,
+	}
+	if cfg.insecure(fn.Spec.Build.Image) {
+		args = append(args, "--insecure")
+	}
+	return tektonv1.Step{
+		Name: StepSupervisor, Image: cfg.HelperImage, Command: []string{helperBinary}, Args: args,
+		Env: []corev1.EnvVar{{Name: "DOCKER_CONFIG", Value: dockerConfig}},
 	}
 }
 

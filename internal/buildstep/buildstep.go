@@ -1,7 +1,8 @@
 // Package buildstep is what the manager binary does as a step of a build
-// PipelineRun (`manager build-step clone|image ...`): check out the exact
-// commit with the Function's git credentials, and add a compiled bootstrap
-// (and the supervisor that runs it) to a base image and push it, without a
+// PipelineRun (`manager build-step clone|image|add-supervisor ...`): check
+// out the exact commit with the Function's git credentials, add a compiled
+// bootstrap (and the supervisor that runs it) to a base image and push it,
+// and add the supervisor to an image a Dockerfile build pushed, without a
 // shell, git or a Docker daemon.
 package buildstep
 
@@ -24,7 +25,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: manager build-step clone|image [flags]")
+		fmt.Fprintln(stderr, "usage: manager build-step clone|image|add-supervisor [flags]")
 		return 2
 	}
 	var err error
@@ -33,8 +34,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = runClone(ctx, args[1:], stdout, stderr)
 	case "image":
 		err = runImage(ctx, args[1:], stdout, stderr)
+	case "add-supervisor":
+		err = runAddSupervisor(ctx, args[1:], stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "unknown build step %q: want clone or image\n", args[0])
+		fmt.Fprintf(stderr, "unknown build step %q: want clone, image or add-supervisor\n", args[0])
 		return 2
 	}
 	if err != nil {
@@ -118,6 +121,33 @@ func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return writeResult(digestFile, digest)
 }
 
+func runAddSupervisor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("add-supervisor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o SupervisorOptions
+	var digestFile string
+	fs.StringVar(&o.Image, "image", "", "the repository[:tag] the image was pushed to; the result is pushed to the same tag, or by digest only")
+	fs.StringVar(&digestFile, "digest-file", "", "the pushed image's digest (a Tekton result), replaced by the result's")
+	fs.StringVar(&o.Supervisor, "supervisor", "", "the file (the supervisor) to add at "+resources.SupervisorPath+", labelling the image "+resources.SupervisorLabel)
+	fs.BoolVar(&o.Insecure, "insecure", false, "reach the registry over plain HTTP")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.Image == "" || digestFile == "" || o.Supervisor == "" {
+		return fmt.Errorf("--image, --digest-file and --supervisor are required")
+	}
+	var err error
+	if o.Digest, err = readDigestFile(digestFile); err != nil {
+		return err
+	}
+	o.Log = stdout
+	digest, err := AddSupervisor(ctx, o)
+	if err != nil || digest == o.Digest {
+		return err
+	}
+	return replaceResult(digestFile, digest)
+}
+
 func writeResult(path, value string) error {
 	if path == "" {
 		return nil
@@ -126,6 +156,32 @@ func writeResult(path, value string) error {
 		return err
 	}
 	return os.WriteFile(path, []byte(value), 0o644)
+}
+
+// replaceResult replaces the file at path with one holding value. The
+// builder that wrote it ran as root (kaniko, buildah), the helper does not,
+// so the file cannot be written to; Tekton's results directory is an
+// emptyDir, mode 0777, in which a new file can take its place.
+func replaceResult(path, value string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // after the rename, nothing
+	_, err = f.WriteString(value)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("writing the new digest to %s: %w", path, err)
+	}
+	return nil
 }
 
 type stringList []string

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -18,8 +19,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/lambdapod/lambdapod/controllers/resources"
 	"github.com/lambdapod/lambdapod/internal/buildstep"
@@ -386,4 +389,247 @@ func elfHeader(machine elf.Machine) []byte {
 	le.PutUint16(b[54:], 56) // e_phentsize
 	le.PutUint16(b[58:], 64) // e_shentsize
 	return b
+}
+
+// pushBuilt pushes a one-layer image for linux/arch, with a config as a
+// Dockerfile build leaves it (entrypoint, command, user, working directory,
+// environment, a label, and labels besides), to image: by its tag, or by
+// digest only if it has none. It returns the image and its digest.
+func pushBuilt(t *testing.T, image, arch string, oci bool, labels map[string]string) (v1.Image, string) {
+	t.Helper()
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if oci {
+		img = mutate.MediaType(img, types.OCIManifestSchema1)
+		img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", arch
+	cf.Config.Entrypoint = []string{"/lambda-entrypoint.sh"}
+	cf.Config.Cmd = []string{"function.handler"}
+	cf.Config.User = "1000:1000"
+	cf.Config.WorkingDir = "/var/task"
+	cf.Config.Env = []string{"PATH=/usr/bin:/bin", "LAMBDA_TASK_ROOT=/var/task"}
+	cf.Config.Labels = map[string]string{"org.opencontainers.image.revision": "abc"}
+	for k, v := range labels {
+		cf.Config.Labels[k] = v
+	}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := image
+	if !strings.Contains(image[strings.LastIndex(image, "/")+1:], ":") {
+		to = image + "@" + d.String()
+	}
+	if err := remote.Write(ref(t, to), img); err != nil {
+		t.Fatal(err)
+	}
+	return img, d.String()
+}
+
+// addSupervisor runs build-step add-supervisor on the image with the
+// digest file holding digest as kaniko writes it (and a newline, which is
+// trimmed), and returns the digest file's content afterwards and the log.
+func addSupervisor(t *testing.T, image, digest string, supervisor []byte) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	digestFile, sup := filepath.Join(dir, "IMAGE_DIGEST"), filepath.Join(dir, "supervisor")
+	// Read-only, as the file that kaniko or buildah (root) wrote is to the
+	// helper (65532): it must be replaced, not written to.
+	if err := os.WriteFile(digestFile, []byte(digest+"\n"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sup, supervisor, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := buildstep.Main([]string{"add-supervisor",
+		"--image=" + image, "--digest-file=" + digestFile, "--supervisor=" + sup, "--insecure",
+	}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out.String(), errOut.String())
+	}
+	b, err := os.ReadFile(digestFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b), out.String()
+}
+
+// add-supervisor appends one layer with the supervisor at
+// /lambdapod/supervisor to the image a Dockerfile build pushed, labels it,
+// keeps the rest of its config, pushes it to the same tag (kaniko) or by
+// digest only (no tag), and replaces the digest in the result file with
+// the one the registry now serves.
+func TestAddSupervisor(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	reg := strings.TrimPrefix(srv.URL, "http://")
+	supervisorBytes := append(elfHeader(elf.EM_X86_64), "the rest of the supervisor\x00\x01"...)
+
+	for _, tc := range []struct {
+		name, image string
+		oci         bool
+	}{
+		{"kaniko", reg + "/team/hello:abc", false},
+		{"oci-by-digest", reg + "/team/hello", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			built, old := pushBuilt(t, tc.image, "amd64", tc.oci, nil)
+			got, logs := addSupervisor(t, tc.image, old, supervisorBytes)
+			if got == old || !strings.HasPrefix(got, "sha256:") || strings.TrimSpace(got) != got {
+				t.Fatalf("digest file %q, was %s; log %s", got, old, logs)
+			}
+			pushed, err := remote.Image(ref(t, reg+"/team/hello@"+got))
+			if err != nil {
+				t.Fatalf("the new digest %q is not in the registry: %v", got, err)
+			}
+			if d, _ := pushed.Digest(); d.String() != got {
+				t.Errorf("the registry serves %s for %s", d, got)
+			}
+			if tc.name == "kaniko" {
+				if d, err := remote.Head(ref(t, tc.image)); err != nil || d.Digest.String() != got {
+					t.Errorf("%s is %v (%v), want the new image %s", tc.image, d, err, got)
+				}
+			} else if _, err := remote.Head(ref(t, tc.image+":latest")); err == nil {
+				t.Errorf("an image pushed by digest only was tagged latest")
+			}
+
+			was, _ := built.ConfigFile()
+			cf, err := pushed.ConfigFile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cf.Config.Labels[resources.SupervisorLabel]; got != resources.SupervisorPath {
+				t.Errorf("label %s = %q", resources.SupervisorLabel, got)
+			}
+			if cf.Config.Labels["org.opencontainers.image.revision"] != "abc" || len(cf.Config.Labels) != 2 {
+				t.Errorf("labels %v", cf.Config.Labels)
+			}
+			if !reflect.DeepEqual(cf.Config.Entrypoint, was.Config.Entrypoint) || !reflect.DeepEqual(cf.Config.Cmd, was.Config.Cmd) ||
+				cf.Config.User != "1000:1000" || cf.Config.WorkingDir != "/var/task" || !reflect.DeepEqual(cf.Config.Env, was.Config.Env) ||
+				cf.OS != "linux" || cf.Architecture != "amd64" || !cf.Created.Equal(was.Created.Time) {
+				t.Errorf("config changed: %+v, was %+v", cf.Config, was.Config)
+			}
+
+			layers, _ := pushed.Layers()
+			wasLayers, _ := built.Layers()
+			if len(layers) != len(wasLayers)+1 || len(cf.RootFS.DiffIDs) != len(layers) || len(cf.History) != len(was.History)+1 {
+				t.Fatalf("%d layers, %d diff IDs, %d history entries; was %d, %d", len(layers), len(cf.RootFS.DiffIDs), len(cf.History), len(wasLayers), len(was.History))
+			}
+			for i, l := range wasLayers {
+				a, _ := l.Digest()
+				b, _ := layers[i].Digest()
+				if a != b {
+					t.Errorf("layer %d is %s, was %s", i, b, a)
+				}
+			}
+			wantType := types.DockerLayer
+			if tc.oci {
+				wantType = types.OCILayer
+			}
+			if mt, _ := layers[len(layers)-1].MediaType(); mt != wantType {
+				t.Errorf("the new layer is a %s in a %s", mt, func() types.MediaType { m, _ := pushed.MediaType(); return m }())
+			}
+			files, contents := layerFiles(t, layers[len(layers)-1])
+			if k := keys(files); len(k) != 2 {
+				t.Errorf("the layer holds %v, want the supervisor and its directory", k)
+			}
+			if h := files["lambdapod/"]; h == nil || h.Typeflag != tar.TypeDir || h.Mode != 0o755 || h.Uid != 0 || h.Gid != 0 || !h.ModTime.Equal(time.Unix(0, 0)) {
+				t.Errorf("lambdapod/: %+v", h)
+			}
+			h := files["lambdapod/supervisor"]
+			if h == nil || h.Typeflag != tar.TypeReg || h.Mode != 0o755 || h.Uid != 0 || h.Gid != 0 || !h.ModTime.Equal(time.Unix(0, 0)) {
+				t.Errorf("lambdapod/supervisor: %+v", h)
+			}
+			if !bytes.Equal(contents["lambdapod/supervisor"], supervisorBytes) {
+				t.Errorf("lambdapod/supervisor holds %q, want %q", contents["lambdapod/supervisor"], supervisorBytes)
+			}
+		})
+	}
+}
+
+// add-supervisor leaves an image as it is, with its tag and the digest
+// file, when it carries the supervisor already, when the supervisor is for
+// another architecture than the image, and when it is a multi-platform
+// index.
+func TestAddSupervisorLeavesAlone(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	reg := strings.TrimPrefix(srv.URL, "http://")
+	amd64 := elfHeader(elf.EM_X86_64)
+
+	check := func(t *testing.T, image, digest string, supervisor []byte, wantLog string) {
+		t.Helper()
+		got, logs := addSupervisor(t, image, digest, supervisor)
+		if got != digest+"\n" {
+			t.Errorf("digest file %q, want it unchanged (%s)", got, digest)
+		}
+		if !strings.Contains(logs, wantLog) {
+			t.Errorf("log %q lacks %q", logs, wantLog)
+		}
+		if d, err := remote.Head(ref(t, image)); err != nil || d.Digest.String() != digest {
+			t.Errorf("%s is %v (%v), want it unchanged (%s)", image, d, err, digest)
+		}
+	}
+	t.Run("labelled", func(t *testing.T) {
+		image := reg + "/team/labelled:abc"
+		_, digest := pushBuilt(t, image, "amd64", false, map[string]string{resources.SupervisorLabel: "/opt/supervisor"})
+		check(t, image, digest, amd64, "carries it already")
+	})
+	t.Run("other-arch", func(t *testing.T) {
+		image := reg + "/team/arm:abc"
+		_, digest := pushBuilt(t, image, "arm64", false, nil)
+		check(t, image, digest, amd64, "is for EM_X86_64, the image for arm64")
+	})
+	t.Run("index", func(t *testing.T) {
+		image := reg + "/team/multi:abc"
+		idx, err := random.Index(128, 1, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.WriteIndex(ref(t, image), idx); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := idx.Digest()
+		check(t, image, d.String(), amd64, "multi-platform images are not supported")
+	})
+}
+
+// add-supervisor refuses missing flags, a digest file that holds no
+// digest and an image reference with a digest.
+func TestAddSupervisorUsage(t *testing.T) {
+	dir := t.TempDir()
+	bad, sup := filepath.Join(dir, "IMAGE_DIGEST"), filepath.Join(dir, "supervisor")
+	if err := os.WriteFile(bad, []byte("latest\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sup, []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--image=localhost:1/team/x:y", "--supervisor=" + sup}, "required"},
+		{[]string{"--image=localhost:1/team/x:y", "--digest-file=" + bad, "--supervisor=" + sup}, `"latest"`},
+		{[]string{"--image=localhost:1/team/x:y", "--digest-file=" + filepath.Join(dir, "none"), "--supervisor=" + sup}, "reading the digest"},
+		{[]string{"--image=localhost:1/team/x@" + digest, "--digest-file=" + bad, "--supervisor=" + sup}, "without a digest"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := buildstep.Main(append([]string{"add-supervisor"}, tc.args...), &out, &errOut); code != 1 || !strings.Contains(errOut.String(), tc.want) {
+			t.Errorf("%q: exit %d %q, want 1 and %q", tc.args, code, errOut.String(), tc.want)
+		}
+	}
 }

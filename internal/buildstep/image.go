@@ -42,21 +42,27 @@ type ImageOptions struct {
 	Remote []remote.Option
 }
 
+// logAndNames are a step's log (to w, if not nil) and its options for
+// parsing image references (plain HTTP if insecure).
+func logAndNames(w io.Writer, insecure bool) (func(string, ...any), []name.Option) {
+	logf := func(format string, args ...any) {
+		if w != nil {
+			fmt.Fprintf(w, format+"\n", args...)
+		}
+	}
+	if insecure {
+		return logf, []name.Option{name.Insecure}
+	}
+	return logf, nil
+}
+
 // Image adds the bootstrap to the base image as its ENTRYPOINT (and the
 // supervisor, if o.Supervisor is set), pushes the result and returns its
 // digest (sha256:...). Registry credentials come from
 // $DOCKER_CONFIG/config.json, which Tekton writes from the build's
 // ServiceAccount.
 func Image(ctx context.Context, o ImageOptions) (string, error) {
-	logf := func(format string, args ...any) {
-		if o.Log != nil {
-			fmt.Fprintf(o.Log, format+"\n", args...)
-		}
-	}
-	var nameOpts []name.Option
-	if o.Insecure {
-		nameOpts = append(nameOpts, name.Insecure)
-	}
+	logf, nameOpts := logAndNames(o.Log, o.Insecure)
 	platform, err := v1.ParsePlatform(o.Platform)
 	if err != nil {
 		return "", fmt.Errorf("--platform %q: %w", o.Platform, err)
@@ -85,19 +91,13 @@ func Image(ctx context.Context, o ImageOptions) (string, error) {
 		if o.Entrypoint == resources.SupervisorPath || strings.HasPrefix(resources.SupervisorPath, o.Entrypoint+"/") {
 			return "", fmt.Errorf("--entrypoint %s is where the supervisor goes", o.Entrypoint)
 		}
-		if supervisor, err = os.ReadFile(o.Supervisor); err != nil {
-			return "", fmt.Errorf("reading the supervisor: %w", err)
+		// A build pod on a node of another architecture than the
+		// bootstrap's gets nil: its pods get the supervisor through a
+		// volume instead, from the runtime sidecar's image.
+		if supervisor, err = readSupervisor(o.Supervisor, platform.Architecture, logf); err != nil {
+			return "", err
 		}
-		if len(supervisor) == 0 {
-			return "", fmt.Errorf("the supervisor %s is empty", o.Supervisor)
-		}
-		if machine, ok := elfMachine(supervisor); ok && !fitsArch(machine, platform.Architecture) {
-			// A build pod on a node of another architecture than the
-			// bootstrap's: its pods get the supervisor through a volume
-			// instead, from the runtime sidecar's image.
-			logf("not adding the supervisor: %s is for %s, the image for %s", o.Supervisor, machine, platform.Architecture)
-			supervisor = nil
-		} else {
+		if supervisor != nil {
 			createdBy += ", supervisor " + resources.SupervisorPath
 		}
 	}
@@ -149,51 +149,63 @@ func Image(ctx context.Context, o ImageOptions) (string, error) {
 // at resources.SupervisorPath, mode 0755, all root-owned with fixed times so
 // that the same files always give the same layer.
 func bootstrapLayer(bootstrap []byte, entrypoint string, supervisor []byte) (v1.Layer, error) {
+	files := []layerFile{{Path: entrypoint, Data: bootstrap}}
+	if entrypoint != RuntimeBootstrap {
+		files = append(files, layerFile{Path: RuntimeBootstrap, Link: entrypoint})
+	}
+	if supervisor != nil {
+		files = append(files, layerFile{Path: resources.SupervisorPath, Data: supervisor})
+	}
+	return filesLayer(files)
+}
+
+// supervisorLayer holds the supervisor alone at resources.SupervisorPath,
+// mode 0755, in /lambdapod, mode 0755, root-owned with fixed times.
+func supervisorLayer(supervisor []byte) (v1.Layer, error) {
+	return filesLayer([]layerFile{{Path: resources.SupervisorPath, Data: supervisor}})
+}
+
+// layerFile is an executable file (mode 0755) or, if Link is set, a
+// symbolic link to Link, at the absolute Path.
+type layerFile struct {
+	Path, Link string
+	Data       []byte
+}
+
+// filesLayer holds files in their order, each after the directories
+// (mode 0755) that lead to it and are not in the layer yet, all root-owned
+// with the Unix epoch as their time, so that the same files always give the
+// same layer.
+func filesLayer(files []layerFile) (v1.Layer, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	epoch := time.Unix(0, 0).UTC()
 	dirs := map[string]bool{}
-	addDirs := func(p string) error {
-		var parts []string
-		for d := path.Dir(strings.TrimPrefix(p, "/")); d != "." && d != ""; d = path.Dir(d) {
-			parts = append([]string{d}, parts...)
+	for _, f := range files {
+		var parents []string
+		for d := path.Dir(strings.TrimPrefix(f.Path, "/")); d != "." && d != ""; d = path.Dir(d) {
+			parents = append([]string{d}, parents...)
 		}
-		for _, d := range parts {
+		for _, d := range parents {
 			if dirs[d] {
 				continue
 			}
 			dirs[d] = true
 			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: epoch}); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		return nil
-	}
-	if err := addDirs(entrypoint); err != nil {
-		return nil, err
-	}
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(entrypoint, "/"), Mode: 0o755, Size: int64(len(bootstrap)), ModTime: epoch}); err != nil {
-		return nil, err
-	}
-	if _, err := tw.Write(bootstrap); err != nil {
-		return nil, err
-	}
-	if entrypoint != RuntimeBootstrap {
-		if err := addDirs(RuntimeBootstrap); err != nil {
+		name := strings.TrimPrefix(f.Path, "/")
+		if f.Link != "" {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: f.Link, Mode: 0o777, ModTime: epoch}); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o755, Size: int64(len(f.Data)), ModTime: epoch}); err != nil {
 			return nil, err
 		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: strings.TrimPrefix(RuntimeBootstrap, "/"), Linkname: entrypoint, Mode: 0o777, ModTime: epoch}); err != nil {
-			return nil, err
-		}
-	}
-	if supervisor != nil {
-		if err := addDirs(resources.SupervisorPath); err != nil {
-			return nil, err
-		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(resources.SupervisorPath, "/"), Mode: 0o755, Size: int64(len(supervisor)), ModTime: epoch}); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(supervisor); err != nil {
+		if _, err := tw.Write(f.Data); err != nil {
 			return nil, err
 		}
 	}
@@ -202,6 +214,25 @@ func bootstrapLayer(bootstrap []byte, entrypoint string, supervisor []byte) (v1.
 	}
 	b := buf.Bytes()
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+}
+
+// readSupervisor reads the supervisor binary at file for an image of arch.
+// An empty or unreadable file is an error; an ELF executable for another
+// machine than arch gives nil, which logf explains: the image cannot run
+// it, so its pods receive the supervisor through a volume instead.
+func readSupervisor(file, arch string, logf func(string, ...any)) ([]byte, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading the supervisor: %w", err)
+	}
+	if len(b) == 0 {
+		return nil, fmt.Errorf("the supervisor %s is empty", file)
+	}
+	if machine, ok := elfMachine(b); ok && !fitsArch(machine, arch) {
+		logf("not adding the supervisor: %s is for %s, the image for %s", file, machine, arch)
+		return nil, nil
+	}
+	return b, nil
 }
 
 // elfMachine is the machine an ELF executable is for; ok is false for a
