@@ -83,7 +83,8 @@ type state struct {
 	payload   []byte
 	pool      *queue.Pool
 	lease     *queue.Lease
-	// redo is set by Proxy when the pod could not be reached, so that Wait
+	// redo is set by Proxy when the pod could not be reached or answered
+	// that it is shutting down (nothing ran either way), so that Wait
 	// retries on another pod.
 	redo bool
 	code int

@@ -344,6 +344,45 @@ func TestUnreachablePodIsSkipped(t *testing.T) {
 	}
 }
 
+// A pod that began shutting down before its EndpointSlice said so answers
+// 503 with the sidecar's not-run mark: the request goes to another pod, and
+// the draining pod gets no more requests.
+func TestShuttingDownPodIsRetiredAndTheRequestRetried(t *testing.T) {
+	draining := newSidecar(t, func(w http.ResponseWriter, r *http.Request, p []byte) {
+		w.Header().Set(proxy.NotRunHeader, "shutting-down")
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("X-Amzn-ErrorType", "ServiceException")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"Type":"Service","message":"The function instance is shutting down; retry."}`)
+	})
+	healthy := newSidecar(t, echo)
+	e := newEnv(t, Options{}, fakeFunctions{"default/hello": {Timeout: time.Second, Concurrency: 1}}, 10)
+	e.pools.SetEndpoints(queue.Key{Namespace: "default", Name: "hello"}, []string{draining.addr(), healthy.addr()})
+	for i := 0; i < 6; i++ {
+		w := e.do("POST", "/2015-03-31/functions/hello/invocations", fmt.Sprintf(`{"n":%d}`, i))
+		if w.Code != 200 || w.Body.String() != fmt.Sprintf(`{"n":%d}`, i) {
+			t.Fatalf("request %d: %d %s", i, w.Code, w.Body)
+		}
+	}
+	if n := draining.calls.Load(); n != 1 {
+		t.Errorf("the shutting-down pod got %d requests, want 1 (then retired)", n)
+	}
+	if n := healthy.calls.Load(); n != 6 {
+		t.Errorf("the healthy pod got %d requests, want all 6", n)
+	}
+	// HTTP routes too: with the shutting-down pod as the only one, the
+	// request waits for a pod as at zero (none comes here, so the
+	// activation times out) instead of failing at once.
+	e.pools.SetEndpoints(queue.Key{Namespace: "default", Name: "hello"}, []string{draining.addr()})
+	w := e.do("GET", "/default/hello/x", "")
+	if w.Code != 504 || !strings.Contains(w.Body.String(), "no ready pod") {
+		t.Errorf("only a shutting-down pod: %d %s, want 504 activation timeout", w.Code, w.Body)
+	}
+	if n := draining.calls.Load(); n != 2 {
+		t.Errorf("the shutting-down pod got %d requests in all, want 2", n)
+	}
+}
+
 func TestStreamingHTTPResponse(t *testing.T) {
 	sc := newSidecar(t, func(w http.ResponseWriter, r *http.Request, p []byte) {
 		w.Header().Set("Content-Type", event.StreamContentType)

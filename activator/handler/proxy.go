@@ -58,6 +58,14 @@ func (h *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get(proxy.NotRunHeader) != "" &&
+		r.Context().Err() == nil && ctx.Err() == nil {
+		// The pod began shutting down before its EndpointSlice said so,
+		// and no bootstrap saw the payload: another pod takes it.
+		st.lease.Retire()
+		st.redo = true
+		return
+	}
 	if st.target.Kind == route.Invoke {
 		h.passThrough(w, r, ctx, st, resp)
 		return

@@ -12,7 +12,8 @@ import (
 )
 
 // maxAttempts bounds the pods tried for one request when pods cannot be
-// reached (a pod that went away before the activator heard of it).
+// reached or are shutting down (a pod that went away, or began to, before
+// the activator heard of it).
 const maxAttempts = 3
 
 // Wait takes a slot on a pod with free concurrency for the request,

@@ -24,6 +24,11 @@ import (
 	"time"
 )
 
+// NotRunHeader marks a sidecar's 503 for an invocation that no bootstrap
+// ever saw (the pod is shutting down): safe to send to another pod. The
+// runtime sidecar's invoke.NotRunHeader.
+const NotRunHeader = "X-Lambdapod-Not-Run"
+
 // Forwarded are the request headers of an Invoke call that reach the
 // sidecar.
 var Forwarded = []string{

@@ -12,6 +12,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 )
@@ -44,6 +45,12 @@ type Lease struct {
 func (l *Lease) Release() {
 	l.once.Do(func() { l.pool.release(l.Pod) })
 }
+
+// Retire takes the lease's pod out of the ready set, as if the endpoints
+// had dropped it: it said it is shutting down before the EndpointSlice
+// did. Its in-flight requests finish; endpoints that list it again bring
+// it back.
+func (l *Lease) Retire() { l.pool.retire(l.Pod) }
 
 type waiter struct {
 	ch         chan *Pod // buffered 1: the dispatcher never blocks
@@ -233,6 +240,17 @@ func (p *Pool) release(pod *Pod) {
 		p.dispatchLocked()
 	}
 	p.mu.Unlock()
+}
+
+func (p *Pool) retire(pod *Pod) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pod.removed {
+		return
+	}
+	pod.removed = true
+	delete(p.byAddr, pod.Addr)
+	p.pods = slices.DeleteFunc(p.pods, func(x *Pod) bool { return x == pod })
 }
 
 // SetEndpoints replaces the ready pods. Pods that left keep their in-flight

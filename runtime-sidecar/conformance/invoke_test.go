@@ -555,6 +555,8 @@ func TestSIGTERMDrains(t *testing.T) {
 		t.Errorf("invoke while draining: %d %s", resp.StatusCode, body)
 	}
 	assertHeader(t, resp.Header, "X-Amzn-ErrorType", "ServiceException")
+	// the mark that lets the activator send it to another pod
+	assertHeader(t, resp.Header, "X-Lambdapod-Not-Run", "shutting-down")
 	wg.Wait()
 	if want := `200 {"pid":` + strconv.Itoa(pid) + `,"slept":500}`; results[0] != want {
 		t.Errorf("in-flight invocation: %q, want %q", results[0], want)

@@ -22,6 +22,11 @@ import (
 	"github.com/lambdapod/lambdapod/runtime-sidecar/metrics"
 )
 
+// NotRunHeader marks a 503 for an invocation that no bootstrap ever saw:
+// this instance is shutting down, and the caller (the activator) may send
+// it to another pod. The activator's proxy.NotRunHeader names it too.
+const NotRunHeader = "X-Lambdapod-Not-Run"
+
 // AccountID is the account id in function ARNs.
 const AccountID = "000000000000"
 
@@ -318,6 +323,7 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName str
 	if h.draining.Load() {
 		invocation.PutBuffer(buf)
 		w.Header()["Retry-After"] = []string{"1"}
+		w.Header()[NotRunHeader] = []string{"shutting-down"}
 		h.reject(w, http.StatusServiceUnavailable, "ServiceException", "The function instance is shutting down; retry.", "shutting_down")
 		return
 	}
@@ -376,6 +382,7 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName str
 func (h *Handler) write(w http.ResponseWriter, inv *invocation.Invocation, res *invocation.Result) {
 	if res.Unavailable {
 		w.Header()["Retry-After"] = []string{"1"}
+		w.Header()[NotRunHeader] = []string{"shutting-down"}
 		h.reject(w, http.StatusServiceUnavailable, "ServiceException", "The function instance is shutting down; retry.", "")
 		return
 	}
