@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -131,11 +130,7 @@ func TestBurstAtZero(t *testing.T) {
 	})
 	waitPods(t, ns, fn.Name, 0, 2*time.Minute)
 
-	type result struct {
-		a   answer
-		err error
-	}
-	results := make([]result, n)
+	results := make([]sent, n)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range n {
@@ -144,7 +139,7 @@ func TestBurstAtZero(t *testing.T) {
 			defer wg.Done()
 			<-start
 			a, err := tryGet(fmt.Sprintf("/%s/%s/burst/%d?name=b%d", ns, fn.Name, i, i))
-			results[i] = result{a, err}
+			results[i] = sent{a, err}
 		}()
 	}
 	t0 := time.Now()
@@ -152,26 +147,9 @@ func TestBurstAtZero(t *testing.T) {
 	wg.Wait()
 	total := time.Since(t0)
 
-	var lat []time.Duration
-	failed := 0
-	for i, r := range results {
-		want := helloBody(fmt.Sprintf("b%d", i), fmt.Sprintf("/burst/%d", i), fn.Name)
-		switch {
-		case r.err != nil:
-			failed++
-			if failed <= 5 {
-				t.Errorf("request %d: %v", i, r.err)
-			}
-		case r.a.status != 200 || r.a.body != want:
-			failed++
-			if failed <= 5 {
-				t.Errorf("request %d: %d %q, want 200 %q", i, r.a.status, r.a.body, want)
-			}
-		default:
-			lat = append(lat, r.a.elapsed)
-		}
-	}
-	slices.Sort(lat)
+	failed, lat := checkAll(t, results, func(i int) string {
+		return helloBody(fmt.Sprintf("b%d", i), fmt.Sprintf("/burst/%d", i), fn.Name)
+	})
 	all, ready := pods(t, ns, fn.Name)
 	t.Logf("%d requests at zero: %d ok, %d failed in %s; pods now %d (%d ready)", n, len(lat), failed, total.Round(time.Millisecond), all, ready)
 	if len(lat) > 0 {

@@ -30,6 +30,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -352,6 +353,37 @@ func tryGet(path string) (answer, error) {
 		return answer{}, err
 	}
 	return answer{status: resp.StatusCode, header: resp.Header, body: string(b), elapsed: time.Since(start)}, nil
+}
+
+// sent is what one of many concurrent requests got back.
+type sent struct {
+	a   answer
+	err error
+}
+
+// checkAll reports the requests that did not get 200 with the body want(i)
+// (the first five of them), and returns how many failed and the latencies
+// of the others, sorted.
+func checkAll(t *testing.T, results []sent, want func(i int) string) (failed int, lat []time.Duration) {
+	t.Helper()
+	for i, r := range results {
+		switch w := want(i); {
+		case r.err != nil:
+			failed++
+			if failed <= 5 {
+				t.Errorf("request %d: %v", i, r.err)
+			}
+		case r.a.status != 200 || r.a.body != w:
+			failed++
+			if failed <= 5 {
+				t.Errorf("request %d: %d %q, want 200 %q", i, r.a.status, r.a.body, w)
+			}
+		default:
+			lat = append(lat, r.a.elapsed)
+		}
+	}
+	slices.Sort(lat)
+	return failed, lat
 }
 
 // helloBody is the body examples/hello-go answers a GET with.

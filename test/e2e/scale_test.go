@@ -45,12 +45,8 @@ func TestScaleDownUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	type result struct {
-		a   answer
-		err error
-	}
 	n := int(duration / time.Second * rps)
-	results := make([]result, n)
+	results := make([]sent, n)
 	var wg sync.WaitGroup
 	tick := time.NewTicker(time.Second / rps)
 	defer tick.Stop()
@@ -87,7 +83,7 @@ func TestScaleDownUnderLoad(t *testing.T) {
 			// a short invocation, so that requests are in flight when a
 			// pod goes
 			a, err := tryGet(fmt.Sprintf("/%s/%s/load/%d?name=l%d&sleep=20ms", ns, fn.Name, i, i))
-			results[i] = result{a, err}
+			results[i] = sent{a, err}
 		}()
 		el := time.Since(t0)
 		if !lowered && el >= lowerAt {
@@ -108,24 +104,12 @@ func TestScaleDownUnderLoad(t *testing.T) {
 	wg.Wait()
 	total := time.Since(t0)
 
-	failed := 0
+	failed, lat := checkAll(t, results, func(i int) string {
+		return helloBody(fmt.Sprintf("l%d", i), fmt.Sprintf("/load/%d", i), fn.Name)
+	})
 	var slowest time.Duration
-	for i, r := range results {
-		want := helloBody(fmt.Sprintf("l%d", i), fmt.Sprintf("/load/%d", i), fn.Name)
-		switch {
-		case r.err != nil:
-			failed++
-			if failed <= 5 {
-				t.Errorf("request %d: %v", i, r.err)
-			}
-		case r.a.status != 200 || r.a.body != want:
-			failed++
-			if failed <= 5 {
-				t.Errorf("request %d: %d %q, want 200 %q", i, r.a.status, r.a.body, want)
-			}
-		default:
-			slowest = max(slowest, r.a.elapsed)
-		}
+	if len(lat) > 0 {
+		slowest = lat[len(lat)-1]
 	}
 	all, ready := pods(t, ns, fn.Name)
 	t.Logf("%d requests at %d/s over %s: %d failed, slowest %s; pods now %d (%d ready)", n, rps, total.Round(time.Millisecond), failed, slowest.Round(time.Millisecond), all, ready)
