@@ -77,9 +77,7 @@ func TestClone(t *testing.T) {
 // TestImage adds a bootstrap to a base image from a registry, pushes it and
 // reports the pushed digest; the image runs the bootstrap.
 func TestImage(t *testing.T) {
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	reg := strings.TrimPrefix(srv.URL, "http://")
+	reg := startRegistry(t)
 	base, err := random.Image(128, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -91,21 +89,9 @@ func TestImage(t *testing.T) {
 	if err := os.WriteFile(bootstrap, []byte("#!fake-binary"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	digestFile := filepath.Join(t.TempDir(), "IMAGE_DIGEST")
-	var out, errOut bytes.Buffer
-	code := buildstep.Main([]string{"image",
-		"--base=" + reg + "/base:1", "--bootstrap=" + bootstrap, "--platform=linux/amd64",
-		"--destination=" + reg + "/team/hello:abc", "--digest-file=" + digestFile,
-		"--label=org.opencontainers.image.revision=abc", "--insecure",
-	}, &out, &errOut)
-	if code != 0 {
-		t.Fatalf("exit %d: %s%s", code, out.String(), errOut.String())
-	}
-	digest, _ := os.ReadFile(digestFile)
-	pushed, err := remote.Image(ref(t, reg+"/team/hello@"+string(digest)))
-	if err != nil {
-		t.Fatalf("the reported digest %q is not in the registry: %v", digest, err)
-	}
+	_, pushed, _ := runImage(t, reg+"/team/hello:abc",
+		"--base="+reg+"/base:1", "--bootstrap="+bootstrap, "--platform=linux/amd64",
+		"--label=org.opencontainers.image.revision=abc")
 	cf, err := pushed.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
@@ -151,27 +137,13 @@ func ref(t *testing.T, s string) name.Reference {
 // The scratch base is the bootstrap alone: one layer, the platform asked
 // for, and nothing pulled.
 func TestImageOnScratch(t *testing.T) {
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	reg := strings.TrimPrefix(srv.URL, "http://")
+	reg := startRegistry(t)
 	bootstrap := filepath.Join(t.TempDir(), "bootstrap")
 	if err := os.WriteFile(bootstrap, []byte("#!fake-binary"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	digestFile := filepath.Join(t.TempDir(), "IMAGE_DIGEST")
-	var out, errOut bytes.Buffer
-	code := buildstep.Main([]string{"image",
-		"--base=scratch", "--bootstrap=" + bootstrap, "--platform=linux/arm64",
-		"--destination=" + reg + "/team/hello:scratch", "--digest-file=" + digestFile, "--insecure",
-	}, &out, &errOut)
-	if code != 0 {
-		t.Fatalf("exit %d: %s%s", code, out.String(), errOut.String())
-	}
-	digest, _ := os.ReadFile(digestFile)
-	pushed, err := remote.Image(ref(t, reg+"/team/hello@"+string(digest)))
-	if err != nil {
-		t.Fatalf("the reported digest %q is not in the registry: %v", digest, err)
-	}
+	_, pushed, _ := runImage(t, reg+"/team/hello:scratch",
+		"--base=scratch", "--bootstrap="+bootstrap, "--platform=linux/arm64")
 	cf, err := pushed.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
@@ -188,9 +160,7 @@ func TestImageOnScratch(t *testing.T) {
 // /lambdapod/supervisor, the config says so with a label, and the same files
 // give the same image.
 func TestImageWithSupervisor(t *testing.T) {
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	reg := strings.TrimPrefix(srv.URL, "http://")
+	reg := startRegistry(t)
 	supervisorBytes := []byte("#!fake-supervisor\x00\x01\x02")
 
 	push := func(tag string) (string, v1.Image) {
@@ -203,22 +173,10 @@ func TestImageWithSupervisor(t *testing.T) {
 		if err := os.WriteFile(supervisor, supervisorBytes, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		digestFile := filepath.Join(dir, "IMAGE_DIGEST")
-		var out, errOut bytes.Buffer
-		code := buildstep.Main([]string{"image",
-			"--base=scratch", "--bootstrap=" + bootstrap, "--supervisor=" + supervisor, "--platform=linux/amd64",
-			"--destination=" + reg + "/team/hello:" + tag, "--digest-file=" + digestFile,
-			"--label=org.opencontainers.image.revision=abc", "--insecure",
-		}, &out, &errOut)
-		if code != 0 {
-			t.Fatalf("exit %d: %s%s", code, out.String(), errOut.String())
-		}
-		digest, _ := os.ReadFile(digestFile)
-		pushed, err := remote.Image(ref(t, reg+"/team/hello@"+string(digest)))
-		if err != nil {
-			t.Fatalf("the reported digest %q is not in the registry: %v", digest, err)
-		}
-		return string(digest), pushed
+		digest, pushed, _ := runImage(t, reg+"/team/hello:"+tag,
+			"--base=scratch", "--bootstrap="+bootstrap, "--supervisor="+supervisor, "--platform=linux/amd64",
+			"--label=org.opencontainers.image.revision=abc")
+		return digest, pushed
 	}
 	digest, pushed := push("one")
 
@@ -266,9 +224,7 @@ func TestImageWithSupervisor(t *testing.T) {
 // neither either (its pods get the supervisor through a volume), and with
 // one for the image's architecture it has both.
 func TestImageSupervisorArchitecture(t *testing.T) {
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	reg := strings.TrimPrefix(srv.URL, "http://")
+	reg := startRegistry(t)
 	dir := t.TempDir()
 	bootstrap, supervisor := filepath.Join(dir, "bootstrap"), filepath.Join(dir, "supervisor")
 	if err := os.WriteFile(bootstrap, []byte("#!fake-binary"), 0o755); err != nil {
@@ -286,23 +242,11 @@ func TestImageSupervisorArchitecture(t *testing.T) {
 		{"same-arch", "linux/arm64", supervisor, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			digestFile := filepath.Join(t.TempDir(), "IMAGE_DIGEST")
-			args := []string{"image",
-				"--base=scratch", "--bootstrap=" + bootstrap, "--platform=" + tc.platform,
-				"--destination=" + reg + "/team/hello:" + tc.name, "--digest-file=" + digestFile, "--insecure",
-			}
+			args := []string{"--base=scratch", "--bootstrap=" + bootstrap, "--platform=" + tc.platform}
 			if tc.supervisor != "" {
 				args = append(args, "--supervisor="+tc.supervisor)
 			}
-			var out, errOut bytes.Buffer
-			if code := buildstep.Main(args, &out, &errOut); code != 0 {
-				t.Fatalf("exit %d: %s%s", code, out.String(), errOut.String())
-			}
-			digest, _ := os.ReadFile(digestFile)
-			pushed, err := remote.Image(ref(t, reg+"/team/hello@"+string(digest)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, pushed, out := runImage(t, reg+"/team/hello:"+tc.name, args...)
 			cf, err := pushed.ConfigFile()
 			if err != nil {
 				t.Fatal(err)
@@ -314,8 +258,8 @@ func TestImageSupervisorArchitecture(t *testing.T) {
 			if labelled != tc.want || has != tc.want || (files["lambdapod/"] != nil) != tc.want {
 				t.Errorf("label %v, file %v, want %v; files %v", labelled, has, tc.want, keys(files))
 			}
-			if skipped := strings.Contains(out.String(), "not adding the supervisor"); skipped != (tc.name == "other-arch") {
-				t.Errorf("log %q", out.String())
+			if skipped := strings.Contains(out, "not adding the supervisor"); skipped != (tc.name == "other-arch") {
+				t.Errorf("log %q", out)
 			}
 		})
 	}
@@ -334,6 +278,37 @@ func TestImageSupervisorEntrypointClash(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut.String(), "where the supervisor goes") {
 		t.Errorf("exit %d: %s", code, errOut.String())
 	}
+}
+
+// startRegistry serves a registry for the test; it returns its host:port.
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// runImage runs build-step image with args, pushing to destination over
+// plain HTTP, and returns the digest it reported, the image the registry
+// serves under that digest, and the step's log.
+func runImage(t *testing.T, destination string, args ...string) (string, v1.Image, string) {
+	t.Helper()
+	digestFile := filepath.Join(t.TempDir(), "IMAGE_DIGEST")
+	var out, errOut bytes.Buffer
+	args = append([]string{"image", "--destination=" + destination, "--digest-file=" + digestFile, "--insecure"}, args...)
+	if code := buildstep.Main(args, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out.String(), errOut.String())
+	}
+	digest, err := os.ReadFile(digestFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := destination[:strings.LastIndex(destination, ":")]
+	pushed, err := remote.Image(ref(t, repo+"@"+string(digest)))
+	if err != nil {
+		t.Fatalf("the reported digest %q is not in the registry: %v", digest, err)
+	}
+	return string(digest), pushed, out.String()
 }
 
 // layerFiles reads a layer's headers and regular files' contents by name.
@@ -472,9 +447,7 @@ func addSupervisor(t *testing.T, image, digest string, supervisor []byte) (strin
 // digest only (no tag), and replaces the digest in the result file with
 // the one the registry now serves.
 func TestAddSupervisor(t *testing.T) {
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	reg := strings.TrimPrefix(srv.URL, "http://")
+	reg := startRegistry(t)
 	supervisorBytes := append(elfHeader(elf.EM_X86_64), "the rest of the supervisor\x00\x01"...)
 
 	for _, tc := range []struct {
@@ -564,9 +537,7 @@ func TestAddSupervisor(t *testing.T) {
 // another architecture than the image, and when it is a multi-platform
 // index.
 func TestAddSupervisorLeavesAlone(t *testing.T) {
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	reg := strings.TrimPrefix(srv.URL, "http://")
+	reg := startRegistry(t)
 	amd64 := elfHeader(elf.EM_X86_64)
 
 	check := func(t *testing.T, image, digest string, supervisor []byte, wantLog string) {
