@@ -44,6 +44,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
+	"github.com/lambdapod/lambdapod/internal/devcluster"
 )
 
 var (
@@ -109,7 +110,7 @@ func run(m *testing.M) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if activator, err = activatorURL(ctx); err != nil {
+	if activator, err = devcluster.ActivatorURL(ctx, k, systemNS); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: %v (run make dev first)\n", err)
 		return 1
 	}
@@ -159,27 +160,6 @@ func deleteNamespace(nsObj *corev1.Namespace) error {
 		case <-time.After(time.Second):
 		}
 	}
-}
-
-// activatorURL finds the activator the way hack/dev/up.sh does: the
-// ClusterIP of the release's activator Service, which the host reaches
-// (kube-proxy's rules apply to the node's own traffic).
-func activatorURL(ctx context.Context) (string, error) {
-	var svcs corev1.ServiceList
-	if err := k.List(ctx, &svcs, client.InNamespace(systemNS)); err != nil {
-		return "", fmt.Errorf("list Services in %s: %w", systemNS, err)
-	}
-	for _, s := range svcs.Items {
-		if !strings.HasSuffix(s.Name, "-activator") || s.Spec.ClusterIP == "" || s.Spec.ClusterIP == "None" {
-			continue
-		}
-		for _, p := range s.Spec.Ports {
-			if p.Name == "http" {
-				return fmt.Sprintf("http://%s:%d", s.Spec.ClusterIP, p.Port), nil
-			}
-		}
-	}
-	return "", fmt.Errorf("no *-activator Service with an http port in namespace %s", systemNS)
 }
 
 // kubectl runs kubectl with the suite's kubeconfig and returns its stdout,

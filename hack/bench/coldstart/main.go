@@ -49,6 +49,7 @@ import (
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 	"github.com/lambdapod/lambdapod/controllers/resources"
 	"github.com/lambdapod/lambdapod/hack/cluster/floor/floor"
+	"github.com/lambdapod/lambdapod/internal/devcluster"
 )
 
 const section = "## Cold start"
@@ -94,7 +95,7 @@ func main() {
 	if hello.Status.Image == "" {
 		log.Fatalf("fn/%s has no status.image (did make dev finish?)", *devFn)
 	}
-	activator, err := activatorURL(ctx, *systemNS)
+	activator, err := devcluster.ActivatorURL(ctx, k, *systemNS)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -477,26 +478,6 @@ func waitFnReady(ctx context.Context, fn *lambdapodv1alpha1.Function) {
 		}
 	}
 	log.Fatalf("fn/%s not Ready after 3m", fn.Name)
-}
-
-// activatorURL is the ClusterIP of the release's activator Service (the
-// host reaches it through kube-proxy's rules), as hack/dev/up.sh finds it.
-func activatorURL(ctx context.Context, ns string) (string, error) {
-	var svcs corev1.ServiceList
-	if err := k.List(ctx, &svcs, client.InNamespace(ns)); err != nil {
-		return "", err
-	}
-	for _, s := range svcs.Items {
-		if !strings.HasSuffix(s.Name, "-activator") || s.Spec.ClusterIP == "" || s.Spec.ClusterIP == "None" {
-			continue
-		}
-		for _, p := range s.Spec.Ports {
-			if p.Name == "http" {
-				return fmt.Sprintf("http://%s:%d", s.Spec.ClusterIP, p.Port), nil
-			}
-		}
-	}
-	return "", fmt.Errorf("no *-activator Service with an http port in %s", ns)
 }
 
 func loadavg() string {
