@@ -2,9 +2,6 @@ package build_test
 
 import (
 	"context"
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,13 +10,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/apis"
 	duckv1 "knative.dev/pkg/apis/duck/v1"
-	"sigs.k8s.io/yaml"
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 	"github.com/lambdapod/lambdapod/controllers/build"
+	"github.com/lambdapod/lambdapod/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files from the builders' output")
 
 const commit = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
@@ -75,7 +70,7 @@ func TestPipelineRunGolden(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.golden, func(t *testing.T) {
 			pr := build.MakePipelineRun(tc.cfg, tc.fn, commit, tc.fn.Spec.Source.Git.Revision)
-			golden(t, tc.golden, pr)
+			golden.Check(t, tc.golden, pr)
 			validate(t, pr)
 		})
 	}
@@ -262,26 +257,5 @@ func TestObserve(t *testing.T) {
 				t.Errorf("image %q", got.Image)
 			}
 		})
-	}
-}
-
-func golden(t *testing.T, name string, obj any) {
-	t.Helper()
-	got, err := yaml.Marshal(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./controllers/build -update to write it)", err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("%s differs from the builder's output; if the change is intended, run go test ./controllers/build -update and review the diff\n--- got\n%s", path, got)
 	}
 }

@@ -1,21 +1,16 @@
 package resources_test
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 	"github.com/lambdapod/lambdapod/controllers/resources"
+	"github.com/lambdapod/lambdapod/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files from the builders' output")
 
 var cfg = resources.Config{
 	SidecarImage: "lambdapod/runtime-sidecar:v1",
@@ -73,13 +68,13 @@ func TestDeploymentGolden(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.golden, func(t *testing.T) {
-			golden(t, tc.golden, resources.Deployment(cfg, tc.fn(), "example/hello@sha256:0123", tc.run, tc.replicas))
+			golden.Check(t, tc.golden, resources.Deployment(cfg, tc.fn(), "example/hello@sha256:0123", tc.run, tc.replicas))
 		})
 	}
 }
 
 func TestServiceGolden(t *testing.T) {
-	golden(t, "service.yaml", resources.Service(base()))
+	golden.Check(t, "service.yaml", resources.Service(base()))
 }
 
 func TestURL(t *testing.T) {
@@ -108,29 +103,5 @@ func TestMemoryMiB(t *testing.T) {
 		if got := resources.MemoryMiB(fn); got != want {
 			t.Errorf("MemoryMiB(%s) = %d, want %d", in, got, want)
 		}
-	}
-}
-
-func golden(t *testing.T, name string, obj any) {
-	t.Helper()
-	got, err := yaml.Marshal(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./controllers/resources -update to write it)", err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("%s differs from the builder's output; if the change is intended, run go test ./controllers/resources -update and review the diff\n--- got\n%s", path, got)
 	}
 }
