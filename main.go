@@ -1,7 +1,7 @@
 // The manager reconciles Functions into Deployments and Services, builds
 // git sources with Tekton, receives git push webhooks and runs the
-// autoscaler. As `manager build-step clone|image`, the same binary is a
-// step of those builds.
+// autoscaler. As `manager build-step clone|image|add-supervisor`, the same
+// binary is a step of those builds.
 package main
 
 import (

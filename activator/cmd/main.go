@@ -23,6 +23,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/lambdapod/lambdapod/activator/server"
+	"github.com/lambdapod/lambdapod/internal/contract"
+	"github.com/lambdapod/lambdapod/internal/invokeapi"
 )
 
 func main() {
@@ -92,15 +94,14 @@ func run() error {
 	fs.DurationVar(&cfg.Handler.TimeoutGrace, "timeout-grace", envDuration("timeout-grace", time.Second), "added to a function's timeout before the activator stops waiting for its pod")
 	fs.IntVar(&overflow, "overflow-status", envInt("overflow-status", http.StatusTooManyRequests), "status of a request refused because its function's queue is full: 429 (with Retry-After) or 503")
 	fs.DurationVar(&cfg.Handler.RetryAfter, "retry-after", envDuration("retry-after", time.Second), "Retry-After of overflow answers (rounded up to whole seconds)")
-	fs.StringVar(&cfg.Handler.Region, "region", env("region", "us-east-1"), "region in the ARNs of Invoke API error messages")
-	fs.StringVar(&cfg.Handler.AccountID, "account-id", env("account-id", "000000000000"), "account in the ARNs of Invoke API error messages")
-	fs.StringVar(&cfg.AutoscalerURL, "autoscaler-url", env("autoscaler-url", ""), "the autoscaler's stats endpoint, e.g. http://lambdapod-manager-autoscaler.lambdapod-system.svc:8083/v1/stats (empty: no reports)")
+	fs.StringVar(&cfg.Handler.Region, "region", env("region", invokeapi.DefaultRegion), "region in the ARNs of Invoke API error messages")
+	fs.StringVar(&cfg.AutoscalerURL, "autoscaler-url", env("autoscaler-url", ""), "the autoscaler's stats endpoint, e.g. http://lambdapod-autoscaler.lambdapod-system.svc:8083/v1/stats (empty: no reports)")
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", envDuration("report-interval", time.Second), "interval of concurrency reports to the autoscaler")
 	fs.DurationVar(&cfg.DrainDelay, "drain-delay", envDuration("drain-delay", 5*time.Second), "how long /readyz fails before the listener closes at a stop")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", envDuration("shutdown-timeout", 15*time.Minute+30*time.Second), "longest wait for in-flight requests at a stop")
 	fs.StringVar(&cfg.EndpointSliceSelector, "endpointslice-selector", env("endpointslice-selector", server.DefaultEndpointSliceSelector), "label selector of the EndpointSlices of functions' Services")
 	fs.StringVar(&cfg.Namespace, "namespace", env("namespace", ""), "watch only this namespace (default: all)")
-	fs.IntVar(&podPort, "pod-port", envInt("pod-port", 8080), "sidecar port used when a slice has no port named http")
+	fs.IntVar(&podPort, "pod-port", envInt("pod-port", contract.InvokePort), "sidecar port used when a slice has no port named http")
 	fs.BoolVar(&probe, "probe-not-ready", envBool("probe-not-ready", true), "probe not-ready, non-terminating endpoints on GET /readyz and route to them at the first 200, before their EndpointSlice says ready")
 	fs.StringVar(&cfg.ActivatorID, "id", env("id", hostname), "this activator's name in autoscaler reports (POD_NAME by default)")
 	fs.StringVar(&kubeconfig, "kubeconfig", env("kubeconfig", os.Getenv("KUBECONFIG")), "kubeconfig file (default: in-cluster)")

@@ -28,10 +28,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/lambdapod/lambdapod/activator/queue"
+	"github.com/lambdapod/lambdapod/internal/contract"
 )
-
-// PortName is the name of the Service port of a function's invoke endpoint.
-const PortName = "http"
 
 // Sink receives a function's ready addresses (host:port) on every change.
 type Sink interface {
@@ -250,7 +248,7 @@ func slicePort(s *discoveryv1.EndpointSlice, defaultPort int32) string {
 	port := defaultPort
 	found := false
 	for _, p := range s.Ports {
-		if p.Port != nil && p.Name != nil && *p.Name == PortName {
+		if p.Port != nil && p.Name != nil && *p.Name == contract.InvokePortName {
 			port, found = *p.Port, true
 			break
 		}

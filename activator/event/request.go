@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/lambdapod/lambdapod/internal/invokeapi"
 )
 
 // Format is the shape of an event; the values are those of
@@ -227,7 +229,7 @@ func buildALB(r *Request) *events.ALBTargetGroupRequest {
 		QueryStringParameters: qsp,
 		Headers:               headers,
 		RequestContext: events.ALBTargetGroupRequestContext{ELB: events.ELBContext{
-			TargetGroupArn: "arn:aws:elasticloadbalancing:local:000000000000:targetgroup/" + r.Namespace + "-" + r.Function + "/lambdapod",
+			TargetGroupArn: "arn:aws:elasticloadbalancing:local:" + invokeapi.AccountID + ":targetgroup/" + r.Namespace + "-" + r.Function + "/lambdapod",
 		}},
 		IsBase64Encoded: b64,
 		Body:            body,

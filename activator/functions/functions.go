@@ -5,18 +5,11 @@ package functions
 
 import (
 	"sync"
-	"time"
 
 	"github.com/lambdapod/lambdapod/activator/event"
 	"github.com/lambdapod/lambdapod/activator/handler"
 	"github.com/lambdapod/lambdapod/activator/queue"
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
-)
-
-// Defaults of the Function API, for objects that bypassed defaulting.
-const (
-	DefaultTimeout     = 30 * time.Second
-	DefaultConcurrency = 1
 )
 
 // Store maps namespace/name to the function's configuration.
@@ -32,17 +25,11 @@ func NewStore() *Store { return &Store{fns: map[queue.Key]handler.Function{}} }
 
 // Config returns the activator's view of f.
 func Config(f *lambdapodv1alpha1.Function) handler.Function {
-	c := handler.Function{Timeout: DefaultTimeout, Concurrency: DefaultConcurrency, EventFormat: event.HTTPAPIv2}
-	if t := f.Spec.Runtime.Timeout; t != nil && t.Duration > 0 {
-		c.Timeout = t.Duration
+	return handler.Function{
+		Timeout:     f.Spec.Runtime.TimeoutOrDefault(),
+		Concurrency: int(f.Spec.Runtime.ConcurrencyOrDefault()),
+		EventFormat: event.Format(f.Spec.HTTP.EventFormatOrDefault()),
 	}
-	if n := f.Spec.Runtime.Concurrency; n > 0 {
-		c.Concurrency = int(n)
-	}
-	if ef := f.Spec.HTTP.EventFormat; ef != "" {
-		c.EventFormat = event.Format(ef)
-	}
-	return c
 }
 
 // Upsert records a function.
@@ -77,5 +64,5 @@ func (s *Store) Concurrency(k queue.Key) int {
 	if c, ok := s.Lookup(k.Namespace, k.Name); ok {
 		return c.Concurrency
 	}
-	return DefaultConcurrency
+	return lambdapodv1alpha1.DefaultConcurrency
 }

@@ -44,6 +44,8 @@ import (
 	"github.com/lambdapod/lambdapod/activator/server"
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 	"github.com/lambdapod/lambdapod/internal/autoscaler"
+	"github.com/lambdapod/lambdapod/internal/contract"
+	"github.com/lambdapod/lambdapod/internal/stats"
 	"github.com/lambdapod/lambdapod/internal/testenv"
 )
 
@@ -238,7 +240,7 @@ func publish(t *testing.T, c client.Client, ns, fn string, eps ...endpoint) {
 		discoveryv1.LabelServiceName:     fn,
 		discoveryv1.LabelManagedBy:       "endpointslice-controller.k8s.io",
 		"app.kubernetes.io/managed-by":   "lambdapod",
-		autoscaler.FunctionLabel:         fn,
+		contract.LabelFunction:           fn,
 		"service.kubernetes.io/headless": "",
 	}
 	s.AddressType = discoveryv1.AddressTypeIPv4
@@ -293,12 +295,12 @@ func makeFunction(t *testing.T, c client.Client, ns, name string, o fnOpts) {
 	if err := c.Create(ctx, f); err != nil {
 		t.Fatal(err)
 	}
-	labels := map[string]string{"app.kubernetes.io/managed-by": "lambdapod", autoscaler.FunctionLabel: name}
+	labels := map[string]string{"app.kubernetes.io/managed-by": "lambdapod", contract.LabelFunction: name}
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To(o.replicas),
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{autoscaler.FunctionLabel: name}},
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{contract.LabelFunction: name}},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "function", Image: "example.com/fn:1"}}},
@@ -382,7 +384,7 @@ func startAutoscaler(t *testing.T, e *testenv.Env) string {
 	done := make(chan struct{})
 	go func() { _ = as.Start(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return srv.URL + autoscaler.StatsPath
+	return srv.URL + stats.Path
 }
 
 type answer struct {
@@ -734,12 +736,12 @@ func TestActivator(t *testing.T) {
 		_ = e.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "fn"}, &d)
 		owned := false
 		for _, mf := range d.ManagedFields {
-			if mf.Manager == autoscaler.FieldManager && strings.Contains(string(mf.FieldsV1.Raw), "f:replicas") {
+			if mf.Manager == contract.AutoscalerFieldManager && strings.Contains(string(mf.FieldsV1.Raw), "f:replicas") {
 				owned = true
 			}
 		}
 		if !owned {
-			t.Fatalf("spec.replicas not owned by %s: %+v", autoscaler.FieldManager, d.ManagedFields)
+			t.Fatalf("spec.replicas not owned by %s: %+v", contract.AutoscalerFieldManager, d.ManagedFields)
 		}
 	})
 }

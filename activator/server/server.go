@@ -32,7 +32,8 @@ import (
 	"github.com/lambdapod/lambdapod/activator/proxy"
 	"github.com/lambdapod/lambdapod/activator/queue"
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
-	"github.com/lambdapod/lambdapod/internal/autoscaler"
+	"github.com/lambdapod/lambdapod/internal/contract"
+	"github.com/lambdapod/lambdapod/internal/stats"
 )
 
 // Config is the activator's configuration (see activator/cmd for the flags).
@@ -67,9 +68,8 @@ type Activator struct {
 	pools    *queue.Registry
 	fns      *functions.Store
 	tracker  *endpoints.Tracker
-	reporter *autoscaler.Reporter
-	payload  *handler.Payload
-	chain    http.Handler
+	reporter *stats.Reporter
+	chain    *handler.Chain
 	reg      *prometheus.Registry
 	metrics  *metrics.Metrics
 	ready    atomic.Bool
@@ -85,7 +85,7 @@ func New(cfg Config, rc *rest.Config) (*Activator, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.PodPort == 0 {
-		cfg.PodPort = 8080
+		cfg.PodPort = contract.InvokePort
 	}
 	if cfg.ReportInterval <= 0 {
 		cfg.ReportInterval = time.Second
@@ -127,7 +127,7 @@ func New(cfg Config, rc *rest.Config) (*Activator, error) {
 	a.fns.OnChange = func(k queue.Key, f handler.Function) { a.pools.SetCapacity(k, f.Concurrency) }
 	a.tracker = endpoints.NewTracker(a.pools, cfg.PodPort)
 	if cfg.AutoscalerURL != "" {
-		a.reporter = autoscaler.NewReporter(cfg.AutoscalerURL, cfg.ActivatorID, a.collect)
+		a.reporter = stats.NewReporter(cfg.AutoscalerURL, cfg.ActivatorID, a.collect)
 		a.reporter.Interval = cfg.ReportInterval
 	}
 	a.pools.OnCold = func(k queue.Key) {
@@ -154,30 +154,19 @@ func New(cfg Config, rc *rest.Config) (*Activator, error) {
 			a.metrics.Reports.WithLabelValues("ok").Inc()
 		}
 	}
-	chain := handler.New(cfg.Handler, a.fns, a.pools, proxy.New(), a.metrics)
-	a.payload = payloadOf(chain)
-	a.chain = chain
+	a.chain = handler.New(cfg.Handler, a.fns, a.pools, proxy.New(), a.metrics)
 	return a, nil
 }
 
-func payloadOf(h http.Handler) *handler.Payload {
-	if r, ok := h.(*handler.Route); ok {
-		if p, ok := r.Next.(*handler.Payload); ok {
-			return p
-		}
-	}
-	return nil
-}
-
 // collect snapshots every pool for the autoscaler.
-func (a *Activator) collect() []autoscaler.Stat {
-	var out []autoscaler.Stat
+func (a *Activator) collect() []stats.Stat {
+	var out []stats.Stat
 	a.pools.Each(func(k queue.Key, p *queue.Pool) {
 		s := p.Snapshot()
 		if s.Concurrency == 0 && s.InFlight == 0 && s.Queued == 0 && s.Requests == 0 {
 			return
 		}
-		out = append(out, autoscaler.Stat{Namespace: k.Namespace, Name: k.Name, Concurrency: s.Concurrency,
+		out = append(out, stats.Stat{Namespace: k.Namespace, Name: k.Name, Concurrency: s.Concurrency,
 			InFlight: s.InFlight, Queued: s.Queued, Requests: s.Requests})
 	})
 	return out
@@ -290,13 +279,11 @@ func (a *Activator) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	err = srv.Shutdown(sctx)
-	if a.payload != nil {
-		done := make(chan struct{})
-		go func() { a.payload.WaitAsync(); close(done) }()
-		select {
-		case <-done:
-		case <-sctx.Done():
-		}
+	done := make(chan struct{})
+	go func() { a.chain.WaitAsync(); close(done) }()
+	select {
+	case <-done:
+	case <-sctx.Done():
 	}
 	a.log.Info("activator stopped")
 	return err
@@ -334,4 +321,4 @@ func (a *Activator) deleteSlice(o any) {
 }
 
 // DefaultEndpointSliceSelector selects the slices of lambdapod's Services.
-const DefaultEndpointSliceSelector = "app.kubernetes.io/managed-by=lambdapod"
+const DefaultEndpointSliceSelector = contract.ManagedBySelector

@@ -4,11 +4,16 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
+	"github.com/lambdapod/lambdapod/api/v1alpha1"
 	"github.com/lambdapod/lambdapod/internal/testenv"
 )
 
@@ -184,7 +189,51 @@ spec:
 				t.Errorf("%s = %#v, want %#v", path, got[path], w)
 			}
 		}
+
+		// The Go defaults, for objects that bypassed defaulting, are the
+		// ones the API server filled in.
+		var served v1alpha1.Function
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &served); err != nil {
+			t.Fatal(err)
+		}
+		empty := v1alpha1.Function{Spec: v1alpha1.FunctionSpec{Source: v1alpha1.Source{Git: &v1alpha1.GitSource{}}, Build: &v1alpha1.BuildSpec{}}}
+		if d, s := defaults(&empty), defaults(&served); d != s {
+			t.Errorf("the Go defaults differ from the CRD's:\n  Go:  %+v\n  CRD: %+v", d, s)
+		}
 	})
+}
+
+type defaulted struct {
+	Revision, Dockerfile                     string
+	Strategy                                 v1alpha1.BuildStrategy
+	Poll, BuildTimeout, Timeout, ScaleToZero time.Duration
+	Memory                                   int64
+	Concurrency, Min, Max, Target            int32
+	Format                                   v1alpha1.EventFormat
+}
+
+func defaults(f *v1alpha1.Function) defaulted {
+	s := &f.Spec
+	return defaulted{
+		Revision: s.Source.Git.RevisionOrDefault(), Dockerfile: s.Build.DockerfileOrDefault(),
+		Strategy: s.Build.StrategyOrDefault(), Poll: s.Source.Git.PollIntervalOrDefault(),
+		BuildTimeout: s.Build.TimeoutOrDefault(), Timeout: s.Runtime.TimeoutOrDefault(),
+		ScaleToZero: s.Scale.ScaleToZeroAfterOrDefault(), Memory: s.Runtime.MemoryMiB(),
+		Concurrency: s.Runtime.ConcurrencyOrDefault(), Min: s.Scale.MinReplicas,
+		Max: s.Scale.MaxReplicasOrDefault(), Target: s.TargetConcurrency(),
+		Format: s.HTTP.EventFormatOrDefault(),
+	}
+}
+
+func TestMemoryMiB(t *testing.T) {
+	cases := map[string]int64{"128Mi": 128, "1Gi": 1024, "10240Mi": 10240, "200M": 190, "134217728": 128}
+	for in, want := range cases {
+		q := resource.MustParse(in)
+		r := v1alpha1.RuntimeSpec{Memory: &q}
+		if got := r.MemoryMiB(); got != want {
+			t.Errorf("MemoryMiB(%s) = %d, want %d", in, got, want)
+		}
+	}
 }
 
 func function(t *testing.T, name, spec string) *unstructured.Unstructured {

@@ -13,6 +13,7 @@ import (
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 	"github.com/lambdapod/lambdapod/controllers/build"
+	"github.com/lambdapod/lambdapod/internal/contract"
 	"github.com/lambdapod/lambdapod/internal/golden"
 )
 
@@ -95,8 +96,8 @@ func TestPipelineRunIdentity(t *testing.T) {
 	if pr.Name != "" || pr.GenerateName != "hello-build-" {
 		t.Errorf("name %q generateName %q", pr.Name, pr.GenerateName)
 	}
-	if pr.Labels[build.LabelFunction] != "hello" || pr.Labels[build.LabelCommit] != commit ||
-		pr.Labels[build.LabelBuildSpec] != build.SpecHash(fn) || pr.Labels[build.LabelManagedBy] != "lambdapod" {
+	if pr.Labels[contract.LabelFunction] != "hello" || pr.Labels[contract.LabelCommit] != commit ||
+		pr.Labels[contract.LabelBuildSpec] != build.SpecHash(fn) || pr.Labels[contract.LabelManagedBy] != "lambdapod" {
 		t.Errorf("labels %v", pr.Labels)
 	}
 	if len(pr.OwnerReferences) != 1 || pr.OwnerReferences[0].Controller == nil || !*pr.OwnerReferences[0].Controller {

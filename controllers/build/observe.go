@@ -8,6 +8,8 @@ import (
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	"knative.dev/pkg/apis"
+
+	"github.com/lambdapod/lambdapod/internal/contract"
 )
 
 // Phase is where a PipelineRun is.
@@ -42,7 +44,7 @@ var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 func Observe(pr *tektonv1.PipelineRun, taskRuns map[string]*tektonv1.TaskRun) Outcome {
 	c := pr.Status.GetCondition(apis.ConditionSucceeded)
 	if c == nil || c.IsUnknown() {
-		msg := fmt.Sprintf("PipelineRun %s is building commit %s; follow it with %s", pr.Name, short(pr.Labels[LabelCommit]), LogsHint(pr.Namespace, pr.Name, "", ""))
+		msg := fmt.Sprintf("PipelineRun %s is building commit %s; follow it with %s", pr.Name, short(pr.Labels[contract.LabelCommit]), LogsHint(pr.Namespace, pr.Name, "", ""))
 		if c != nil && c.Reason == string(tektonv1.PipelineRunReasonPending) {
 			msg = fmt.Sprintf("PipelineRun %s is pending", pr.Name)
 		}
@@ -56,7 +58,7 @@ func Observe(pr *tektonv1.PipelineRun, taskRuns map[string]*tektonv1.TaskRun) Ou
 				pr.Name, ResultImageDigest, digest, LogsHint(pr.Namespace, pr.Name, "", ""))}
 		}
 		return Outcome{Phase: Succeeded, Image: Repository(pr) + "@" + digest,
-			Message: fmt.Sprintf("PipelineRun %s built commit %s", pr.Name, short(pr.Labels[LabelCommit]))}
+			Message: fmt.Sprintf("PipelineRun %s built commit %s", pr.Name, short(pr.Labels[contract.LabelCommit]))}
 	}
 
 	reason := "BuildFailed"
@@ -68,7 +70,7 @@ func Observe(pr *tektonv1.PipelineRun, taskRuns map[string]*tektonv1.TaskRun) Ou
 	}
 	step, pod, detail := failedStep(pr, taskRuns)
 	var b strings.Builder
-	fmt.Fprintf(&b, "PipelineRun %s for commit %s ", pr.Name, short(pr.Labels[LabelCommit]))
+	fmt.Fprintf(&b, "PipelineRun %s for commit %s ", pr.Name, short(pr.Labels[contract.LabelCommit]))
 	if step != "" {
 		fmt.Fprintf(&b, "failed at step %q", step)
 		if detail != "" {
@@ -89,10 +91,10 @@ func Observe(pr *tektonv1.PipelineRun, taskRuns map[string]*tektonv1.TaskRun) Ou
 func Repository(pr *tektonv1.PipelineRun) string {
 	for _, p := range pr.Spec.Params {
 		if p.Name == ParamImage {
-			return strings.TrimSuffix(p.Value.StringVal, ":"+pr.Labels[LabelCommit])
+			return strings.TrimSuffix(p.Value.StringVal, ":"+pr.Labels[contract.LabelCommit])
 		}
 	}
-	return strings.TrimSuffix(result(pr, ResultImageURL), ":"+pr.Labels[LabelCommit])
+	return strings.TrimSuffix(result(pr, ResultImageURL), ":"+pr.Labels[contract.LabelCommit])
 }
 
 func result(pr *tektonv1.PipelineRun, name string) string {

@@ -6,28 +6,13 @@ import (
 	"encoding/json"
 	"path"
 	"strings"
-	"time"
 
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
-)
-
-// Labels and annotations on a PipelineRun, besides the ones on everything
-// lambdapod makes (app.kubernetes.io/managed-by, lambdapod.io/function).
-const (
-	LabelManagedBy = "app.kubernetes.io/managed-by"
-	ManagedByValue = "lambdapod"
-	LabelFunction  = "lambdapod.io/function"
-	// LabelCommit and LabelBuildSpec identify the (commit, build spec)
-	// pair a run builds, so an existing run is found, not made again.
-	LabelCommit    = "lambdapod.io/commit"
-	LabelBuildSpec = "lambdapod.io/build-spec"
-	// AnnotationRevision is the spec.source.git.revision that resolved to
-	// the commit.
-	AnnotationRevision = "lambdapod.io/revision"
+	"github.com/lambdapod/lambdapod/internal/contract"
 )
 
 // Names in the generated pipeline: one task, whose steps share the pod's
@@ -65,8 +50,8 @@ const (
 	// helperSupervisor is the supervisor binary in the helper image (the
 	// manager's image holds it as the runtime sidecar's does), which the Go
 	// strategy's image step, and the Dockerfile strategy's supervisor step,
-	// copy into the image at resources.SupervisorPath and label
-	// resources.SupervisorLabel, so that the function's pods need no volume
+	// copy into the image at contract.SupervisorPath and label
+	// contract.SupervisorLabel, so that the function's pods need no volume
 	// to receive it. A custom helperImage must hold it too.
 	helperSupervisor = "/supervisor"
 	// TaskBootstrap is where the Go strategy puts the bootstrap, as Lambda
@@ -100,14 +85,6 @@ func Tag(fn *lambdapodv1alpha1.Function, commit string) string {
 	return fn.Spec.Build.Image + ":" + commit
 }
 
-// Timeout bounds one build: spec.build.timeout, 10m by default.
-func Timeout(fn *lambdapodv1alpha1.Function) time.Duration {
-	if b := fn.Spec.Build; b != nil && b.Timeout != nil && b.Timeout.Duration > 0 {
-		return b.Timeout.Duration
-	}
-	return 10 * time.Minute
-}
-
 // MakePipelineRun builds commit of fn's git source with its build strategy.
 // The run has a generated name, is controlled by fn, is labelled back to it
 // and carries its whole pipeline inline, so nothing but Tekton Pipelines
@@ -124,7 +101,7 @@ func MakePipelineRun(cfg Config, fn *lambdapodv1alpha1.Function, commit, revisio
 			Secret: &corev1.SecretVolumeSource{SecretName: git.SecretRef.Name},
 		}})
 	}
-	switch strategy(fn) {
+	switch fn.Spec.Build.StrategyOrDefault() {
 	case lambdapodv1alpha1.BuildStrategyGo:
 		steps = append(steps, goSteps(cfg, fn, commit, contextDir)...)
 	default:
@@ -168,19 +145,19 @@ func MakePipelineRun(cfg Config, fn *lambdapodv1alpha1.Function, commit, revisio
 		})
 	}
 
-	timeout := metav1.Duration{Duration: Timeout(fn)}
+	timeout := metav1.Duration{Duration: fn.Spec.Build.TimeoutOrDefault()}
 	pr := &tektonv1.PipelineRun{
 		TypeMeta: metav1.TypeMeta{APIVersion: tektonv1.SchemeGroupVersion.String(), Kind: "PipelineRun"},
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName: fn.Name + "-build-",
 			Namespace:    fn.Namespace,
 			Labels: map[string]string{
-				LabelManagedBy: ManagedByValue,
-				LabelFunction:  fn.Name,
-				LabelCommit:    commit,
-				LabelBuildSpec: SpecHash(fn),
+				contract.LabelManagedBy: contract.ManagedByValue,
+				contract.LabelFunction:  fn.Name,
+				contract.LabelCommit:    commit,
+				contract.LabelBuildSpec: SpecHash(fn),
 			},
-			Annotations: map[string]string{AnnotationRevision: revision},
+			Annotations: map[string]string{contract.AnnotationRevision: revision},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: lambdapodv1alpha1.GroupVersion.String(), Kind: "Function",
 				Name: fn.Name, UID: fn.UID, Controller: ptr(true), BlockOwnerDeletion: ptr(true),
@@ -190,7 +167,7 @@ func MakePipelineRun(cfg Config, fn *lambdapodv1alpha1.Function, commit, revisio
 			Params:   runParams,
 			Timeouts: &tektonv1.TimeoutFields{Pipeline: &timeout},
 			PipelineSpec: &tektonv1.PipelineSpec{
-				Description: "lambdapod: build " + string(strategy(fn)) + " function " + fn.Namespace + "/" + fn.Name,
+				Description: "lambdapod: build " + string(fn.Spec.Build.StrategyOrDefault()) + " function " + fn.Namespace + "/" + fn.Name,
 				Params:      specs,
 				Results:     pipelineResults,
 				Tasks: []tektonv1.PipelineTask{{
@@ -210,20 +187,6 @@ func MakePipelineRun(cfg Config, fn *lambdapodv1alpha1.Function, commit, revisio
 		pr.Spec.TaskRunTemplate.ServiceAccountName = sa
 	}
 	return pr
-}
-
-func strategy(fn *lambdapodv1alpha1.Function) lambdapodv1alpha1.BuildStrategy {
-	if fn.Spec.Build.Strategy == "" {
-		return lambdapodv1alpha1.BuildStrategyDockerfile
-	}
-	return fn.Spec.Build.Strategy
-}
-
-func dockerfile(fn *lambdapodv1alpha1.Function) string {
-	if fn.Spec.Build.Dockerfile == "" {
-		return "Dockerfile"
-	}
-	return fn.Spec.Build.Dockerfile
 }
 
 // cloneStep checks the commit out with the helper, which also reports the
@@ -259,7 +222,7 @@ func ociLabels(fn *lambdapodv1alpha1.Function, commit string) []string {
 // digest it pushed to the result file itself.
 func kanikoStep(cfg Config, fn *lambdapodv1alpha1.Function, commit, contextDir string) tektonv1.Step {
 	args := []string{
-		"--dockerfile=" + path.Join(contextDir, dockerfile(fn)),
+		"--dockerfile=" + path.Join(contextDir, fn.Spec.Build.DockerfileOrDefault()),
 		"--context=dir://" + contextDir,
 		"--destination=$(params." + ParamImage + ")",
 		"--digest-file=$(results." + ResultImageDigest + ".path)",
@@ -287,7 +250,7 @@ func buildahSteps(cfg Config, fn *lambdapodv1alpha1.Function, commit, contextDir
 	storage := []corev1.VolumeMount{{Name: buildahVol, MountPath: "/var/lib/containers"}}
 	privileged := &corev1.SecurityContext{Privileged: ptr(true)}
 	build := []string{"build", "--storage-driver=vfs", "--format=oci",
-		"--file=" + path.Join(contextDir, dockerfile(fn)),
+		"--file=" + path.Join(contextDir, fn.Spec.Build.DockerfileOrDefault()),
 		"--tag=$(params." + ParamImage + ")"}
 	for _, l := range ociLabels(fn, commit) {
 		build = append(build, "--label="+l)

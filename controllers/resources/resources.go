@@ -20,45 +20,12 @@ import (
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
+	"github.com/lambdapod/lambdapod/internal/contract"
+	"github.com/lambdapod/lambdapod/internal/invokeapi"
 )
 
-// Labels and names shared with the activator and the autoscaler.
 const (
-	LabelManagedBy = "app.kubernetes.io/managed-by"
-	ManagedByValue = "lambdapod"
-	LabelFunction  = "lambdapod.io/function"
-	// FieldManager applies everything the controller owns.
-	FieldManager = "lambdapod"
-	// AutoscalerFieldManager owns a Deployment's spec.replicas and nothing
-	// else: the autoscaler is the only writer of replicas.
-	AutoscalerFieldManager = "lambdapod-autoscaler"
-	SidecarContainer       = "runtime-sidecar"
-	// FunctionContainer runs the user's bootstrap under the supervisor.
-	FunctionContainer = "function"
-	// InvokePortName is the sidecar's invoke port, in the Service and its
-	// EndpointSlices.
-	InvokePortName = "http"
-	InvokePort     = 8080
-	// RuntimeAPIAddr is where the sidecar serves the Lambda Runtime API to
-	// the bootstrap; the pod's containers share one network namespace.
-	RuntimeAPIAddr = "127.0.0.1:9001"
-	// SharedDir is the emptyDir through which the supervisor binary
-	// crosses from the sidecar's image to the function's, for images that
-	// do not carry it.
-	SharedDir      = "/lambdapod"
-	SupervisorPath = SharedDir + "/supervisor"
-	// SupervisorLabel on an image says that it carries the supervisor at
-	// the label's value (builds put it at SupervisorPath): its pods then
-	// need no volume to receive it, which saves the kubelet's wait for
-	// volumes (its next 300 ms check) on every cold start.
-	SupervisorLabel = "lambdapod.io/supervisor"
-	// ControlSocket is where the supervisor reaches the sidecar: an
-	// abstract unix socket, in the pod's network namespace, so that it needs
-	// no volume.
-	ControlSocket = "@lambdapod/control.sock"
-	sharedVolume  = "lambdapod"
-	// FunctionVersion is what Lambda calls an unpublished function.
-	FunctionVersion = "$LATEST"
+	sharedVolume = "lambdapod"
 	// drainGrace is added to the function timeout for the pod's grace
 	// period: the sidecar finishes an invocation that just started, then
 	// stops the bootstrap (SIGTERM, SIGKILL after 2s).
@@ -80,11 +47,11 @@ type Config struct {
 
 // Labels are on every object made for the function, and select its pods.
 func Labels(fn *lambdapodv1alpha1.Function) map[string]string {
-	return map[string]string{LabelManagedBy: ManagedByValue, LabelFunction: fn.Name}
+	return map[string]string{contract.LabelManagedBy: contract.ManagedByValue, contract.LabelFunction: fn.Name}
 }
 
 func selector(fn *lambdapodv1alpha1.Function) map[string]string {
-	return map[string]string{LabelFunction: fn.Name}
+	return map[string]string{contract.LabelFunction: fn.Name}
 }
 
 // URL is where the activator serves the function.
@@ -93,27 +60,6 @@ func URL(cfg Config, fn *lambdapodv1alpha1.Function) string {
 		return fmt.Sprintf("http://%s.%s.%s/", fn.Name, fn.Namespace, cfg.Domain)
 	}
 	return fmt.Sprintf("%s/%s/%s/", strings.TrimSuffix(cfg.ActivatorURL, "/"), fn.Namespace, fn.Name)
-}
-
-// MemoryMiB is AWS_LAMBDA_FUNCTION_MEMORY_SIZE: the memory in whole MiB.
-func MemoryMiB(fn *lambdapodv1alpha1.Function) int64 {
-	if fn.Spec.Runtime.Memory == nil {
-		return 128
-	}
-	return fn.Spec.Runtime.Memory.Value() / (1 << 20)
-}
-
-// Timeout is the per-invocation timeout, 30s unless set.
-func Timeout(fn *lambdapodv1alpha1.Function) time.Duration {
-	if t := fn.Spec.Runtime.Timeout; t != nil && t.Duration > 0 {
-		return t.Duration
-	}
-	return 30 * time.Second
-}
-
-// Concurrency is the most invocations one pod runs at once.
-func Concurrency(fn *lambdapodv1alpha1.Function) int32 {
-	return max(fn.Spec.Runtime.Concurrency, 1)
 }
 
 // Service is headless: the activator reads its EndpointSlices and sends
@@ -127,10 +73,10 @@ func Service(fn *lambdapodv1alpha1.Function) *corev1ac.ServiceApplyConfiguration
 			WithClusterIP(corev1.ClusterIPNone).
 			WithSelector(selector(fn)).
 			WithPorts(corev1ac.ServicePort().
-				WithName(InvokePortName).
+				WithName(contract.InvokePortName).
 				WithProtocol(corev1.ProtocolTCP).
-				WithPort(InvokePort).
-				WithTargetPort(intstr.FromString(InvokePortName))))
+				WithPort(contract.InvokePort).
+				WithTargetPort(intstr.FromString(contract.InvokePortName))))
 }
 
 // ImageRun is what a function's pod needs to know of its image.
@@ -139,7 +85,7 @@ type ImageRun struct {
 	// the image's ENTRYPOINT and CMD; empty, it looks where Lambda does.
 	Bootstrap []string
 	// Supervisor is where the image carries the supervisor (its
-	// SupervisorLabel); empty, the runtime sidecar installs it in a volume
+	// contract.SupervisorLabel); empty, the runtime sidecar installs it in a volume
 	// shared with the function container.
 	Supervisor string
 }
@@ -148,12 +94,12 @@ type ImageRun struct {
 // beside it. replicas is set only when the Deployment is created; after
 // that the autoscaler owns the field.
 func Deployment(cfg Config, fn *lambdapodv1alpha1.Function, image string, run ImageRun, replicas *int32) *appsv1ac.DeploymentApplyConfiguration {
-	timeout := Timeout(fn)
+	timeout := fn.Spec.Runtime.TimeoutOrDefault()
 	grace := int64(math.Ceil((timeout + drainGrace).Seconds()))
-	memory := resource.NewQuantity(MemoryMiB(fn)<<20, resource.BinarySI)
+	memory := resource.NewQuantity(fn.Spec.Runtime.MemoryMiB()<<20, resource.BinarySI)
 
 	function := corev1ac.Container().
-		WithName(FunctionContainer).
+		WithName(contract.FunctionContainer).
 		WithImage(image).
 		WithArgs(supervisorArgs(run.Bootstrap)...).
 		WithEnv(functionEnv(cfg, fn)...).
@@ -172,11 +118,11 @@ func Deployment(cfg Config, fn *lambdapodv1alpha1.Function, image string, run Im
 		// made.
 		function.WithCommand(run.Supervisor)
 	} else {
-		shared := corev1ac.VolumeMount().WithName(sharedVolume).WithMountPath(SharedDir)
+		shared := corev1ac.VolumeMount().WithName(sharedVolume).WithMountPath(contract.SharedDir)
 		pod.WithVolumes(corev1ac.Volume().
 			WithName(sharedVolume).
 			WithEmptyDir(corev1ac.EmptyDirVolumeSource().WithSizeLimit(resource.MustParse("64Mi"))))
-		function.WithCommand(SupervisorPath).WithVolumeMounts(shared)
+		function.WithCommand(contract.SupervisorPath).WithVolumeMounts(shared)
 		// The supervisor binary crosses to the function container here,
 		// not in an init container of its own: the kubelet notices that an
 		// init container has exited only at its next relist of the
@@ -186,7 +132,7 @@ func Deployment(cfg Config, fn *lambdapodv1alpha1.Function, image string, run Im
 		sidecar.WithVolumeMounts(shared).
 			WithLifecycle(corev1ac.Lifecycle().
 				WithPostStart(corev1ac.LifecycleHandler().
-					WithExec(corev1ac.ExecAction().WithCommand("/supervisor", "install", SupervisorPath))))
+					WithExec(corev1ac.ExecAction().WithCommand("/supervisor", "install", contract.SupervisorPath))))
 	}
 	pod.WithInitContainers(sidecar).WithContainers(function)
 
@@ -217,28 +163,28 @@ func Deployment(cfg Config, fn *lambdapodv1alpha1.Function, image string, run Im
 func sidecar(cfg Config, fn *lambdapodv1alpha1.Function) *corev1ac.ContainerApplyConfiguration {
 	probe := func(path string, period, failures int32) *corev1ac.ProbeApplyConfiguration {
 		return corev1ac.Probe().
-			WithHTTPGet(corev1ac.HTTPGetAction().WithPath(path).WithPort(intstr.FromString(InvokePortName))).
+			WithHTTPGet(corev1ac.HTTPGetAction().WithPath(path).WithPort(intstr.FromString(contract.InvokePortName))).
 			WithPeriodSeconds(period).
 			WithFailureThreshold(failures)
 	}
 	return corev1ac.Container().
-		WithName(SidecarContainer).
+		WithName(contract.SidecarContainer).
 		WithImage(cfg.SidecarImage).
 		WithRestartPolicy(corev1.ContainerRestartPolicyAlways).
 		WithPorts(corev1ac.ContainerPort().
-			WithName(InvokePortName).
-			WithContainerPort(InvokePort).
+			WithName(contract.InvokePortName).
+			WithContainerPort(contract.InvokePort).
 			WithProtocol(corev1.ProtocolTCP)).
 		WithEnv(
-			env("LAMBDAPOD_RUNTIME_API", RuntimeAPIAddr),
-			env("LAMBDAPOD_INVOKE_ADDR", ":"+strconv.Itoa(InvokePort)),
-			env("LAMBDAPOD_CONTROL_SOCKET", ControlSocket),
-			env("LAMBDAPOD_TIMEOUT", Timeout(fn).String()),
-			env("LAMBDAPOD_CONCURRENCY", strconv.Itoa(int(Concurrency(fn)))),
-			env("AWS_LAMBDA_FUNCTION_NAME", fn.Name),
-			env("AWS_LAMBDA_FUNCTION_VERSION", FunctionVersion),
-			env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", strconv.FormatInt(MemoryMiB(fn), 10)),
-			env("AWS_REGION", region(cfg, fn)),
+			env(contract.EnvRuntimeAPI, contract.RuntimeAPIAddr),
+			env(contract.EnvInvokeAddr, ":"+strconv.Itoa(contract.InvokePort)),
+			env(contract.EnvControlSocket, contract.ControlSocket),
+			env(contract.EnvTimeout, fn.Spec.Runtime.TimeoutOrDefault().String()),
+			env(contract.EnvConcurrency, strconv.Itoa(int(fn.Spec.Runtime.ConcurrencyOrDefault()))),
+			env(contract.EnvFunctionName, fn.Name),
+			env(contract.EnvFunctionVersion, invokeapi.LatestVersion),
+			env(contract.EnvMemorySize, strconv.FormatInt(fn.Spec.Runtime.MemoryMiB(), 10)),
+			env(contract.EnvRegion, region(cfg, fn)),
 		).
 		// Ready only once every bootstrap has asked for its first event;
 		// probed every second because the activator holds requests until
@@ -249,31 +195,31 @@ func sidecar(cfg Config, fn *lambdapodv1alpha1.Function) *corev1ac.ContainerAppl
 		WithSecurityContext(restricted())
 }
 
-// functionEnv is the Lambda execution environment (lambda-api.md §2): what
+// functionEnv is the Lambda execution environment: what
 // aws-lambda-go, Amazon.Lambda.RuntimeSupport, the Rust runtime and a
 // bash+curl bootstrap read, then the user's variables, which may replace
 // the unreserved ones (AWS_REGION, TZ, LANG...).
 func functionEnv(cfg Config, fn *lambdapodv1alpha1.Function) []*corev1ac.EnvVarApplyConfiguration {
 	vars := []*corev1ac.EnvVarApplyConfiguration{
-		env("AWS_LAMBDA_RUNTIME_API", RuntimeAPIAddr),
-		env("AWS_LAMBDA_FUNCTION_NAME", fn.Name),
-		env("AWS_LAMBDA_FUNCTION_VERSION", FunctionVersion),
-		env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", strconv.FormatInt(MemoryMiB(fn), 10)),
+		env("AWS_LAMBDA_RUNTIME_API", contract.RuntimeAPIAddr),
+		env(contract.EnvFunctionName, fn.Name),
+		env(contract.EnvFunctionVersion, invokeapi.LatestVersion),
+		env(contract.EnvMemorySize, strconv.FormatInt(fn.Spec.Runtime.MemoryMiB(), 10)),
 		env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
 		env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/"+fn.Name),
 		corev1ac.EnvVar().WithName("AWS_LAMBDA_LOG_STREAM_NAME").WithValueFrom(corev1ac.EnvVarSource().
 			WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.name"))),
-		env("AWS_REGION", cfg.Region),
-		env("AWS_DEFAULT_REGION", cfg.Region),
+		env(contract.EnvRegion, cfg.Region),
+		env(contract.EnvDefaultRegion, cfg.Region),
 		env("LAMBDA_TASK_ROOT", "/var/task"),
 		env("LAMBDA_RUNTIME_DIR", "/var/runtime"),
 		env("TZ", ":UTC"),
 		env("LANG", "en_US.UTF-8"),
-		env("LAMBDAPOD_CONTROL_SOCKET", ControlSocket),
-		env("LAMBDAPOD_CONCURRENCY", strconv.Itoa(int(Concurrency(fn)))),
+		env(contract.EnvControlSocket, contract.ControlSocket),
+		env(contract.EnvConcurrency, strconv.Itoa(int(fn.Spec.Runtime.ConcurrencyOrDefault()))),
 	}
 	if fn.Spec.Runtime.Handler != "" {
-		vars = append(vars, env("_HANDLER", fn.Spec.Runtime.Handler))
+		vars = append(vars, env(contract.EnvHandler, fn.Spec.Runtime.Handler))
 	}
 	index := make(map[string]int, len(vars))
 	for i, v := range vars {
@@ -295,7 +241,7 @@ func functionEnv(cfg Config, fn *lambdapodv1alpha1.Function) []*corev1ac.EnvVarA
 // it, so the ARNs the sidecar hands the bootstrap agree with it.
 func region(cfg Config, fn *lambdapodv1alpha1.Function) string {
 	for _, e := range fn.Spec.Runtime.Env {
-		if e.Name == "AWS_REGION" && e.Value != "" {
+		if e.Name == contract.EnvRegion && e.Value != "" {
 			return e.Value
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 	"github.com/lambdapod/lambdapod/controllers/resources"
+	"github.com/lambdapod/lambdapod/internal/contract"
 	"github.com/lambdapod/lambdapod/internal/golden"
 )
 
@@ -64,7 +65,7 @@ func TestDeploymentGolden(t *testing.T) {
 		{"deployment-replicas-claimed.yaml", base, resources.ImageRun{Bootstrap: []string{"/lambda-entrypoint.sh", "app.handler"}}, nil},
 		// an image that carries the supervisor (a Go build's): no volume,
 		// no postStart hook
-		{"deployment-supervisor-in-image.yaml", base, resources.ImageRun{Bootstrap: []string{"/var/task/bootstrap"}, Supervisor: resources.SupervisorPath}, &zero},
+		{"deployment-supervisor-in-image.yaml", base, resources.ImageRun{Bootstrap: []string{"/var/task/bootstrap"}, Supervisor: contract.SupervisorPath}, &zero},
 	}
 	for _, tc := range cases {
 		t.Run(tc.golden, func(t *testing.T) {
@@ -90,18 +91,6 @@ func TestURL(t *testing.T) {
 	for _, tc := range cases {
 		if got := resources.URL(tc.cfg, fn); got != tc.want {
 			t.Errorf("URL(%+v) = %q, want %q", tc.cfg, got, tc.want)
-		}
-	}
-}
-
-func TestMemoryMiB(t *testing.T) {
-	cases := map[string]int64{"128Mi": 128, "1Gi": 1024, "10240Mi": 10240, "200M": 190, "134217728": 128}
-	for in, want := range cases {
-		fn := base()
-		q := resource.MustParse(in)
-		fn.Spec.Runtime.Memory = &q
-		if got := resources.MemoryMiB(fn); got != want {
-			t.Errorf("MemoryMiB(%s) = %d, want %d", in, got, want)
 		}
 	}
 }

@@ -25,21 +25,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
-
-	"github.com/lambdapod/lambdapod/controllers/resources"
+	"github.com/lambdapod/lambdapod/internal/contract"
+	"github.com/lambdapod/lambdapod/internal/stats"
 )
 
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=lambdapod.io,resources=functions,verbs=get;list;watch
-
-// FieldManager owns spec.replicas of every function's Deployment.
-const FieldManager = resources.AutoscalerFieldManager
-
-// FunctionLabel names the function of the objects the operator creates.
-const FunctionLabel = resources.LabelFunction
-
-// DefaultScaleToZeroAfter is the API's default of spec.scale.scaleToZeroAfter.
-const DefaultScaleToZeroAfter = 5 * time.Minute
 
 // Options configure the autoscaler.
 type Options struct {
@@ -73,7 +64,7 @@ type Autoscaler struct {
 
 type activatorReport struct {
 	at    time.Time
-	stats []Stat
+	stats []stats.Stat
 }
 
 type fnState struct {
@@ -133,7 +124,7 @@ func (a *Autoscaler) Start(ctx context.Context) error {
 	}
 }
 
-// Handler takes activators' reports (POST StatsPath, a JSON Report). A
+// Handler takes activators' reports (POST stats.Path, a JSON stats.Report). A
 // manager that is not the leader answers 503.
 func (a *Autoscaler) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -145,7 +136,7 @@ func (a *Autoscaler) Handler() http.Handler {
 			http.Error(w, "not the leader: the autoscaler runs on the leading manager", http.StatusServiceUnavailable)
 			return
 		}
-		var rep Report
+		var rep stats.Report
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<20)).Decode(&rep); err != nil {
 			http.Error(w, "bad report: "+err.Error(), http.StatusBadRequest)
 			return
@@ -157,7 +148,7 @@ func (a *Autoscaler) Handler() http.Handler {
 
 // Ingest records a report; functions with queued requests are evaluated at
 // once.
-func (a *Autoscaler) Ingest(rep Report) {
+func (a *Autoscaler) Ingest(rep stats.Report) {
 	now := a.now()
 	a.mu.Lock()
 	a.reports[rep.Activator] = activatorReport{at: now, stats: rep.Stats}
@@ -258,22 +249,12 @@ func (a *Autoscaler) evaluate(ctx context.Context, only *types.NamespacedName) {
 
 // SpecOf reads a Function's scale spec, with the API's defaults.
 func SpecOf(f *lambdapodv1alpha1.Function) Spec {
-	s := Spec{Min: f.Spec.Scale.MinReplicas, Max: f.Spec.Scale.MaxReplicas, ScaleToZeroAfter: DefaultScaleToZeroAfter}
-	if s.Max == 0 {
-		s.Max = 10
+	return Spec{
+		Min:              f.Spec.Scale.MinReplicas,
+		Max:              f.Spec.Scale.MaxReplicasOrDefault(),
+		Target:           float64(f.Spec.TargetConcurrency()),
+		ScaleToZeroAfter: f.Spec.Scale.ScaleToZeroAfterOrDefault(),
 	}
-	conc := f.Spec.Runtime.Concurrency
-	if conc < 1 {
-		conc = 1
-	}
-	s.Target = float64(conc)
-	if t := f.Spec.Scale.TargetConcurrency; t != nil && *t > 0 {
-		s.Target = float64(*t)
-	}
-	if d := f.Spec.Scale.ScaleToZeroAfter; d != nil && d.Duration > 0 {
-		s.ScaleToZeroAfter = d.Duration
-	}
-	return s
 }
 
 func (a *Autoscaler) scale(ctx context.Context, f *lambdapodv1alpha1.Function, now time.Time) {
@@ -285,7 +266,7 @@ func (a *Autoscaler) scale(ctx context.Context, f *lambdapodv1alpha1.Function, n
 		}
 		return
 	}
-	if !metav1.IsControlledBy(&dep, f) && dep.Labels[FunctionLabel] != f.Name {
+	if !metav1.IsControlledBy(&dep, f) && dep.Labels[contract.LabelFunction] != f.Name {
 		return // not the function's Deployment; the controller reports that
 	}
 	current := int32(1)
@@ -313,7 +294,7 @@ func (a *Autoscaler) scale(ctx context.Context, f *lambdapodv1alpha1.Function, n
 	}
 	ac := appsv1ac.Deployment(dep.Name, dep.Namespace).
 		WithSpec(appsv1ac.DeploymentSpec().WithReplicas(d.Replicas))
-	if err := a.c.Apply(ctx, ac, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+	if err := a.c.Apply(ctx, ac, client.FieldOwner(contract.AutoscalerFieldManager), client.ForceOwnership); err != nil {
 		a.log.Error("scaling", "function", k.String(), "from", current, "to", d.Replicas, "err", err)
 		return
 	}
@@ -327,7 +308,7 @@ func (a *Autoscaler) scale(ctx context.Context, f *lambdapodv1alpha1.Function, n
 // spec.replicas already.
 func ownsReplicas(d *appsv1.Deployment) bool {
 	for _, mf := range d.ManagedFields {
-		if mf.Manager == FieldManager && mf.Operation == metav1.ManagedFieldsOperationApply &&
+		if mf.Manager == contract.AutoscalerFieldManager && mf.Operation == metav1.ManagedFieldsOperationApply &&
 			mf.FieldsV1 != nil && strings.Contains(string(mf.FieldsV1.Raw), `"f:replicas"`) {
 			return true
 		}
@@ -335,7 +316,7 @@ func ownsReplicas(d *appsv1.Deployment) bool {
 	return false
 }
 
-// StatsServer returns a manager.Runnable that serves Handler at StatsPath
+// StatsServer returns a manager.Runnable that serves Handler at stats.Path
 // on addr (e.g. ":8083") on every manager replica, leader or not: a
 // non-leader answers 503 and the activator retries.
 func (a *Autoscaler) StatsServer(addr string) *StatsServer {
@@ -354,7 +335,7 @@ func (s *StatsServer) NeedLeaderElection() bool { return false }
 // Start serves until ctx ends.
 func (s *StatsServer) Start(ctx context.Context) error {
 	mux := http.NewServeMux()
-	mux.Handle(StatsPath, s.Handler)
+	mux.Handle(stats.Path, s.Handler)
 	srv := &http.Server{Addr: s.Addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/lambdapod/lambdapod/internal/stats"
 )
 
 func TestStatsHandlerAndReporter(t *testing.T) {
@@ -25,10 +27,10 @@ func TestStatsHandlerAndReporter(t *testing.T) {
 		t.Fatalf("non-leader answered %d, want 503", resp.StatusCode)
 	}
 	a.started.Store(true)
-	r := NewReporter(srv.URL+StatsPath, "act-1", func() []Stat {
-		return []Stat{{Namespace: "ns", Name: "fn", Concurrency: 1.5, InFlight: 1, Queued: 2, Requests: 3}}
+	r := stats.NewReporter(srv.URL+stats.Path, "act-1", func() []stats.Stat {
+		return []stats.Stat{{Namespace: "ns", Name: "fn", Concurrency: 1.5, InFlight: 1, Queued: 2, Requests: 3}}
 	})
-	if err := r.Send(context.Background(), Report{Activator: "act-1", Stats: r.Collect()}); err != nil {
+	if err := r.Send(context.Background(), stats.Report{Activator: "act-1", Stats: r.Collect()}); err != nil {
 		t.Fatal(err)
 	}
 	// A report with queued requests asks for an immediate decision.

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/lambdapod/lambdapod/controllers/resources"
+	"github.com/lambdapod/lambdapod/internal/contract"
 )
 
 // Main runs the build step named by args[0] and returns the exit code.
@@ -96,7 +96,7 @@ func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.Entrypoint, "entrypoint", "/var/task/bootstrap", "where the bootstrap goes in the image, its ENTRYPOINT")
 	fs.StringVar(&o.Destination, "destination", "", "image reference to push")
 	fs.StringVar(&digestFile, "digest-file", "", "write the pushed digest here (a Tekton result)")
-	fs.StringVar(&o.Supervisor, "supervisor", "", "also add this file (the supervisor) at "+resources.SupervisorPath+" and label the image "+resources.SupervisorLabel)
+	fs.StringVar(&o.Supervisor, "supervisor", "", "also add this file (the supervisor) at "+contract.SupervisorPath+" and label the image "+contract.SupervisorLabel)
 	fs.Var(&labels, "label", "key=value image label (repeatable)")
 	fs.BoolVar(&o.Insecure, "insecure", false, "reach the registries over plain HTTP")
 	if err := fs.Parse(args); err != nil {
@@ -128,7 +128,7 @@ func runAddSupervisor(ctx context.Context, args []string, stdout, stderr io.Writ
 	var digestFile string
 	fs.StringVar(&o.Image, "image", "", "the repository[:tag] the image was pushed to; the result is pushed to the same tag, or by digest only")
 	fs.StringVar(&digestFile, "digest-file", "", "the pushed image's digest (a Tekton result), replaced by the result's")
-	fs.StringVar(&o.Supervisor, "supervisor", "", "the file (the supervisor) to add at "+resources.SupervisorPath+", labelling the image "+resources.SupervisorLabel)
+	fs.StringVar(&o.Supervisor, "supervisor", "", "the file (the supervisor) to add at "+contract.SupervisorPath+", labelling the image "+contract.SupervisorLabel)
 	fs.BoolVar(&o.Insecure, "insecure", false, "reach the registry over plain HTTP")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -24,8 +24,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/lambdapod/lambdapod/controllers/resources"
 	"github.com/lambdapod/lambdapod/internal/buildstep"
+	"github.com/lambdapod/lambdapod/internal/contract"
 	"github.com/lambdapod/lambdapod/internal/git/gittest"
 )
 
@@ -184,8 +184,8 @@ func TestImageWithSupervisor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cf.Config.Labels[resources.SupervisorLabel]; got != resources.SupervisorPath || resources.SupervisorPath != "/lambdapod/supervisor" {
-		t.Errorf("label %s = %q, want %s", resources.SupervisorLabel, got, resources.SupervisorPath)
+	if got := cf.Config.Labels[contract.SupervisorLabel]; got != contract.SupervisorPath || contract.SupervisorPath != "/lambdapod/supervisor" {
+		t.Errorf("label %s = %q, want %s", contract.SupervisorLabel, got, contract.SupervisorPath)
 	}
 	if cf.Config.Labels["org.opencontainers.image.revision"] != "abc" {
 		t.Errorf("labels %v", cf.Config.Labels)
@@ -251,7 +251,7 @@ func TestImageSupervisorArchitecture(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, labelled := cf.Config.Labels[resources.SupervisorLabel]
+			_, labelled := cf.Config.Labels[contract.SupervisorLabel]
 			layers, _ := pushed.Layers()
 			files, _ := layerFiles(t, layers[len(layers)-1])
 			_, has := files["lambdapod/supervisor"]
@@ -274,7 +274,7 @@ func TestImageSupervisorEntrypointClash(t *testing.T) {
 	}
 	var out, errOut bytes.Buffer
 	code := buildstep.Main([]string{"image", "--base=scratch", "--bootstrap=" + f, "--supervisor=" + f,
-		"--entrypoint=" + resources.SupervisorPath, "--destination=localhost:1/team/x:y"}, &out, &errOut)
+		"--entrypoint=" + contract.SupervisorPath, "--destination=localhost:1/team/x:y"}, &out, &errOut)
 	if code != 1 || !strings.Contains(errOut.String(), "where the supervisor goes") {
 		t.Errorf("exit %d: %s", code, errOut.String())
 	}
@@ -483,8 +483,8 @@ func TestAddSupervisor(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := cf.Config.Labels[resources.SupervisorLabel]; got != resources.SupervisorPath {
-				t.Errorf("label %s = %q", resources.SupervisorLabel, got)
+			if got := cf.Config.Labels[contract.SupervisorLabel]; got != contract.SupervisorPath {
+				t.Errorf("label %s = %q", contract.SupervisorLabel, got)
 			}
 			if cf.Config.Labels["org.opencontainers.image.revision"] != "abc" || len(cf.Config.Labels) != 2 {
 				t.Errorf("labels %v", cf.Config.Labels)
@@ -555,7 +555,7 @@ func TestAddSupervisorLeavesAlone(t *testing.T) {
 	}
 	t.Run("labelled", func(t *testing.T) {
 		image := reg + "/team/labelled:abc"
-		_, digest := pushBuilt(t, image, "amd64", false, map[string]string{resources.SupervisorLabel: "/opt/supervisor"})
+		_, digest := pushBuilt(t, image, "amd64", false, map[string]string{contract.SupervisorLabel: "/opt/supervisor"})
 		check(t, image, digest, amd64, "carries it already")
 	})
 	t.Run("other-arch", func(t *testing.T) {

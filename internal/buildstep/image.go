@@ -20,7 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
-	"github.com/lambdapod/lambdapod/controllers/resources"
+	"github.com/lambdapod/lambdapod/internal/contract"
 )
 
 // RuntimeBootstrap is where Lambda's provided runtimes keep the bootstrap;
@@ -33,7 +33,7 @@ type ImageOptions struct {
 	Labels                                             map[string]string
 	// Supervisor, if set, is a file (the supervisor binary in the helper's
 	// own image) that the bootstrap's layer also holds at
-	// resources.SupervisorPath, announced by the resources.SupervisorLabel
+	// contract.SupervisorPath, announced by the contract.SupervisorLabel
 	// label, so the function's pods need no volume to receive it.
 	Supervisor string
 	Insecure   bool
@@ -88,7 +88,7 @@ func Image(ctx context.Context, o ImageOptions) (string, error) {
 	var supervisor []byte
 	createdBy := "lambdapod build-step image: COPY bootstrap " + o.Entrypoint
 	if o.Supervisor != "" {
-		if o.Entrypoint == resources.SupervisorPath || strings.HasPrefix(resources.SupervisorPath, o.Entrypoint+"/") {
+		if o.Entrypoint == contract.SupervisorPath || strings.HasPrefix(contract.SupervisorPath, o.Entrypoint+"/") {
 			return "", fmt.Errorf("--entrypoint %s is where the supervisor goes", o.Entrypoint)
 		}
 		// A build pod on a node of another architecture than the
@@ -98,7 +98,7 @@ func Image(ctx context.Context, o ImageOptions) (string, error) {
 			return "", err
 		}
 		if supervisor != nil {
-			createdBy += ", supervisor " + resources.SupervisorPath
+			createdBy += ", supervisor " + contract.SupervisorPath
 		}
 	}
 	layer, err := bootstrapLayer(bootstrap, o.Entrypoint, supervisor)
@@ -127,7 +127,7 @@ func Image(ctx context.Context, o ImageOptions) (string, error) {
 		cf.Config.Labels[k] = v
 	}
 	if supervisor != nil {
-		cf.Config.Labels[resources.SupervisorLabel] = resources.SupervisorPath
+		cf.Config.Labels[contract.SupervisorLabel] = contract.SupervisorPath
 	}
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		return "", err
@@ -146,7 +146,7 @@ func Image(ctx context.Context, o ImageOptions) (string, error) {
 
 // bootstrapLayer holds the bootstrap at entrypoint, mode 0755, a link to it
 // from /var/runtime/bootstrap and, unless supervisor is nil, the supervisor
-// at resources.SupervisorPath, mode 0755, all root-owned with fixed times so
+// at contract.SupervisorPath, mode 0755, all root-owned with fixed times so
 // that the same files always give the same layer.
 func bootstrapLayer(bootstrap []byte, entrypoint string, supervisor []byte) (v1.Layer, error) {
 	files := []layerFile{{Path: entrypoint, Data: bootstrap}}
@@ -154,15 +154,15 @@ func bootstrapLayer(bootstrap []byte, entrypoint string, supervisor []byte) (v1.
 		files = append(files, layerFile{Path: RuntimeBootstrap, Link: entrypoint})
 	}
 	if supervisor != nil {
-		files = append(files, layerFile{Path: resources.SupervisorPath, Data: supervisor})
+		files = append(files, layerFile{Path: contract.SupervisorPath, Data: supervisor})
 	}
 	return filesLayer(files)
 }
 
-// supervisorLayer holds the supervisor alone at resources.SupervisorPath,
+// supervisorLayer holds the supervisor alone at contract.SupervisorPath,
 // mode 0755, in /lambdapod, mode 0755, root-owned with fixed times.
 func supervisorLayer(supervisor []byte) (v1.Layer, error) {
-	return filesLayer([]layerFile{{Path: resources.SupervisorPath, Data: supervisor}})
+	return filesLayer([]layerFile{{Path: contract.SupervisorPath, Data: supervisor}})
 }
 
 // layerFile is an executable file (mode 0755) or, if Link is set, a

@@ -15,7 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/lambdapod/lambdapod/controllers/resources"
+	"github.com/lambdapod/lambdapod/internal/contract"
 )
 
 // SupervisorOptions say which pushed image gets the supervisor.
@@ -34,8 +34,8 @@ type SupervisorOptions struct {
 }
 
 // AddSupervisor adds the supervisor to an image that a Dockerfile build
-// pushed: one layer holding o.Supervisor at resources.SupervisorPath, and
-// the resources.SupervisorLabel label, so that the function's pods need no
+// pushed: one layer holding o.Supervisor at contract.SupervisorPath, and
+// the contract.SupervisorLabel label, so that the function's pods need no
 // volume to receive it. Everything else in the config (entrypoint, command,
 // user, environment...) stays. It pushes the result and returns its
 // digest, or o.Digest, with nothing pushed, when the image is left as it
@@ -83,8 +83,8 @@ func AddSupervisor(ctx context.Context, o SupervisorOptions) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading the config of %s: %w", src, err)
 	}
-	if at, ok := cf.Config.Labels[resources.SupervisorLabel]; ok {
-		logf("not adding the supervisor: %s carries it already (label %s=%s); it is left as it is", src, resources.SupervisorLabel, at)
+	if at, ok := cf.Config.Labels[contract.SupervisorLabel]; ok {
+		logf("not adding the supervisor: %s carries it already (label %s=%s); it is left as it is", src, contract.SupervisorLabel, at)
 		return o.Digest, nil
 	}
 	supervisor, err := readSupervisor(o.Supervisor, cf.Architecture, logf)
@@ -105,7 +105,7 @@ func AddSupervisor(ctx context.Context, o SupervisorOptions) (string, error) {
 		layerType = types.OCILayer
 	}
 	img, err = mutate.Append(img, mutate.Addendum{Layer: layer, MediaType: layerType, History: v1.History{
-		CreatedBy: "lambdapod build-step add-supervisor: COPY supervisor " + resources.SupervisorPath,
+		CreatedBy: "lambdapod build-step add-supervisor: COPY supervisor " + contract.SupervisorPath,
 		Created:   v1.Time{Time: time.Unix(0, 0).UTC()},
 	}})
 	if err != nil {
@@ -120,7 +120,7 @@ func AddSupervisor(ctx context.Context, o SupervisorOptions) (string, error) {
 	if cf.Config.Labels == nil {
 		cf.Config.Labels = map[string]string{}
 	}
-	cf.Config.Labels[resources.SupervisorLabel] = resources.SupervisorPath
+	cf.Config.Labels[contract.SupervisorLabel] = contract.SupervisorPath
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		return "", err
 	}
@@ -131,7 +131,7 @@ func AddSupervisor(ctx context.Context, o SupervisorOptions) (string, error) {
 	if dest == nil {
 		dest = src.Context().Digest(pushed.String())
 	}
-	logf("adding the supervisor at %s: pushing %s", resources.SupervisorPath, dest)
+	logf("adding the supervisor at %s: pushing %s", contract.SupervisorPath, dest)
 	if err := remote.Write(dest, img, opts...); err != nil {
 		return "", fmt.Errorf("pushing %s: %w", dest, err)
 	}

@@ -143,10 +143,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusBadRequest, "the push event has no ref")
 		return
 	}
-	revision := g.Revision
-	if revision == "" {
-		revision = "main"
-	}
+	revision := g.RevisionOrDefault()
 	if !git.RefMatches(p.Ref, revision) {
 		reply(http.StatusOK, "ignored push to %s: Function %s builds revision %q", p.Ref, key, revision)
 		return

@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
-	"github.com/lambdapod/lambdapod/controllers/resources"
+	"github.com/lambdapod/lambdapod/internal/contract"
 )
 
 // TestDockerfileFunction: a Function built with the Dockerfile strategy.
@@ -76,9 +76,9 @@ func assertSupervisorInImage(t *testing.T, fn *lambdapodv1alpha1.Function) {
 	if len(pod.Volumes) != 0 {
 		t.Errorf("deployment/%s has volumes %v, want none: its image should carry the supervisor", fn.Name, pod.Volumes)
 	}
-	i := slices.IndexFunc(pod.Containers, func(c corev1.Container) bool { return c.Name == resources.FunctionContainer })
+	i := slices.IndexFunc(pod.Containers, func(c corev1.Container) bool { return c.Name == contract.FunctionContainer })
 	if i < 0 {
-		t.Fatalf("deployment/%s has no container %q", fn.Name, resources.FunctionContainer)
+		t.Fatalf("deployment/%s has no container %q", fn.Name, contract.FunctionContainer)
 	}
 	c := pod.Containers[i]
 	if c.Image != fn.Status.Image {

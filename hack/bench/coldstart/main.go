@@ -47,8 +47,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
-	"github.com/lambdapod/lambdapod/controllers/resources"
 	"github.com/lambdapod/lambdapod/hack/cluster/floor/floor"
+	"github.com/lambdapod/lambdapod/internal/contract"
 	"github.com/lambdapod/lambdapod/internal/devcluster"
 )
 
@@ -218,7 +218,7 @@ func coldStart(ctx context.Context, ns, name, url string) (sample, error) {
 	for i := range s.at {
 		s.at[i] = unseen
 	}
-	sel := resources.LabelFunction + "=" + name
+	sel := contract.LabelFunction + "=" + name
 	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
 		l, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
 		if err != nil {
@@ -289,7 +289,7 @@ func coldStart(ctx context.Context, ns, name, url string) (sample, error) {
 				set(mSandbox, now)
 			}
 			for _, c := range p.Status.ContainerStatuses {
-				if c.Name == resources.FunctionContainer && c.State.Running != nil {
+				if c.Name == contract.FunctionContainer && c.State.Running != nil {
 					set(mFnRunning, now)
 				}
 			}
@@ -399,9 +399,9 @@ func criTimes(path, pod string) (map[int]time.Time, error) {
 		}
 		if m := criStarted.FindStringSubmatch(line); m != nil {
 			switch names[m[1]] {
-			case resources.SidecarContainer:
+			case contract.SidecarContainer:
 				out[cSidecar] = t
-			case resources.FunctionContainer:
+			case contract.FunctionContainer:
 				out[cFunction] = t
 			}
 		}
@@ -415,7 +415,7 @@ func criTimes(path, pod string) (map[int]time.Time, error) {
 // bootstrapReady reads the sidecar's log (text or JSON slog) for the
 // "bootstrap ready" line.
 func bootstrapReady(ctx context.Context, ns, pod string) (time.Time, time.Duration, bool) {
-	rc, err := cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: resources.SidecarContainer}).Stream(ctx)
+	rc, err := cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: contract.SidecarContainer}).Stream(ctx)
 	if err != nil {
 		return time.Time{}, 0, false
 	}

@@ -1,4 +1,7 @@
-package autoscaler
+// Package stats is the load report that activators send to the autoscaler
+// about once a second: the format and its sender. It is its own small
+// package so that the activator links it without the autoscaler.
+package stats
 
 import (
 	"bytes"
@@ -10,8 +13,8 @@ import (
 	"time"
 )
 
-// StatsPath is where the autoscaler's Handler takes reports.
-const StatsPath = "/v1/stats"
+// Path is where the autoscaler takes reports.
+const Path = "/v1/stats"
 
 // Stat is one function's load as one activator saw it.
 type Stat struct {

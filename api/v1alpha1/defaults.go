@@ -1,0 +1,122 @@
+package v1alpha1
+
+import "time"
+
+// The API's defaults. The API server fills them in from the CRD's
+// +kubebuilder:default markers; these functions give the same values for
+// objects that bypassed defaulting (built in Go, or read from an older
+// schema), so every binary reads a spec the same way. A test checks that the
+// generated CRD and these constants agree.
+const (
+	DefaultRevision         = "main"
+	DefaultPollInterval     = time.Minute
+	DefaultBuildStrategy    = BuildStrategyDockerfile
+	DefaultDockerfile       = "Dockerfile"
+	DefaultBuildTimeout     = 10 * time.Minute
+	DefaultMemoryMiB        = 128
+	DefaultTimeout          = 30 * time.Second
+	DefaultConcurrency      = 1
+	DefaultMinReplicas      = 0
+	DefaultMaxReplicas      = 10
+	DefaultScaleToZeroAfter = 5 * time.Minute
+	DefaultEventFormat      = EventFormatHTTPAPIv2
+)
+
+const mebibyte = 1 << 20
+
+// RevisionOrDefault is the branch, tag or commit to build.
+func (g *GitSource) RevisionOrDefault() string {
+	if g.Revision == "" {
+		return DefaultRevision
+	}
+	return g.Revision
+}
+
+// PollIntervalOrDefault is how often the revision is resolved again.
+func (g *GitSource) PollIntervalOrDefault() time.Duration {
+	if g.PollInterval != nil && g.PollInterval.Duration > 0 {
+		return g.PollInterval.Duration
+	}
+	return DefaultPollInterval
+}
+
+// StrategyOrDefault is how the repository becomes an image.
+func (b *BuildSpec) StrategyOrDefault() BuildStrategy {
+	if b.Strategy == "" {
+		return DefaultBuildStrategy
+	}
+	return b.Strategy
+}
+
+// DockerfileOrDefault is the Dockerfile's path in the context directory.
+func (b *BuildSpec) DockerfileOrDefault() string {
+	if b.Dockerfile == "" {
+		return DefaultDockerfile
+	}
+	return b.Dockerfile
+}
+
+// TimeoutOrDefault bounds one build.
+func (b *BuildSpec) TimeoutOrDefault() time.Duration {
+	if b.Timeout != nil && b.Timeout.Duration > 0 {
+		return b.Timeout.Duration
+	}
+	return DefaultBuildTimeout
+}
+
+// MemoryMiB is the function's memory in MiB.
+func (r *RuntimeSpec) MemoryMiB() int64 {
+	if r.Memory == nil || r.Memory.IsZero() {
+		return DefaultMemoryMiB
+	}
+	return r.Memory.Value() / mebibyte
+}
+
+// TimeoutOrDefault bounds one invocation.
+func (r *RuntimeSpec) TimeoutOrDefault() time.Duration {
+	if r.Timeout != nil && r.Timeout.Duration > 0 {
+		return r.Timeout.Duration
+	}
+	return DefaultTimeout
+}
+
+// ConcurrencyOrDefault is the most invocations one pod runs at once.
+func (r *RuntimeSpec) ConcurrencyOrDefault() int32 {
+	if r.Concurrency < 1 {
+		return DefaultConcurrency
+	}
+	return r.Concurrency
+}
+
+// MaxReplicasOrDefault is the most pods.
+func (s *ScaleSpec) MaxReplicasOrDefault() int32 {
+	if s.MaxReplicas < 1 {
+		return DefaultMaxReplicas
+	}
+	return s.MaxReplicas
+}
+
+// ScaleToZeroAfterOrDefault is how long the last pod stays without requests.
+func (s *ScaleSpec) ScaleToZeroAfterOrDefault() time.Duration {
+	if s.ScaleToZeroAfter != nil && s.ScaleToZeroAfter.Duration > 0 {
+		return s.ScaleToZeroAfter.Duration
+	}
+	return DefaultScaleToZeroAfter
+}
+
+// TargetConcurrency is the in-flight invocations per pod the autoscaler
+// aims for: spec.scale.targetConcurrency, else spec.runtime.concurrency.
+func (spec *FunctionSpec) TargetConcurrency() int32 {
+	if t := spec.Scale.TargetConcurrency; t != nil && *t > 0 {
+		return *t
+	}
+	return spec.Runtime.ConcurrencyOrDefault()
+}
+
+// EventFormatOrDefault is the event shape HTTP requests become.
+func (h *HTTPSpec) EventFormatOrDefault() EventFormat {
+	if h.EventFormat == "" {
+		return DefaultEventFormat
+	}
+	return h.EventFormat
+}

@@ -1,0 +1,100 @@
+// Package contract holds what lambdapod's binaries agree on: the names the
+// manager writes and the activator, the runtime sidecar, the supervisor and
+// the build steps read. Each is spelled here once.
+//
+// It is a leaf: it imports nothing of lambdapod's and no Kubernetes
+// package, so the runtime sidecar and the supervisor (on every cold start)
+// can import it at no cost.
+package contract
+
+// Labels on everything the operator creates.
+const (
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	ManagedByValue = "lambdapod"
+	// LabelFunction names the Function an object belongs to.
+	LabelFunction = "lambdapod.io/function"
+	// ManagedBySelector selects what lambdapod made (the activator watches
+	// the EndpointSlices of these Services).
+	ManagedBySelector = LabelManagedBy + "=" + ManagedByValue
+)
+
+// Labels and annotations on a build's PipelineRun.
+const (
+	// LabelCommit and LabelBuildSpec identify the (commit, build spec)
+	// pair a run builds, so an existing run is found, not made again.
+	LabelCommit    = "lambdapod.io/commit"
+	LabelBuildSpec = "lambdapod.io/build-spec"
+	// AnnotationRevision is the spec.source.git.revision that resolved to
+	// the commit.
+	AnnotationRevision = "lambdapod.io/revision"
+)
+
+// Server-side apply field managers.
+const (
+	// FieldManager applies everything the Function controller owns.
+	FieldManager = "lambdapod"
+	// AutoscalerFieldManager owns a Deployment's spec.replicas and nothing
+	// else: the autoscaler is the only writer of replicas.
+	AutoscalerFieldManager = "lambdapod-autoscaler"
+)
+
+// A function pod: its containers, ports and the supervisor.
+const (
+	SidecarContainer = "runtime-sidecar"
+	// FunctionContainer runs the user's bootstrap under the supervisor.
+	FunctionContainer = "function"
+	// InvokePortName is the sidecar's invoke port, in the Service and its
+	// EndpointSlices.
+	InvokePortName = "http"
+	InvokePort     = 8080
+	// RuntimeAPIAddr is where the sidecar serves the Lambda Runtime API to
+	// the bootstrap; the pod's containers share one network namespace.
+	RuntimeAPIAddr = "127.0.0.1:9001"
+	// SharedDir is the emptyDir through which the supervisor binary
+	// crosses from the sidecar's image to the function's, for images that
+	// do not carry it.
+	SharedDir      = "/lambdapod"
+	SupervisorPath = SharedDir + "/supervisor"
+	// SupervisorLabel on an image says that it carries the supervisor at
+	// the label's value (builds put it at SupervisorPath): its pods then
+	// need no volume to receive it, which saves the kubelet's wait for
+	// volumes (its next 300 ms check) on every cold start.
+	SupervisorLabel = "lambdapod.io/supervisor"
+	// ControlSocket is where the supervisor reaches the sidecar: an
+	// abstract unix socket, in the pod's network namespace, so that it
+	// needs no volume.
+	ControlSocket = "@lambdapod/control.sock"
+)
+
+// Headers between the activator and the runtime sidecar.
+const (
+	// HeaderNotRun marks the sidecar's 503 for an invocation that no
+	// bootstrap ever saw (the pod is shutting down): the activator may send
+	// it to another pod without running the function twice.
+	HeaderNotRun = "X-Lambdapod-Not-Run"
+)
+
+// Environment variables the manager renders into the sidecar's container
+// (and, for the control socket and concurrency, the function's) and the
+// sidecar or the supervisor read.
+const (
+	EnvRuntimeAPI    = "LAMBDAPOD_RUNTIME_API"
+	EnvInvokeAddr    = "LAMBDAPOD_INVOKE_ADDR"
+	EnvControlSocket = "LAMBDAPOD_CONTROL_SOCKET"
+	EnvTimeout       = "LAMBDAPOD_TIMEOUT"
+	EnvConcurrency   = "LAMBDAPOD_CONCURRENCY"
+	// EnvPrefix starts every lambdapod variable; the sidecar keeps them
+	// out of the bootstrap's environment.
+	EnvPrefix = "LAMBDAPOD_"
+)
+
+// Lambda's own environment variables that the manager renders and the
+// sidecar reads.
+const (
+	EnvFunctionName    = "AWS_LAMBDA_FUNCTION_NAME"
+	EnvFunctionVersion = "AWS_LAMBDA_FUNCTION_VERSION"
+	EnvMemorySize      = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+	EnvRegion          = "AWS_REGION"
+	EnvDefaultRegion   = "AWS_DEFAULT_REGION"
+	EnvHandler         = "_HANDLER"
+)
