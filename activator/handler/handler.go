@@ -1,28 +1,34 @@
-// Package handler is the activator's request path, a chain of small
-// http.Handlers:
+// Package handler is the activator's request path:
 //
-//	Route   finds the function (Invoke API, host or path routing) and its config
-//	Payload reads the body and makes the event (or answers DryRun / Event)
-//	Wait    takes a slot on a pod with free concurrency, holding the request
-//	        in the function's bounded queue while there is none
-//	Proxy   sends the invocation to the pod's sidecar and answers the caller
+//	Chain.ServeHTTP  route: find the function (Invoke API, host or path
+//	                 routing) and choose the answer's format, once
+//	  Payload        read the body and make the event; answer DryRun, and
+//	                 Event at once (the rest runs in the background)
+//	  Wait           take a slot on a pod with free concurrency, holding the
+//	                 request in the function's bounded queue while there is
+//	                 none; the pool retries on another pod when one refused
+//	                 without running anything
+//	  Proxy          send the invocation to the pod's sidecar and answer
+//	render           the one writer of failures (failure.go)
 //
-// Health, readiness and metrics live on a separate admin server (see
-// package server).
+// Every stage either answers the caller or returns a *Failure; the chain
+// renders failures in the format that the route chose, the Lambda Invoke
+// API's or plain HTTP's. Health, readiness and metrics live on a separate
+// admin server (see package server).
 package handler
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/lambdapod/lambdapod/activator/event"
 	"github.com/lambdapod/lambdapod/activator/metrics"
 	"github.com/lambdapod/lambdapod/activator/proxy"
 	"github.com/lambdapod/lambdapod/activator/queue"
 	"github.com/lambdapod/lambdapod/activator/route"
+	"github.com/lambdapod/lambdapod/internal/invokeapi"
 )
 
 // Function is what the activator needs to know about a Function.
@@ -40,6 +46,7 @@ type Functions interface {
 // Pools gives a function's pool of pods and wait queue.
 type Pools interface {
 	Get(queue.Key) *queue.Pool
+	MaxQueue() int
 }
 
 // Invoker sends an invocation to a pod.
@@ -61,60 +68,103 @@ type Options struct {
 	OverflowStatus int
 	// RetryAfter is the Retry-After of overflow answers.
 	RetryAfter time.Duration
-	// Region and AccountID make the ARNs of error messages.
-	Region, AccountID string
+	// Region makes the ARNs of error messages.
+	Region string
 }
 
-// Sync and async payload limits of the Invoke API.
-const (
-	MaxSyncPayload  = 6 * 1024 * 1024
-	MaxAsyncPayload = 256 * 1024
-)
+// maxAttempts bounds the pods tried for one request when pods cannot be
+// reached or are shutting down (a pod that went away, or began to, before
+// the activator heard of it).
+const maxAttempts = 3
 
-type ctxKey struct{}
-
-// state is one request's progress through the chain.
-type state struct {
+// call is one request on its way through the chain. The route fills it in;
+// Payload adds the payload; nothing else changes it.
+type call struct {
 	start     time.Time
-	target    route.Target
-	key       queue.Key
-	fn        Function
 	requestID string
-	payload   []byte
-	pool      *queue.Pool
-	lease     *queue.Lease
-	// redo is set by Proxy when the pod could not be reached or answered
-	// that it is shutting down (nothing ran either way), so that Wait
-	// retries on another pod.
-	redo bool
-	code int
+	// invoke is the answer's format: the Invoke API's, else plain HTTP.
+	invoke  bool
+	region  string
+	target  route.Target
+	key     queue.Key
+	fn      Function
+	payload []byte
 }
 
-func from(r *http.Request) *state { return r.Context().Value(ctxKey{}).(*state) }
+// stage serves a call: it answers the caller, or returns a *Failure that
+// the chain renders.
+type stage interface {
+	serve(w http.ResponseWriter, r *http.Request, c *call) *Failure
+}
+
+// Chain is the request path; see the package doc.
+type Chain struct {
+	opts    Options
+	fns     Functions
+	metrics *metrics.Metrics
+	payload *Payload
+}
 
 // New returns the request chain.
-func New(o Options, fns Functions, pools Pools, inv Invoker, m *metrics.Metrics) http.Handler {
+func New(o Options, fns Functions, pools Pools, inv Invoker, m *metrics.Metrics) *Chain {
 	if o.ActivationTimeout <= 0 {
 		o.ActivationTimeout = 2 * time.Minute
 	}
 	if o.OverflowStatus == 0 {
 		o.OverflowStatus = http.StatusTooManyRequests
 	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = time.Second
+	}
 	if o.Region == "" {
-		o.Region = "us-east-1"
+		o.Region = invokeapi.DefaultRegion
 	}
-	if o.AccountID == "" {
-		o.AccountID = "000000000000"
-	}
-	p := &Proxy{Opts: o, Invoker: inv}
-	w := &Wait{Opts: o, Pools: pools, Metrics: m, Next: p}
-	pl := &Payload{Next: w, Pools: pools}
-	return &Route{Opts: o, Functions: fns, Metrics: m, Next: pl}
+	o.Route.Region = o.Region
+	p := &Proxy{opts: o, invoker: inv}
+	w := &Wait{opts: o, pools: pools, metrics: m, next: p}
+	return &Chain{opts: o, fns: fns, metrics: m, payload: &Payload{pools: pools, next: w}}
 }
 
-// NewRequestID returns a random UUID (version 4), as Lambda uses for
-// request ids.
-func NewRequestID() string { return uuid.NewString() }
+// WaitAsync waits for the Event invocations running in the background.
+func (ch *Chain) WaitAsync() { ch.payload.async.Wait() }
+
+func (ch *Chain) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := &call{start: time.Now(), requestID: invokeapi.NewRequestID(), region: ch.opts.Region}
+	sw := &statusWriter{ResponseWriter: w}
+	f := ch.route(r, c)
+	if f == nil {
+		f = ch.payload.serve(sw, r, c)
+	}
+	code := sw.code
+	if f != nil {
+		code = render(sw, c, f)
+	}
+	if code == 0 {
+		code = 499 // the caller went away before an answer
+	}
+	ch.metrics.Observe(c.key.Namespace, c.key.Name, code, time.Since(c.start))
+}
+
+// route finds the function and chooses the answer's format.
+func (ch *Chain) route(r *http.Request, c *call) *Failure {
+	t, err := route.Parse(r, ch.opts.Route)
+	if err != nil {
+		var ie *invokeapi.Error
+		if errors.As(err, &ie) {
+			c.invoke = true
+			return &Failure{Kind: Refused, Message: ie.Message, Lambda: ie}
+		}
+		return &Failure{Kind: NoRoute, Message: err.Error()}
+	}
+	c.target, c.invoke = t, t.Kind == route.Invoke
+	c.key = queue.Key{Namespace: t.Namespace, Name: t.Name}
+	fn, ok := ch.fns.Lookup(t.Namespace, t.Name)
+	if !ok || (c.invoke && t.Function.Qualifier != "" && t.Function.Qualifier != invokeapi.LatestVersion) {
+		return fail(NotFound, "no function %q in namespace %q", t.Name, t.Namespace)
+	}
+	c.fn = fn
+	return nil
+}
 
 // statusWriter remembers the status code for metrics.
 type statusWriter struct {
@@ -150,12 +200,8 @@ type discard struct {
 	code int
 }
 
-func (d *discard) Header() http.Header {
-	if d.h == nil {
-		d.h = http.Header{}
-	}
-	return d.h
-}
+func (d *discard) Header() http.Header { return d.h }
+
 func (d *discard) Write(b []byte) (int, error) {
 	if d.code == 0 {
 		d.code = http.StatusOK

@@ -18,6 +18,8 @@ import (
 	"github.com/lambdapod/lambdapod/activator/event"
 	"github.com/lambdapod/lambdapod/activator/proxy"
 	"github.com/lambdapod/lambdapod/activator/queue"
+	"github.com/lambdapod/lambdapod/internal/contract"
+	"github.com/lambdapod/lambdapod/internal/invokeapi"
 )
 
 type fakeFunctions map[string]Function
@@ -146,9 +148,15 @@ func TestUnknownFunctions(t *testing.T) {
 	if w.Code != 404 || !strings.Contains(w.Body.String(), "/{namespace}/{function}") {
 		t.Fatalf("no route: %d %s", w.Code, w.Body)
 	}
+	// A name Lambda allows but no Function can have is not found, as the
+	// sidecar and Lambda say; a name Lambda refuses is a bad parameter.
 	w = e.do("POST", "/2015-03-31/functions/Bad_Name/invocations", `{}`)
+	if w.Code != 404 || w.Header().Get("X-Amzn-ErrorType") != "ResourceNotFoundException" {
+		t.Fatalf("name no Function can have: %d %v %s", w.Code, w.Header(), w.Body)
+	}
+	w = e.do("POST", "/2015-03-31/functions/arn:aws:lambda:us-east-1:000000000000:function/invocations", `{}`)
 	if w.Code != 400 || w.Header().Get("X-Amzn-ErrorType") != "InvalidParameterValueException" {
-		t.Fatalf("bad name: %d %v %s", w.Code, w.Header(), w.Body)
+		t.Fatalf("malformed ARN: %d %v %s", w.Code, w.Header(), w.Body)
 	}
 	if e.colds.Load() != 0 {
 		t.Fatal("an unknown function poked the autoscaler")
@@ -318,7 +326,7 @@ func TestInvocationTypes(t *testing.T) {
 	if w.Code != 400 || w.Header().Get("X-Amzn-ErrorType") != "InvalidParameterValueException" {
 		t.Fatalf("bad type: %d %v", w.Code, w.Header())
 	}
-	w = e.do("POST", "/2015-03-31/functions/hello/invocations", `"`+strings.Repeat("x", MaxSyncPayload)+`"`)
+	w = e.do("POST", "/2015-03-31/functions/hello/invocations", `"`+strings.Repeat("x", invokeapi.MaxSyncPayload)+`"`)
 	if w.Code != 413 || w.Header().Get("X-Amzn-ErrorType") != "RequestTooLargeException" {
 		t.Fatalf("too large: %d %v", w.Code, w.Header())
 	}
@@ -349,7 +357,7 @@ func TestUnreachablePodIsSkipped(t *testing.T) {
 // the draining pod gets no more requests.
 func TestShuttingDownPodIsRetiredAndTheRequestRetried(t *testing.T) {
 	draining := newSidecar(t, func(w http.ResponseWriter, r *http.Request, p []byte) {
-		w.Header().Set(proxy.NotRunHeader, "shutting-down")
+		w.Header().Set(contract.HeaderNotRun, "shutting-down")
 		w.Header().Set("Retry-After", "1")
 		w.Header().Set("X-Amzn-ErrorType", "ServiceException")
 		w.WriteHeader(http.StatusServiceUnavailable)

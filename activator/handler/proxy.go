@@ -4,115 +4,98 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/lambdapod/lambdapod/activator/event"
 	"github.com/lambdapod/lambdapod/activator/proxy"
-	"github.com/lambdapod/lambdapod/activator/route"
+	"github.com/lambdapod/lambdapod/activator/queue"
+	"github.com/lambdapod/lambdapod/internal/contract"
+	"github.com/lambdapod/lambdapod/internal/invokeapi"
 )
 
-// maxResult bounds a buffered result read from a sidecar (Lambda's 6 MB
+// maxResult bounds a buffered result read from a sidecar (Lambda's
 // response limit plus room for the JSON around an HTTP body).
-const maxResult = 6*1024*1024 + 100 + 64*1024
+const maxResult = invokeapi.MaxResponsePayload + 64*1024
 
-// Proxy sends the invocation to the pod of the request's lease, bounded by
-// the function's timeout plus a grace, and answers the caller: on the
-// Invoke API with the sidecar's answer as is (streamed), on HTTP routes
-// with the HTTP response decoded from the function's result.
-//
-// Once the payload may have reached a bootstrap, the Invoke API never gets
-// a 5xx from here (the SDKs retry 5xx and would run the function twice):
-// a timeout or a lost pod becomes 200 with X-Amz-Function-Error: Unhandled.
+// Proxy sends the invocation to a pod's sidecar, bounded by the function's
+// timeout plus a grace, and answers the caller: on the Invoke API with the
+// sidecar's answer as is (streamed), on HTTP routes with the HTTP response
+// decoded from the function's result.
 type Proxy struct {
-	Opts    Options
-	Invoker Invoker
+	opts    Options
+	invoker Invoker
 }
 
 // invokeHeaders are the response headers of the Invoke API passed through.
 var invokeHeaders = []string{
-	"Content-Type", "X-Amz-Function-Error", "X-Amzn-Requestid", "X-Amz-Executed-Version",
-	"X-Amz-Log-Result", "X-Amzn-Errortype", "Retry-After", "X-Amzn-Trace-Id",
+	"Content-Type", invokeapi.HeaderFunctionError, invokeapi.HeaderRequestID, invokeapi.HeaderExecutedVersion,
+	invokeapi.HeaderLogResult, invokeapi.HeaderErrorType, "Retry-After", invokeapi.HeaderTraceID,
 }
 
-func (h *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	st := from(r)
-	timeout := st.fn.Timeout + h.Opts.TimeoutGrace
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+// forward runs the call on the pod at addr. It returns *queue.NotRun when
+// nothing ran there (the pod could not be reached, or said it is shutting
+// down), for the pool to try another pod; a *Failure when the invocation
+// failed without an answer for the caller; nil once it answered.
+func (h *Proxy) forward(w http.ResponseWriter, r *http.Request, c *call, addr string) error {
+	ctx, cancel := context.WithTimeout(r.Context(), c.fn.Timeout+h.opts.TimeoutGrace)
 	defer cancel()
-	resp, err := h.Invoker.Invoke(ctx, st.lease.Pod.Addr, &proxy.Request{
-		Function: st.key.Name,
-		Payload:  st.payload,
-		Header:   r.Header,
-	})
+	resp, err := h.invoker.Invoke(ctx, addr, &proxy.Request{Function: c.key.Name, Payload: c.payload, Header: r.Header})
 	if err != nil {
-		if proxy.NotDelivered(err) && r.Context().Err() == nil && ctx.Err() == nil {
-			st.redo = true
-			return
+		if proxy.NotDelivered(err) && ctx.Err() == nil {
+			return &queue.NotRun{Err: err}
 		}
-		h.failed(w, r, ctx, st, err)
-		return
+		return h.failed(r, ctx, c, addr, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get(proxy.NotRunHeader) != "" &&
-		r.Context().Err() == nil && ctx.Err() == nil {
+	if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get(contract.HeaderNotRun) != "" && ctx.Err() == nil {
 		// The pod began shutting down before its EndpointSlice said so,
 		// and no bootstrap saw the payload: another pod takes it.
-		st.lease.Retire()
-		st.redo = true
-		return
+		return &queue.NotRun{Err: errors.New("the pod is shutting down"), Retire: true}
 	}
-	if st.target.Kind == route.Invoke {
-		h.passThrough(w, r, ctx, st, resp)
-		return
+	if c.invoke {
+		passThrough(w, c, resp)
+		return nil
 	}
-	h.toHTTP(w, r, ctx, st, resp)
+	return h.toHTTP(w, r, ctx, c, addr, resp)
 }
 
-// failed answers a request whose invocation failed without an answer.
-func (h *Proxy) failed(w http.ResponseWriter, r *http.Request, ctx context.Context, st *state, err error) {
-	if r.Context().Err() != nil {
-		st.code = 499
-		return
+// failed is the failure of an invocation that got no answer.
+func (h *Proxy) failed(r *http.Request, ctx context.Context, c *call, addr string, err error) *Failure {
+	switch {
+	case r.Context().Err() != nil:
+		return &Failure{Kind: CallerGone, Err: err}
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fail(FunctionTimeout, "function %s timed out after %s", c.key, c.fn.Timeout)
 	}
-	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
-	if st.target.Kind == route.Invoke {
-		if timedOut {
-			functionError(w, st.requestID, "Sandbox.Timedout",
-				fmt.Sprintf("RequestId: %s Error: Task timed out after %s seconds", st.requestID, seconds(st.fn.Timeout)))
-			return
-		}
-		functionError(w, st.requestID, "Runtime.Unknown",
-			fmt.Sprintf("RequestId: %s Error: lost the connection to the function's pod %s during the invocation: %v", st.requestID, st.lease.Pod.Addr, err))
-		return
+	slog.Warn("invocation failed", "function", c.key.String(), "pod", addr, "err", err)
+	f := fail(ConnectionLost, "lost the connection to the function's pod during the invocation")
+	if c.invoke {
+		f.Message = "lost the connection to the function's pod " + addr + " during the invocation: " + err.Error()
 	}
-	if timedOut {
-		httpError(w, st.requestID, http.StatusGatewayTimeout, fmt.Sprintf("Gateway Timeout: function %s timed out after %s", st.key, st.fn.Timeout))
-		return
-	}
-	slog.Warn("invocation failed", "function", st.key.String(), "pod", st.lease.Pod.Addr, "err", err)
-	httpError(w, st.requestID, http.StatusBadGateway, "Bad Gateway: lost the connection to the function's pod during the invocation")
+	f.Err = err
+	return f
 }
 
-func (h *Proxy) passThrough(w http.ResponseWriter, r *http.Request, ctx context.Context, st *state, resp *http.Response) {
+func passThrough(w http.ResponseWriter, c *call, resp *http.Response) {
 	dst := w.Header()
 	for _, k := range invokeHeaders {
 		if v := resp.Header.Values(k); len(v) > 0 {
 			dst[k] = v
 		}
 	}
-	if dst.Get("X-Amzn-Requestid") == "" {
-		dst.Set("X-Amzn-RequestId", st.requestID)
+	if dst.Get(invokeapi.HeaderRequestID) == "" {
+		dst.Set(invokeapi.HeaderRequestID, c.requestID)
 	}
-	if dst.Get("X-Amz-Executed-Version") == "" && resp.StatusCode < 300 {
-		dst.Set("X-Amz-Executed-Version", "$LATEST")
+	if dst.Get(invokeapi.HeaderExecutedVersion) == "" && resp.StatusCode < 300 {
+		dst.Set(invokeapi.HeaderExecutedVersion, invokeapi.LatestVersion)
 	}
 	if resp.ContentLength >= 0 {
-		dst.Set("Content-Length", fmt.Sprint(resp.ContentLength))
+		dst.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 		w.WriteHeader(resp.StatusCode)
 		bp := bufPool.Get().(*[]byte)
 		_, _ = io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{resp.Body}, *bp)
@@ -146,56 +129,50 @@ func copyFlush(w http.ResponseWriter, body io.Reader) {
 	}
 }
 
-func (h *Proxy) toHTTP(w http.ResponseWriter, r *http.Request, ctx context.Context, st *state, resp *http.Response) {
-	if fe := resp.Header.Get("X-Amz-Function-Error"); fe != "" {
+// toHTTP turns the function's result into the caller's HTTP response.
+func (h *Proxy) toHTTP(w http.ResponseWriter, r *http.Request, ctx context.Context, c *call, addr string, resp *http.Response) error {
+	if resp.Header.Get(invokeapi.HeaderFunctionError) != "" {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxResult))
 		var doc struct {
 			ErrorType string `json:"errorType"`
 		}
 		_ = json.Unmarshal(b, &doc)
-		if doc.ErrorType == "Sandbox.Timedout" {
-			httpError(w, st.requestID, http.StatusGatewayTimeout, fmt.Sprintf("Gateway Timeout: function %s timed out after %s", st.key, st.fn.Timeout))
-			return
+		if doc.ErrorType == invokeapi.TimedOutType {
+			return fail(FunctionTimeout, "function %s timed out after %s", c.key, c.fn.Timeout)
 		}
-		httpError(w, st.requestID, http.StatusBadGateway, "Internal Server Error")
-		return
+		return &Failure{Kind: FunctionFailed}
 	}
-	switch {
-	case resp.StatusCode == http.StatusTooManyRequests:
-		w.Header().Set("Retry-After", retryAfter(h.Opts.RetryAfter))
-		httpError(w, st.requestID, http.StatusTooManyRequests, fmt.Sprintf("Too Many Requests: function %s is at its concurrency limit", st.key))
-		return
-	case resp.StatusCode == http.StatusRequestEntityTooLarge:
-		httpError(w, st.requestID, http.StatusRequestEntityTooLarge, "Request Entity Too Large")
-		return
-	case resp.StatusCode != http.StatusOK:
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusTooManyRequests:
+		return &Failure{Kind: Throttled, Message: "function " + c.key.String() + " is at its concurrency limit", RetryAfter: h.opts.RetryAfter}
+	case http.StatusRequestEntityTooLarge:
+		return &Failure{Kind: TooLarge}
+	default:
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		slog.Warn("sidecar refused an invocation", "function", st.key.String(), "status", resp.StatusCode, "body", strings.TrimSpace(string(b)))
-		httpError(w, st.requestID, http.StatusBadGateway, "Internal Server Error")
-		return
+		slog.Warn("sidecar refused an invocation", "function", c.key.String(), "status", resp.StatusCode, "body", strings.TrimSpace(string(b)))
+		return &Failure{Kind: FunctionFailed}
 	}
 	ct := resp.Header.Get("Content-Type")
-	if st.fn.EventFormat != event.Raw && strings.HasPrefix(ct, event.StreamContentType) {
+	if c.fn.EventFormat != event.Raw && strings.HasPrefix(ct, event.StreamContentType) {
 		if err := event.Stream(w, resp.Body); err != nil {
 			if ctx.Err() != nil {
-				h.failed(w, r, ctx, st, ctx.Err())
-				return
+				return h.failed(r, ctx, c, addr, ctx.Err())
 			}
-			slog.Warn("bad response stream", "function", st.key.String(), "err", err)
-			httpError(w, st.requestID, http.StatusBadGateway, "Internal Server Error")
+			slog.Warn("bad response stream", "function", c.key.String(), "err", err)
+			return &Failure{Kind: FunctionFailed, Err: err}
 		}
-		return
+		return nil
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResult))
 	if err != nil {
-		h.failed(w, r, ctx, st, err)
-		return
+		return h.failed(r, ctx, c, addr, err)
 	}
-	out, err := event.Decode(st.fn.EventFormat, ct, b)
+	out, err := event.Decode(c.fn.EventFormat, ct, b)
 	if err != nil {
-		slog.Info("malformed function response", "function", st.key.String(), "err", err)
-		httpError(w, st.requestID, http.StatusBadGateway, "Internal Server Error")
-		return
+		slog.Info("malformed function response", "function", c.key.String(), "err", err)
+		return &Failure{Kind: FunctionFailed, Err: err}
 	}
 	out.Write(w)
+	return nil
 }

@@ -8,103 +8,52 @@ import (
 
 	"github.com/lambdapod/lambdapod/activator/metrics"
 	"github.com/lambdapod/lambdapod/activator/queue"
-	"github.com/lambdapod/lambdapod/activator/route"
 )
-
-// maxAttempts bounds the pods tried for one request when pods cannot be
-// reached or are shutting down (a pod that went away, or began to, before
-// the activator heard of it).
-const maxAttempts = 3
 
 // Wait takes a slot on a pod with free concurrency for the request,
 // holding it in the function's bounded queue (at most ActivationTimeout)
 // while there is none; a request that finds no ready pod at all makes the
-// pool poke the autoscaler at once.
+// pool poke the autoscaler at once. The pool's Try owns the retries: a
+// pod that refused without running anything is left for another.
 type Wait struct {
-	Opts    Options
-	Pools   Pools
-	Metrics *metrics.Metrics
-	Next    http.Handler
+	opts    Options
+	pools   Pools
+	metrics *metrics.Metrics
+	next    *Proxy
 }
 
-func (h *Wait) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	st := from(r)
-	st.pool = h.Pools.Get(st.key)
-	ctx, cancel := context.WithTimeout(r.Context(), h.Opts.ActivationTimeout)
-	defer cancel()
-	for attempt := 1; ; attempt++ {
-		lease, err := st.pool.Acquire(ctx)
-		if err != nil {
-			h.fail(w, r, st, err)
-			return
+func (h *Wait) serve(w http.ResponseWriter, r *http.Request, c *call) *Failure {
+	pool := h.pools.Get(c.key)
+	err := pool.Try(r.Context(), h.opts.ActivationTimeout, maxAttempts, func(l *queue.Lease) error {
+		if l.Waited > 0 || l.Cold {
+			h.metrics.Held(c.key.Namespace, c.key.Name, l.Waited, l.Cold)
 		}
-		if lease.Waited > 0 || lease.Cold {
-			h.Metrics.Held(st.key.Namespace, st.key.Name, lease.Waited, lease.Cold)
-		}
-		st.lease = lease
-		st.redo = false
-		h.Next.ServeHTTP(w, r)
-		lease.Release()
-		if !st.redo || attempt >= maxAttempts {
-			if st.redo {
-				// Every pod tried was unreachable and nothing reached a
-				// bootstrap: safe to answer 5xx (callers may retry).
-				h.unreachable(w, st)
-			}
-			return
-		}
-	}
-}
-
-func (h *Wait) fail(w http.ResponseWriter, r *http.Request, st *state, err error) {
-	invoke := st.target.Kind == route.Invoke
+		return h.next.forward(w, r, c, l.Pod.Addr)
+	})
+	var f *Failure
+	var unreachable *queue.Unreachable
 	switch {
-	case errors.Is(err, queue.ErrQueueFull):
-		why := fmt.Sprintf("too many requests are waiting for function %s (the activator holds at most %d per function while it has no free pod)", st.key, h.maxQueue())
-		w.Header().Set("Retry-After", retryAfter(h.Opts.RetryAfter))
-		if invoke {
-			if h.Opts.OverflowStatus == http.StatusTooManyRequests {
-				lambdaError(w, st.requestID, http.StatusTooManyRequests, "TooManyRequestsException", "User", "Rate Exceeded: "+why,
-					map[string]string{"Reason": "ConcurrentInvocationLimitExceeded"})
-			} else {
-				lambdaError(w, st.requestID, h.Opts.OverflowStatus, "ServiceException", "Service", "Service Unavailable: "+why, nil)
-			}
-			return
-		}
-		msg := "Too Many Requests: " + why
-		if h.Opts.OverflowStatus != http.StatusTooManyRequests {
-			msg = "Service Unavailable: " + why
-		}
-		httpError(w, st.requestID, h.Opts.OverflowStatus, msg)
+	case err == nil:
+		return nil
+	case errors.As(err, &f):
+		return f
 	case r.Context().Err() != nil:
-		st.code = 499 // the caller went away while waiting
-	default:
-		var why string
-		if st.pool.Ready() == 0 {
-			why = fmt.Sprintf("activation timed out: function %s had no ready pod after %s", st.key, h.Opts.ActivationTimeout)
-		} else {
-			why = fmt.Sprintf("activation timed out: no pod of function %s had a free concurrency slot within %s", st.key, h.Opts.ActivationTimeout)
+		return &Failure{Kind: CallerGone, Err: err}
+	case errors.Is(err, queue.ErrQueueFull):
+		why := fmt.Sprintf("too many requests are waiting for function %s (the activator holds at most %d per function while it has no free pod)", c.key, h.pools.MaxQueue())
+		if h.opts.OverflowStatus == http.StatusTooManyRequests {
+			return &Failure{Kind: Throttled, Message: why, RetryAfter: h.opts.RetryAfter}
 		}
-		if invoke {
-			lambdaError(w, st.requestID, http.StatusGatewayTimeout, "ServiceException", "Service", "Gateway Timeout: "+why, nil)
-			return
+		return &Failure{Kind: Overloaded, Message: why, RetryAfter: h.opts.RetryAfter}
+	case errors.As(err, &unreachable):
+		// Nothing reached a bootstrap: safe to answer 5xx (callers may retry).
+		return &Failure{Kind: Unreachable, Err: err,
+			Message: fmt.Sprintf("could not connect to any pod of function %s (%d attempts)", c.key, unreachable.Attempts)}
+	case errors.Is(err, context.DeadlineExceeded):
+		if pool.Ready() == 0 {
+			return fail(ActivationTimeout, "activation timed out: function %s had no ready pod after %s", c.key, h.opts.ActivationTimeout)
 		}
-		httpError(w, st.requestID, http.StatusGatewayTimeout, "Gateway Timeout: "+why)
+		return fail(ActivationTimeout, "activation timed out: no pod of function %s had a free concurrency slot within %s", c.key, h.opts.ActivationTimeout)
 	}
-}
-
-func (h *Wait) unreachable(w http.ResponseWriter, st *state) {
-	why := fmt.Sprintf("could not connect to any pod of function %s (%d attempts)", st.key, maxAttempts)
-	if st.target.Kind == route.Invoke {
-		lambdaError(w, st.requestID, http.StatusBadGateway, "ResourceNotReadyException", "Service", why, nil)
-		return
-	}
-	httpError(w, st.requestID, http.StatusBadGateway, "Bad Gateway: "+why)
-}
-
-func (h *Wait) maxQueue() int {
-	if m, ok := h.Pools.(interface{ MaxQueue() int }); ok {
-		return m.MaxQueue()
-	}
-	return 0
+	return &Failure{Kind: Internal, Message: err.Error(), Err: err}
 }

@@ -22,17 +22,14 @@ import (
 	"sync"
 	"syscall"
 	"time"
-)
 
-// NotRunHeader marks a sidecar's 503 for an invocation that no bootstrap
-// ever saw (the pod is shutting down): safe to send to another pod. The
-// runtime sidecar's invoke.NotRunHeader.
-const NotRunHeader = "X-Lambdapod-Not-Run"
+	"github.com/lambdapod/lambdapod/internal/invokeapi"
+)
 
 // Forwarded are the request headers of an Invoke call that reach the
 // sidecar.
 var Forwarded = []string{
-	"Content-Type", "X-Amz-Log-Type", "X-Amz-Client-Context", "X-Amzn-Trace-Id",
+	"Content-Type", invokeapi.HeaderLogType, invokeapi.HeaderClientContext, invokeapi.HeaderTraceID,
 	"X-Amz-Tenant-Id",
 }
 
@@ -185,11 +182,11 @@ func (i *Invoker) roundTrip(ctx context.Context, c *conn, addr string, r *Reques
 	// Cancellation and deadlines interrupt the blocking I/O.
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	bw := c.bw
-	bw.WriteString("POST /2015-03-31/functions/")
+	bw.WriteString("POST " + invokeapi.PathPrefix)
 	bw.WriteString(url.PathEscape(r.Function))
-	bw.WriteString("/invocations HTTP/1.1\r\nHost: ")
+	bw.WriteString(invokeapi.PathSuffix + " HTTP/1.1\r\nHost: ")
 	bw.WriteString(addr)
-	bw.WriteString("\r\nX-Amz-Invocation-Type: RequestResponse\r\nContent-Length: ")
+	bw.WriteString("\r\n" + invokeapi.HeaderInvocationType + ": " + string(invokeapi.RequestResponse) + "\r\nContent-Length: ")
 	bw.WriteString(strconv.Itoa(len(r.Payload)))
 	bw.WriteString("\r\n")
 	hasCT := false

@@ -12,6 +12,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -159,6 +160,61 @@ func (p *Pool) Acquire(ctx context.Context) (*Lease, error) {
 		p.release(pod)
 		return nil, ctx.Err()
 	}
+}
+
+// NotRun is what a Try callback returns when its request never ran on the
+// lease's pod (it could not be reached, or answered that it is shutting
+// down): Try then sends the request to another pod. Retire takes the pod
+// out of the ready set first, for a pod that said it is shutting down
+// before its EndpointSlice did.
+type NotRun struct {
+	Err    error
+	Retire bool
+}
+
+func (e *NotRun) Error() string { return "not run: " + e.Err.Error() }
+func (e *NotRun) Unwrap() error { return e.Err }
+
+// Unreachable is Try's error when every pod tried returned NotRun.
+type Unreachable struct {
+	Attempts int
+	// Last is the last pod's error.
+	Last error
+}
+
+func (e *Unreachable) Error() string {
+	return fmt.Sprintf("no pod took the request in %d attempts: %v", e.Attempts, e.Last)
+}
+
+// Try runs fn on a slot of a ready pod, holding the request in the queue
+// (at most wait in all) while there is none; the slot is released when fn
+// returns. When fn returns *NotRun, nothing ran, and Try takes a slot on
+// another pod, up to attempts times, then returns *Unreachable. It returns
+// ErrQueueFull when the queue is at its bound, ctx's error when ctx ends
+// while waiting (context.DeadlineExceeded once wait has passed), and fn's
+// other errors as they are.
+func (p *Pool) Try(ctx context.Context, wait time.Duration, attempts int, fn func(*Lease) error) error {
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	var last error
+	for attempt := 1; attempt <= max(attempts, 1); attempt++ {
+		lease, err := p.Acquire(wctx)
+		if err != nil {
+			return err
+		}
+		err = fn(lease)
+		var nr *NotRun
+		if errors.As(err, &nr) && nr.Retire {
+			// Before the release, so that the slot goes to no waiter.
+			lease.Retire()
+		}
+		lease.Release()
+		if nr == nil || ctx.Err() != nil {
+			return err
+		}
+		last = nr.Err
+	}
+	return &Unreachable{Attempts: max(attempts, 1), Last: last}
 }
 
 // pickLocked returns the ready pod with the most free slots, or nil.

@@ -188,3 +188,47 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// Try sends a request that did not run on one pod to another, retires a
+// pod that said it is shutting down before its slot goes to a waiter, and
+// gives up after the attempts with Unreachable.
+func TestTryRetriesWhatDidNotRun(t *testing.T) {
+	p := New(1, 10)
+	p.SetEndpoints([]string{"a", "b"})
+	var tried []string
+	err := p.Try(context.Background(), time.Second, 3, func(l *Lease) error {
+		tried = append(tried, l.Pod.Addr)
+		if l.Pod.Addr == "a" {
+			return &NotRun{Err: errors.New("shutting down"), Retire: true}
+		}
+		return nil
+	})
+	if err != nil || len(tried) != 2 || tried[0] == tried[1] {
+		t.Fatalf("tried %v, err %v", tried, err)
+	}
+	if p.Ready() != 1 {
+		t.Fatalf("the pod that said it is shutting down is still ready (%d ready)", p.Ready())
+	}
+
+	boom := errors.New("boom")
+	if err := p.Try(context.Background(), time.Second, 3, func(*Lease) error { return boom }); err != boom {
+		t.Fatalf("fn's error: %v", err)
+	}
+
+	n := 0
+	err = p.Try(context.Background(), time.Second, 3, func(*Lease) error { n++; return &NotRun{Err: boom} })
+	var u *Unreachable
+	if !errors.As(err, &u) || u.Attempts != 3 || n != 3 || !errors.Is(u.Last, boom) {
+		t.Fatalf("after %d attempts: %v", n, err)
+	}
+	if inflight, queued, _ := p.Counts(); inflight != 0 || queued != 0 {
+		t.Fatalf("slots left taken: %d in flight, %d queued", inflight, queued)
+	}
+
+	p.SetEndpoints(nil)
+	start := time.Now()
+	err = p.Try(context.Background(), 50*time.Millisecond, 3, func(*Lease) error { t.Fatal("ran with no pod"); return nil })
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) < 50*time.Millisecond {
+		t.Fatalf("no pod: %v after %v", err, time.Since(start))
+	}
+}

@@ -3,16 +3,12 @@
 // Three forms, tried in this order:
 //
 //  1. The Lambda Invoke API: POST /2015-03-31/functions/{FunctionName}/invocations.
-//     FunctionName (path-unescaped first) is one of
-//     name, name:qualifier, 123456789012:function:name[:qualifier] or
-//     arn:aws:lambda:region:123456789012:function:name[:qualifier],
-//     where name is either "function" (in the default namespace) or
+//     FunctionName is parsed as Lambda does (package invokeapi); its name
+//     part is either "function" (in the default namespace) or
 //     "namespace.function". Function names and namespaces are DNS labels
 //     without dots, so the split is unambiguous, and "ns.fn" fits the
-//     SDK's FunctionName pattern [a-zA-Z0-9-_.]+. A "namespace/function"
-//     name (escaped as %2F by the SDK) is accepted as well. Region and
-//     account are ignored. The only qualifier is $LATEST (Qualifier query
-//     parameter or suffix); any other qualifier names an unknown version.
+//     SDK's FunctionName pattern. A "namespace/function" name (escaped as
+//     %2F by the SDK) is accepted as well. Region and account are ignored.
 //  2. Host routing, when a domain is configured: {function}.{namespace}.{domain}.
 //     The whole path goes to the function.
 //  3. Path routing: /{namespace}/{function}/rest. The prefix is stripped, as
@@ -22,11 +18,11 @@ package route
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
+
+	"github.com/lambdapod/lambdapod/internal/invokeapi"
 )
 
 // Kind says which form a request used.
@@ -44,11 +40,8 @@ type Target struct {
 	Kind      Kind
 	Namespace string
 	Name      string
-	// Qualifier is the version or alias asked for on the Invoke API, if any.
-	Qualifier string
-	// FunctionName is the FunctionName of an Invoke call as the caller
-	// wrote it (unescaped), for error messages.
-	FunctionName string
+	// Function is the Invoke call's FunctionName (Invoke only).
+	Function invokeapi.FunctionName
 	// Path is the escaped path the function sees (HTTP only).
 	Path string
 	// Prefix is the escaped path prefix that routing consumed (HTTP only).
@@ -61,43 +54,40 @@ type Config struct {
 	DefaultNamespace string
 	// Domain enables {function}.{namespace}.{Domain} host routing.
 	Domain string
+	// Region is the region of ARNs in messages.
+	Region string
 }
 
 // ErrNoRoute means the request names no function.
 var ErrNoRoute = errors.New("no function in the request: use /{namespace}/{function}/..., {function}.{namespace}.{domain} or POST /2015-03-31/functions/{name}/invocations")
 
-// ErrBadFunctionName is returned for an Invoke API FunctionName that cannot
-// name a function.
-type ErrBadFunctionName struct{ Name, Why string }
-
-func (e *ErrBadFunctionName) Error() string {
-	return fmt.Sprintf("invalid FunctionName %q: %s", e.Name, e.Why)
-}
-
-const invokePrefix = "/2015-03-31/functions/"
-
-// IsInvokePath reports whether the path is under the Invoke API.
-func IsInvokePath(p string) bool { return strings.HasPrefix(p, invokePrefix) }
-
-// Parse finds the target of r.
+// Parse finds the target of r. An Invoke API request that cannot reach a
+// function gets Lambda's answer as an *invokeapi.Error: 400 for a
+// malformed FunctionName, 404 for an unknown operation or for a name that
+// no Function can have. Any other request that names no function gets
+// ErrNoRoute.
 func Parse(r *http.Request, c Config) (Target, error) {
 	ep := r.URL.EscapedPath()
-	if rest, ok := strings.CutPrefix(ep, invokePrefix); ok {
-		name, ok := strings.CutSuffix(rest, "/invocations")
-		if ok && !strings.Contains(name, "/") {
-			fn, err := url.PathUnescape(name)
-			if err != nil {
-				return Target{}, &ErrBadFunctionName{Name: name, Why: "bad percent-encoding"}
-			}
-			t, err := ParseFunctionName(fn, c.DefaultNamespace)
-			if err != nil {
-				return Target{}, err
-			}
-			if q := r.URL.Query().Get("Qualifier"); q != "" {
-				t.Qualifier = q
-			}
-			return t, nil
+	if invokeapi.IsInvokePath(ep) {
+		escaped, ok := invokeapi.SplitPath(ep)
+		if !ok || r.Method != http.MethodPost {
+			return Target{}, invokeapi.UnknownOperation(r.Method, r.URL.Path)
 		}
+		// namespace/function, which no Lambda name can be, stands for
+		// namespace.function.
+		escaped = strings.NewReplacer("%2F", ".", "%2f", ".").Replace(escaped)
+		fn, err := invokeapi.ParseFunctionName(escaped, r.URL.Query())
+		if err != nil {
+			return Target{}, err
+		}
+		ns, name := c.DefaultNamespace, fn.Name
+		if a, b, ok := strings.Cut(fn.Name, "."); ok {
+			ns, name = a, b
+		}
+		if !isLabel(ns) || !isLabel(name) {
+			return Target{}, invokeapi.NotFound(fn.ARN(c.Region))
+		}
+		return Target{Kind: Invoke, Namespace: ns, Name: name, Function: fn}, nil
 	}
 	if c.Domain != "" {
 		host := r.Host
@@ -125,52 +115,6 @@ func Parse(r *http.Request, c Config) (Target, error) {
 	p := "/" + rest
 	prefix := "/" + ns + "/" + fn
 	return Target{Kind: HTTP, Namespace: ns, Name: fn, Path: p, Prefix: prefix}, nil
-}
-
-// ParseFunctionName maps an Invoke API FunctionName to a namespace and name.
-func ParseFunctionName(fn, defaultNamespace string) (Target, error) {
-	t := Target{Kind: Invoke, FunctionName: fn}
-	s := fn
-	if strings.HasPrefix(s, "arn:") {
-		// arn:partition:lambda:region:account:function:name[:qualifier]
-		parts := strings.Split(s, ":")
-		if len(parts) < 7 || len(parts) > 8 || parts[2] != "lambda" || parts[5] != "function" {
-			return t, &ErrBadFunctionName{Name: fn, Why: "an ARN must look like arn:aws:lambda:region:account:function:name[:qualifier]"}
-		}
-		s = parts[6]
-		if len(parts) == 8 {
-			t.Qualifier = parts[7]
-		}
-	} else {
-		parts := strings.Split(s, ":")
-		switch {
-		case len(parts) == 1:
-		case len(parts) == 2:
-			s, t.Qualifier = parts[0], parts[1]
-		case (len(parts) == 3 || len(parts) == 4) && parts[1] == "function":
-			// account:function:name[:qualifier]
-			s = parts[2]
-			if len(parts) == 4 {
-				t.Qualifier = parts[3]
-			}
-		default:
-			return t, &ErrBadFunctionName{Name: fn, Why: "expected name, name:qualifier, account:function:name or a function ARN"}
-		}
-	}
-	ns, name := defaultNamespace, s
-	if a, b, ok := strings.Cut(s, "."); ok {
-		ns, name = a, b
-	} else if a, b, ok := strings.Cut(s, "/"); ok {
-		ns, name = a, b
-	}
-	if !isLabel(ns) || !isLabel(name) {
-		return t, &ErrBadFunctionName{Name: fn, Why: "the name must be function or namespace.function, each a DNS label (lowercase letters, digits and '-')"}
-	}
-	if t.Qualifier == "" && strings.HasSuffix(fn, ":") {
-		return t, &ErrBadFunctionName{Name: fn, Why: "empty qualifier"}
-	}
-	t.Namespace, t.Name = ns, name
-	return t, nil
 }
 
 // isLabel reports whether s is a DNS-1123 label.

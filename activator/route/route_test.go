@@ -3,7 +3,10 @@ package route
 import (
 	"errors"
 	"net/http/httptest"
+	"strings"
 	"testing"
+
+	"github.com/lambdapod/lambdapod/internal/invokeapi"
 )
 
 func TestParse(t *testing.T) {
@@ -13,15 +16,14 @@ func TestParse(t *testing.T) {
 		want                 Target
 		err                  bool
 	}{
-		{"POST", "/2015-03-31/functions/hello/invocations", "", Target{Kind: Invoke, Namespace: "default", Name: "hello", FunctionName: "hello"}, false},
-		{"POST", "/2015-03-31/functions/team-a.hello/invocations", "", Target{Kind: Invoke, Namespace: "team-a", Name: "hello", FunctionName: "team-a.hello"}, false},
-		{"POST", "/2015-03-31/functions/team-a%2Fhello/invocations", "", Target{Kind: Invoke, Namespace: "team-a", Name: "hello", FunctionName: "team-a/hello"}, false},
-		{"POST", "/2015-03-31/functions/hello%3A%24LATEST/invocations", "", Target{Kind: Invoke, Namespace: "default", Name: "hello", Qualifier: "$LATEST", FunctionName: "hello:$LATEST"}, false},
-		{"POST", "/2015-03-31/functions/hello/invocations?Qualifier=prod", "", Target{Kind: Invoke, Namespace: "default", Name: "hello", Qualifier: "prod", FunctionName: "hello"}, false},
-		{"POST", "/2015-03-31/functions/123456789012:function:ns1.hello/invocations", "", Target{Kind: Invoke, Namespace: "ns1", Name: "hello", FunctionName: "123456789012:function:ns1.hello"}, false},
-		{"POST", "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Ans1.hello%3A%24LATEST/invocations", "", Target{Kind: Invoke, Namespace: "ns1", Name: "hello", Qualifier: "$LATEST", FunctionName: "arn:aws:lambda:us-east-1:123456789012:function:ns1.hello:$LATEST"}, false},
-		{"POST", "/2015-03-31/functions/arn:aws:lambda:eu-west-1:1:function:hello/invocations", "", Target{Kind: Invoke, Namespace: "default", Name: "hello", FunctionName: "arn:aws:lambda:eu-west-1:1:function:hello"}, false},
-		{"POST", "/2015-03-31/functions/Hello_World/invocations", "", Target{}, true},
+		{"POST", "/2015-03-31/functions/hello/invocations", "", Target{Kind: Invoke, Namespace: "default", Name: "hello", Function: fn("hello", "hello", "")}, false},
+		{"POST", "/2015-03-31/functions/team-a.hello/invocations", "", Target{Kind: Invoke, Namespace: "team-a", Name: "hello", Function: fn("team-a.hello", "team-a.hello", "")}, false},
+		{"POST", "/2015-03-31/functions/team-a%2Fhello/invocations", "", Target{Kind: Invoke, Namespace: "team-a", Name: "hello", Function: fn("team-a.hello", "team-a.hello", "")}, false},
+		{"POST", "/2015-03-31/functions/hello%3A%24LATEST/invocations", "", Target{Kind: Invoke, Namespace: "default", Name: "hello", Function: fn("hello:$LATEST", "hello", "$LATEST")}, false},
+		{"POST", "/2015-03-31/functions/hello/invocations?Qualifier=prod", "", Target{Kind: Invoke, Namespace: "default", Name: "hello", Function: fn("hello", "hello", "prod")}, false},
+		{"POST", "/2015-03-31/functions/123456789012:function:ns1.hello/invocations", "", Target{Kind: Invoke, Namespace: "ns1", Name: "hello", Function: fn("123456789012:function:ns1.hello", "ns1.hello", "")}, false},
+		{"POST", "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Ans1.hello%3A%24LATEST/invocations", "", Target{Kind: Invoke, Namespace: "ns1", Name: "hello", Function: fn("arn:aws:lambda:us-east-1:123456789012:function:ns1.hello:$LATEST", "ns1.hello", "$LATEST")}, false},
+		{"POST", "/2015-03-31/functions/arn:aws:lambda:eu-west-1:1:function:hello/invocations", "", Target{Kind: Invoke, Namespace: "default", Name: "hello", Function: fn("arn:aws:lambda:eu-west-1:1:function:hello", "hello", "")}, false},
 		{"POST", "/2015-03-31/functions/arn:aws:s3:::bucket/invocations", "", Target{}, true},
 		{"GET", "/ns/fn/hello?x=1", "example.org", Target{Kind: HTTP, Namespace: "ns", Name: "fn", Path: "/hello", Prefix: "/ns/fn"}, false},
 		{"GET", "/ns/fn", "example.org", Target{Kind: HTTP, Namespace: "ns", Name: "fn", Path: "/", Prefix: "/ns/fn"}, false},
@@ -55,14 +57,35 @@ func TestParse(t *testing.T) {
 	}
 }
 
+func fn(raw, name, qualifier string) invokeapi.FunctionName {
+	return invokeapi.FunctionName{Raw: raw, Name: name, Qualifier: qualifier}
+}
+
+// Invoke API calls that reach no function get Lambda's answers: 400 for a
+// malformed name, 404 for a name no Function can have and for other
+// operations; other requests ErrNoRoute.
 func TestParseErrors(t *testing.T) {
 	r := httptest.NewRequest("GET", "/", nil)
 	if _, err := Parse(r, Config{}); !errors.Is(err, ErrNoRoute) {
 		t.Fatalf("got %v, want ErrNoRoute", err)
 	}
-	r = httptest.NewRequest("POST", "/2015-03-31/functions/a.b.c/invocations", nil)
-	var bad *ErrBadFunctionName
-	if _, err := Parse(r, Config{DefaultNamespace: "default"}); !errors.As(err, &bad) {
-		t.Fatalf("got %v, want ErrBadFunctionName", err)
+	for _, tc := range []struct {
+		method, target string
+		status         int
+		errType, msg   string
+	}{
+		{"POST", "/2015-03-31/functions/a.b.c/invocations", 404, "ResourceNotFoundException", "Function not found: arn:aws:lambda:eu-west-1:000000000000:function:a.b.c"},
+		{"POST", "/2015-03-31/functions/Hello_World/invocations", 404, "ResourceNotFoundException", "Function not found: arn:aws:lambda:eu-west-1:000000000000:function:Hello_World"},
+		{"POST", "/2015-03-31/functions/arn:aws:s3:::bucket/invocations", 400, "InvalidParameterValueException", "an ARN must look like"},
+		{"POST", "/2015-03-31/functions/hello:/invocations", 400, "InvalidParameterValueException", "the qualifier after ':' is empty"},
+		{"POST", "/2015-03-31/functions/hello:1/invocations?Qualifier=2", 400, "InvalidParameterValueException", "does not match the specified qualifier"},
+		{"GET", "/2015-03-31/functions/hello/invocations", 404, "UnknownOperationException", "Unknown operation GET"},
+		{"POST", "/2015-03-31/functions/hello", 404, "UnknownOperationException", "Unknown operation POST"},
+	} {
+		_, err := Parse(httptest.NewRequest(tc.method, tc.target, nil), Config{DefaultNamespace: "default", Region: "eu-west-1"})
+		var ie *invokeapi.Error
+		if !errors.As(err, &ie) || ie.Status != tc.status || ie.Type != tc.errType || !strings.Contains(ie.Message, tc.msg) {
+			t.Errorf("%s %s: got %v, want %d %s %q", tc.method, tc.target, err, tc.status, tc.errType, tc.msg)
+		}
 	}
 }

@@ -13,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lambdapod/lambdapod/internal/contract"
+	"github.com/lambdapod/lambdapod/internal/invokeapi"
 )
 
 // Mode selects who runs the bootstraps.
@@ -71,29 +74,29 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.RuntimeAPI, "runtime-api", env("LAMBDAPOD_RUNTIME_API", "127.0.0.1:9001"),
+	fs.StringVar(&c.RuntimeAPI, "runtime-api", env(contract.EnvRuntimeAPI, contract.RuntimeAPIAddr),
 		"Runtime API address of bootstrap 0; bootstrap i listens on port+i (port 0: ephemeral ports) [LAMBDAPOD_RUNTIME_API]")
-	fs.StringVar(&c.InvokeAddr, "invoke-addr", env("LAMBDAPOD_INVOKE_ADDR", ":8080"),
+	fs.StringVar(&c.InvokeAddr, "invoke-addr", env(contract.EnvInvokeAddr, ":"+strconv.Itoa(contract.InvokePort)),
 		"Invoke API, health and metrics address [LAMBDAPOD_INVOKE_ADDR]")
-	timeout := fs.String("timeout", getenv("LAMBDAPOD_TIMEOUT"),
+	timeout := fs.String("timeout", getenv(contract.EnvTimeout),
 		"function timeout as a Go duration [LAMBDAPOD_TIMEOUT]; default AWS_LAMBDA_FUNCTION_TIMEOUT seconds, else 300s")
-	concurrency := fs.String("concurrency", env("LAMBDAPOD_CONCURRENCY", "1"),
+	concurrency := fs.String("concurrency", env(contract.EnvConcurrency, "1"),
 		"bootstrap processes, each running one invocation at a time [LAMBDAPOD_CONCURRENCY]")
 	queue := fs.String("queue-size", env("LAMBDAPOD_QUEUE_SIZE", "100"),
 		"invocations that may wait for a free bootstrap; more get 429 [LAMBDAPOD_QUEUE_SIZE]")
-	fs.StringVar(&c.FunctionName, "function-name", getenv("AWS_LAMBDA_FUNCTION_NAME"),
+	fs.StringVar(&c.FunctionName, "function-name", getenv(contract.EnvFunctionName),
 		"function name (default \"function\" standalone; required in pod mode) [AWS_LAMBDA_FUNCTION_NAME]")
-	fs.StringVar(&c.Version, "function-version", env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+	fs.StringVar(&c.Version, "function-version", env(contract.EnvFunctionVersion, invokeapi.LatestVersion),
 		"function version [AWS_LAMBDA_FUNCTION_VERSION]")
-	fs.StringVar(&c.Memory, "memory", env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3008"),
+	fs.StringVar(&c.Memory, "memory", env(contract.EnvMemorySize, "3008"),
 		"memory size in MiB shown to the function [AWS_LAMBDA_FUNCTION_MEMORY_SIZE]")
-	fs.StringVar(&c.Region, "region", env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1")),
+	fs.StringVar(&c.Region, "region", env(contract.EnvRegion, env(contract.EnvDefaultRegion, invokeapi.DefaultRegion)),
 		"region [AWS_REGION, AWS_DEFAULT_REGION]")
-	fs.StringVar(&c.Handler, "handler", env("_HANDLER", getenv("AWS_LAMBDA_FUNCTION_HANDLER")),
+	fs.StringVar(&c.Handler, "handler", env(contract.EnvHandler, getenv("AWS_LAMBDA_FUNCTION_HANDLER")),
 		"handler passed as _HANDLER [_HANDLER, AWS_LAMBDA_FUNCTION_HANDLER]")
 	fs.StringVar(&c.Mode, "supervisor", "",
 		"who runs the bootstraps: local (children) or socket (a supervisor); default socket when a control socket is configured")
-	fs.StringVar(&c.ControlSocket, "control-socket", getenv("LAMBDAPOD_CONTROL_SOCKET"),
+	fs.StringVar(&c.ControlSocket, "control-socket", getenv(contract.EnvControlSocket),
 		"unix socket the supervisor connects to (pod mode) [LAMBDAPOD_CONTROL_SOCKET]")
 	stopGrace := fs.String("stop-grace", env("LAMBDAPOD_STOP_GRACE", "2s"),
 		"time between SIGTERM and SIGKILL when a bootstrap is reset or stopped (at most 2s) [LAMBDAPOD_STOP_GRACE]")
@@ -161,7 +164,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 			return c, errors.New("a bootstrap command after -- runs the bootstrap locally; it cannot be combined with --supervisor=socket")
 		}
 		if c.ControlSocket == "" {
-			c.ControlSocket = "@lambdapod/control.sock"
+			c.ControlSocket = contract.ControlSocket
 		}
 		if c.FunctionName == "" {
 			return c, errors.New("AWS_LAMBDA_FUNCTION_NAME (or --function-name) is required in pod mode")

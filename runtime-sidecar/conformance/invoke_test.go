@@ -268,18 +268,19 @@ func TestResponseTooLarge(t *testing.T) {
 	}
 }
 
-// A request body over 6,291,556 bytes is refused with 413 before it reaches
-// the bootstrap; exactly the limit is accepted.
+// A request body over 6 MiB (6,291,456 bytes) is refused with Lambda's 413
+// before it reaches the bootstrap; exactly the limit is accepted. An Event
+// payload is refused over 1 MiB.
 func TestRequestTooLarge(t *testing.T) {
 	s := startSidecar(t, sidecarOpts{bootstrap: goBootstrap()})
-	big := `"` + strings.Repeat("a", 6291556-2) + `"`
+	big := `"` + strings.Repeat("a", 6291456-2) + `"`
 	resp, body := s.post(invokePath, big+" ", nil)
 	if resp.StatusCode != 413 {
 		t.Errorf("status %d, want 413", resp.StatusCode)
 	}
 	assertHeader(t, resp.Header, "X-Amzn-ErrorType", "RequestTooLargeException")
 	assertHeader(t, resp.Header, "Content-Type", "application/json")
-	assertBody(t, body, `{"Type":"User","message":"Request must be smaller than 6291556 bytes for the InvokeFunction operation"}`)
+	assertBody(t, body, `{"Type":"User","message":"Request must be smaller than 6291456 bytes for the InvokeFunction operation"}`)
 
 	_, err := s.client().Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("function"), Payload: []byte(big + " ")})
 	var tooLarge *types.RequestTooLargeException
@@ -289,12 +290,20 @@ func TestRequestTooLarge(t *testing.T) {
 
 	resp, body = s.post(invokePath, big, nil)
 	if resp.StatusCode != 200 || len(body) != len(big) {
-		t.Errorf("payload of exactly 6291556 bytes: status %d, %d bytes back", resp.StatusCode, len(body))
+		t.Errorf("payload of exactly 6291456 bytes: status %d, %d bytes back", resp.StatusCode, len(body))
+	}
+
+	event := `"` + strings.Repeat("a", 1<<20-1) + `"`
+	_, err = s.client().Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("function"),
+		InvocationType: types.InvocationTypeEvent, Payload: []byte(event)})
+	if !errors.As(err, &tooLarge) || !strings.Contains(err.Error(), "1048577 byte payload is too large for the Event invocation type (limit 1048576 bytes)") {
+		t.Errorf("Event over 1 MiB: SDK error = %v, want RequestTooLargeException", err)
 	}
 }
 
 // Function names: name, name:qualifier, partial and full ARN, percent-
-// encoded; anything else is 404 ResourceNotFoundException.
+// encoded; another function is 404 ResourceNotFoundException, a name that
+// cannot be one 400 InvalidParameterValueException (as in the activator).
 func TestFunctionNames(t *testing.T) {
 	s := startSidecar(t, sidecarOpts{bootstrap: goBootstrap()})
 	c := s.client()
@@ -324,6 +333,18 @@ func TestFunctionNames(t *testing.T) {
 		if !errors.As(err, &nf) {
 			t.Errorf("%s: error %v, want ResourceNotFoundException", name, err)
 		}
+	}
+
+	for _, name := range []string{"arn:aws:lambda:us-east-1:000000000000:function", "arn:aws:s3:::bucket", "a:b:c:d:e", "function:", "bad name"} {
+		_, err := c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String(name), Payload: []byte(`{}`)})
+		var bad *types.InvalidParameterValueException
+		if !errors.As(err, &bad) {
+			t.Errorf("%s: error %v, want InvalidParameterValueException", name, err)
+		}
+	}
+	resp, body = s.post("/2015-03-31/functions/function:$LATEST/invocations?Qualifier=7", `{}`, nil)
+	if resp.StatusCode != 400 || !strings.Contains(string(body), "does not match the specified qualifier") {
+		t.Errorf("qualifier in the name and the parameter differ: %d %s", resp.StatusCode, body)
 	}
 }
 
@@ -450,7 +471,7 @@ func TestQueueOverflow(t *testing.T) {
 	}
 	assertHeader(t, resp.Header, "X-Amzn-ErrorType", "TooManyRequestsException")
 	assertHeader(t, resp.Header, "Retry-After", "1")
-	assertBody(t, body, `{"Type":"User","message":"Rate Exceeded. The function's invocation queue is full (1 waiting)."}`)
+	assertBody(t, body, `{"Type":"User","message":"Rate Exceeded: the function's invocation queue is full (1 waiting).","Reason":"ConcurrentInvocationLimitExceeded"}`)
 	wg.Wait()
 	if codes[0] != 200 || codes[1] != 200 {
 		t.Errorf("queued invocations: %v, want 200 200", codes)
@@ -519,8 +540,9 @@ func TestHealthAndMetrics(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
 		t.Errorf("metrics content type %q", ct)
 	}
-	if resp, body := s.get("/2015-03-31/functions/function/invocations"); resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Errorf("GET invocations: %d %s", resp.StatusCode, body)
+	if resp, body := s.get("/2015-03-31/functions/function/invocations"); resp.StatusCode != http.StatusNotFound ||
+		resp.Header.Get("X-Amzn-ErrorType") != "UnknownOperationException" {
+		t.Errorf("GET invocations: %d %v %s", resp.StatusCode, resp.Header, body)
 	}
 }
 

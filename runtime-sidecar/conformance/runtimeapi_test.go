@@ -15,7 +15,8 @@ import (
 // In these tests the test itself is the runtime: the sidecar's "bootstrap"
 // is a process that never calls the Runtime API (sleep), and the test
 // speaks raw HTTP to the Runtime API, checking every status, header and
-// body of lambda-api.md §1.
+// body that Lambda's Runtime API documents (and AWS's runtime interface
+// emulator answers).
 
 type call struct {
 	resp *http.Response

@@ -1,28 +1,11 @@
 package invocation
 
 import (
-	"bytes"
-	"encoding/json"
 	"strconv"
 	"time"
+
+	"github.com/lambdapod/lambdapod/internal/invokeapi"
 )
-
-// Error documents the caller gets (with X-Amz-Function-Error: Unhandled)
-// when an invocation fails outside the function's own error reporting.
-// Field order follows Lambda: errorType, then errorMessage.
-type errorDoc struct {
-	ErrorType    string `json:"errorType"`
-	ErrorMessage string `json:"errorMessage"`
-}
-
-// ErrorDocument renders {"errorType":t,"errorMessage":m}.
-func ErrorDocument(errorType, message string) []byte {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(errorDoc{ErrorType: errorType, ErrorMessage: message})
-	return bytes.TrimRight(b.Bytes(), "\n")
-}
 
 // FunctionErrorResult is a function-error result with a JSON body.
 func FunctionErrorResult(body []byte, outcome Outcome) *Result {
@@ -31,9 +14,7 @@ func FunctionErrorResult(body []byte, outcome Outcome) *Result {
 
 // TimeoutResult: {"errorType":"Sandbox.Timedout","errorMessage":"RequestId: <id> Error: Task timed out after 3.00 seconds"}.
 func TimeoutResult(id string, timeout time.Duration) *Result {
-	return FunctionErrorResult(ErrorDocument("Sandbox.Timedout",
-		"RequestId: "+id+" Error: Task timed out after "+strconv.FormatFloat(timeout.Seconds(), 'f', 2, 64)+" seconds"),
-		OutcomeTimeout)
+	return FunctionErrorResult(invokeapi.TimeoutDocument(id, timeout), OutcomeTimeout)
 }
 
 // ExitMessage is the Runtime.ExitError message for an exit description
@@ -47,13 +28,13 @@ func ExitMessage(id, exit string) string {
 
 // ExitResult: {"errorType":"Runtime.ExitError","errorMessage":"RequestId: <id> Error: Runtime exited with error: exit status 2"}.
 func ExitResult(id, exit string, outcome Outcome) *Result {
-	return FunctionErrorResult(ErrorDocument("Runtime.ExitError", ExitMessage(id, exit)), outcome)
+	return FunctionErrorResult(invokeapi.ErrorDocument("Runtime.ExitError", ExitMessage(id, exit)), outcome)
 }
 
 // ResponseTooLargeResult is what the caller gets when the bootstrap posts a
-// response over MaxPayloadSize.
+// response over invokeapi.MaxResponsePayload.
 func ResponseTooLargeResult() *Result {
-	return FunctionErrorResult(ErrorDocument("Function.ResponseSizeTooLarge",
-		"Response payload size exceeded maximum allowed payload size ("+strconv.Itoa(MaxPayloadSize)+" bytes)."),
+	return FunctionErrorResult(invokeapi.ErrorDocument("Function.ResponseSizeTooLarge",
+		"Response payload size exceeded maximum allowed payload size ("+strconv.Itoa(invokeapi.MaxResponsePayload)+" bytes)."),
 		OutcomeResponseTooLarge)
 }

@@ -9,31 +9,23 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/lambdapod/lambdapod/internal/contract"
+	"github.com/lambdapod/lambdapod/internal/invokeapi"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/invocation"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/metrics"
 )
 
-// NotRunHeader marks a 503 for an invocation that no bootstrap ever saw:
-// this instance is shutting down, and the caller (the activator) may send
-// it to another pod. The activator's proxy.NotRunHeader names it too.
-const NotRunHeader = "X-Lambdapod-Not-Run"
-
-// AccountID is the account id in function ARNs.
-const AccountID = "000000000000"
-
 // Config configures the invoke side.
 type Config struct {
 	FunctionName string
-	Version      string // X-Amz-Executed-Version; "$LATEST" by default
+	Version      string // X-Amz-Executed-Version; invokeapi.LatestVersion by default
 	Region       string
 	Timeout      time.Duration
 	Log          *slog.Logger
@@ -59,10 +51,10 @@ type Handler struct {
 // New returns the invoke handler.
 func New(cfg Config, queue *invocation.Queue) *Handler {
 	if cfg.Version == "" {
-		cfg.Version = "$LATEST"
+		cfg.Version = invokeapi.LatestVersion
 	}
 	h := &Handler{cfg: cfg, queue: queue, version: []string{cfg.Version}}
-	h.arn = "arn:aws:lambda:" + cfg.Region + ":" + AccountID + ":function:" + cfg.FunctionName
+	h.arn = invokeapi.FunctionARN(cfg.Region, cfg.FunctionName)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusOK, "ok\n")
@@ -129,27 +121,21 @@ func (h *Handler) ended(inv *invocation.Invocation, o invocation.Outcome) {
 	}
 }
 
-const (
-	invokePrefix = "/2015-03-31/functions/"
-	invokeSuffix = "/invocations"
-)
-
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p := r.URL.EscapedPath()
-	if strings.HasPrefix(p, invokePrefix) && strings.HasSuffix(p, invokeSuffix) && len(p) > len(invokePrefix)+len(invokeSuffix) {
+	if name, ok := invokeapi.SplitPath(r.URL.EscapedPath()); ok {
 		if r.Method != http.MethodPost {
-			h.reject(w, http.StatusMethodNotAllowed, "MethodNotAllowedException", "Method "+r.Method+" is not allowed for the Invoke operation.", "bad_request")
+			h.reject(w, invokeapi.UnknownOperation(r.Method, r.URL.Path), "bad_request")
 			return
 		}
-		h.invoke(w, r, p[len(invokePrefix):len(p)-len(invokeSuffix)])
+		h.invoke(w, r, name)
 		return
 	}
 	h.mux.ServeHTTP(w, r)
 }
 
 func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
-	h.reject(w, http.StatusNotFound, "UnknownOperationException", "Unknown operation "+r.Method+" "+r.URL.Path, "")
+	h.reject(w, invokeapi.UnknownOperation(r.Method, r.URL.Path), "")
 }
 
 func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
@@ -170,172 +156,100 @@ func writeText(w http.ResponseWriter, status int, s string) {
 	_, _ = io.WriteString(w, s)
 }
 
-// reject answers with a Lambda service error: header X-Amzn-ErrorType and
-// body {"Type":"User","message":"..."} (lambda-api.md §4).
-func (h *Handler) reject(w http.ResponseWriter, status int, errType, msg, reason string) {
+// reject answers with a Lambda service error, counted under reason.
+func (h *Handler) reject(w http.ResponseWriter, e *invokeapi.Error, reason string) {
 	if reason != "" {
 		h.cfg.Metrics.Rejected.WithLabelValues(reason).Inc()
 	}
-	kind := "User"
-	if status >= 500 {
-		kind = "Service"
-	}
-	body, _ := json.Marshal(struct {
-		Type    string `json:"Type"`
-		Message string `json:"message"`
-	}{kind, msg})
-	hd := w.Header()
-	hd["X-Amzn-ErrorType"] = []string{errType}
-	hd["X-Amzn-RequestId"] = []string{invocation.NewRequestID()}
-	hd["Content-Type"] = []string{"application/json"}
-	hd["Content-Length"] = []string{strconv.Itoa(len(body))}
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	e.Write(w, invokeapi.NewRequestID())
 }
 
-// matchFunction checks the FunctionName path label (name, name:qualifier,
-// partial or full ARN) and the Qualifier query parameter. It returns the
-// qualifier in effect ("" = none) or an error answer.
-func (h *Handler) matchFunction(w http.ResponseWriter, r *http.Request, escaped string) (string, bool) {
-	raw, err := url.PathUnescape(escaped)
+// function checks that the FunctionName names this function, and returns
+// the qualifier in effect ("" = none).
+func (h *Handler) function(r *http.Request, escaped string) (string, *invokeapi.Error, string) {
+	fn, err := invokeapi.ParseFunctionName(escaped, r.URL.Query())
 	if err != nil {
-		h.reject(w, http.StatusBadRequest, "InvalidParameterValueException", "Invalid function name: "+escaped, "bad_request")
-		return "", false
+		return "", err, "bad_request"
 	}
-	name, qual := raw, ""
-	if strings.HasPrefix(raw, "arn:") {
-		// arn:aws:lambda:region:account:function:name[:qualifier]
-		parts := strings.Split(raw, ":")
-		if len(parts) < 7 || parts[2] != "lambda" || parts[5] != "function" || len(parts) > 8 {
-			h.notFoundFunction(w, raw)
-			return "", false
-		}
-		name = parts[6]
-		if len(parts) == 8 {
-			qual = parts[7]
-		}
-	} else if parts := strings.Split(raw, ":"); len(parts) >= 3 && parts[1] == "function" {
-		// account:function:name[:qualifier]
-		if len(parts) > 4 {
-			h.notFoundFunction(w, raw)
-			return "", false
-		}
-		name = parts[2]
-		if len(parts) == 4 {
-			qual = parts[3]
-		}
-	} else if n, q, ok := strings.Cut(raw, ":"); ok {
-		name, qual = n, q
+	if fn.Name != h.cfg.FunctionName || (fn.Qualifier != "" && fn.Qualifier != invokeapi.LatestVersion && fn.Qualifier != h.cfg.Version) {
+		return "", invokeapi.NotFound(fn.ARN(h.cfg.Region)), "not_found"
 	}
-	if q := r.URL.Query().Get("Qualifier"); q != "" {
-		if qual != "" && qual != q {
-			h.reject(w, http.StatusBadRequest, "InvalidParameterValueException",
-				"The derived qualifier from the function name does not match the specified qualifier.", "bad_request")
-			return "", false
-		}
-		qual = q
-	}
-	if name != h.cfg.FunctionName || (qual != "" && qual != "$LATEST" && qual != h.cfg.Version) {
-		h.notFoundFunction(w, raw)
-		return "", false
-	}
-	return qual, true
-}
-
-func (h *Handler) notFoundFunction(w http.ResponseWriter, raw string) {
-	arn := raw
-	if !strings.HasPrefix(raw, "arn:") {
-		if strings.Contains(raw, ":function:") {
-			arn = "arn:aws:lambda:" + h.cfg.Region + ":" + raw
-		} else {
-			arn = "arn:aws:lambda:" + h.cfg.Region + ":" + AccountID + ":function:" + raw
-		}
-	}
-	h.reject(w, http.StatusNotFound, "ResourceNotFoundException", "Function not found: "+arn, "not_found")
+	return fn.Qualifier, nil, ""
 }
 
 var (
-	jsonCT        = []string{"application/json"}
-	unhandled     = []string{"Unhandled"}
-	zeroLength    = []string{"0"}
-	payloadTooBig = "Request must be smaller than " + strconv.Itoa(invocation.MaxPayloadSize) + " bytes for the InvokeFunction operation"
+	jsonCT     = []string{"application/json"}
+	unhandled  = []string{"Unhandled"}
+	zeroLength = []string{"0"}
+	notRun     = []string{"shutting-down"}
+	retryOne   = []string{"1"}
 )
 
 func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName string) {
-	qual, ok := h.matchFunction(w, r, escapedName)
-	if !ok {
+	qual, ierr, reason := h.function(r, escapedName)
+	if ierr != nil {
+		h.reject(w, ierr, reason)
 		return
 	}
-	invType := r.Header.Get("X-Amz-Invocation-Type")
-	switch invType {
-	case "", "RequestResponse", "Event", "DryRun":
-	default:
-		h.reject(w, http.StatusBadRequest, "InvalidParameterValueException",
-			"1 validation error detected: Value '"+invType+"' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]", "bad_request")
+	invType, ierr := invokeapi.ParseInvocationType(r.Header.Get(invokeapi.HeaderInvocationType))
+	if ierr != nil {
+		h.reject(w, ierr, "bad_request")
+		return
+	}
+	clientContext, ierr := invokeapi.DecodeClientContext(r.Header.Get(invokeapi.HeaderClientContext))
+	if ierr != nil {
+		h.reject(w, ierr, "bad_request")
 		return
 	}
 
-	// Client context: base64 of a JSON object.
-	clientContext := ""
-	if cc := r.Header.Get("X-Amz-Client-Context"); cc != "" {
-		b, err := base64.StdEncoding.DecodeString(cc)
-		if err != nil {
-			h.reject(w, http.StatusBadRequest, "InvalidRequestContentException",
-				"Client context must be a valid Base64-encoded JSON object.", "bad_request")
-			return
-		}
-		if json.Valid(b) {
-			clientContext = string(b)
-		}
-	}
-
-	// The payload: at most MaxPayloadSize bytes, refused before it reaches
-	// the bootstrap.
-	if r.ContentLength > invocation.MaxPayloadSize {
+	// The payload: refused over the invocation type's limit before it
+	// reaches the bootstrap.
+	limit := invType.PayloadLimit()
+	if r.ContentLength > int64(limit) {
 		discard(r.Body)
-		h.reject(w, http.StatusRequestEntityTooLarge, "RequestTooLargeException", payloadTooBig, "too_large")
+		h.reject(w, invType.TooLarge(r.ContentLength), "too_large")
 		return
 	}
 	buf := invocation.GetBuffer()
 	if r.ContentLength > 0 {
 		buf.Grow(int(r.ContentLength))
 	}
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, invocation.MaxPayloadSize+1))
-	if n > invocation.MaxPayloadSize {
+	n, err := buf.ReadFrom(io.LimitReader(r.Body, int64(limit)+1))
+	if n > int64(limit) {
 		invocation.PutBuffer(buf)
 		discard(r.Body)
-		h.reject(w, http.StatusRequestEntityTooLarge, "RequestTooLargeException", payloadTooBig, "too_large")
+		h.reject(w, invType.TooLarge(r.ContentLength), "too_large")
 		return
 	}
 	if err != nil {
 		invocation.PutBuffer(buf)
-		h.reject(w, http.StatusBadRequest, "InvalidRequestContentException", "Could not read the request body: "+err.Error(), "bad_request")
+		h.reject(w, invokeapi.InvalidContent("Could not read the request body: "+err.Error()), "bad_request")
 		return
 	}
+	// Unlike the activator, the sidecar takes a payload that is not JSON,
+	// as AWS's emulator does: the activator's Raw event format hands it
+	// HTTP bodies as they came.
 
-	if invType == "DryRun" {
+	if invType == invokeapi.DryRun {
 		invocation.PutBuffer(buf)
-		hd := w.Header()
-		hd["X-Amzn-RequestId"] = []string{invocation.NewRequestID()}
+		w.Header()[invokeapi.HeaderRequestID] = []string{invokeapi.NewRequestID()}
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	if h.draining.Load() {
 		invocation.PutBuffer(buf)
-		w.Header()["Retry-After"] = []string{"1"}
-		w.Header()[NotRunHeader] = []string{"shutting-down"}
-		h.reject(w, http.StatusServiceUnavailable, "ServiceException", "The function instance is shutting down; retry.", "shutting_down")
+		h.shuttingDown(w, "shutting_down")
 		return
 	}
 
 	inv := invocation.New(buf)
-	inv.Event = invType == "Event"
+	inv.Event = invType == invokeapi.Event
 	inv.ContentType = r.Header.Get("Content-Type")
 	inv.ClientContext = clientContext
-	if ci := r.Header.Get("X-Amz-Cognito-Identity"); ci != "" && json.Valid([]byte(ci)) {
+	if ci := r.Header.Get(invokeapi.HeaderCognitoIdentity); ci != "" && json.Valid([]byte(ci)) {
 		inv.CognitoIdentity = ci
 	}
-	inv.TraceID = r.Header.Get("X-Amzn-Trace-Id")
+	inv.TraceID = r.Header.Get(invokeapi.HeaderTraceID)
 	if inv.TraceID == "" {
 		inv.TraceID = invocation.NewTraceID(inv.Accepted)
 	}
@@ -352,15 +266,13 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName str
 		h.inFlight.Add(-1)
 		h.cfg.Metrics.InFlight.Dec()
 		invocation.PutBuffer(buf)
-		w.Header()["Retry-After"] = []string{"1"}
-		h.reject(w, http.StatusTooManyRequests, "TooManyRequestsException",
-			"Rate Exceeded. The function's invocation queue is full ("+strconv.Itoa(h.queue.Cap())+" waiting).", "queue_full")
+		h.reject(w, invokeapi.TooManyRequests("the function's invocation queue is full ("+strconv.Itoa(h.queue.Cap())+" waiting).", time.Second), "queue_full")
 		return
 	}
 
 	if inv.Event {
 		hd := w.Header()
-		hd["X-Amzn-RequestId"] = []string{inv.ID}
+		hd[invokeapi.HeaderRequestID] = []string{inv.ID}
 		hd["Content-Length"] = zeroLength
 		w.WriteHeader(http.StatusAccepted)
 		return
@@ -381,20 +293,18 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName str
 
 func (h *Handler) write(w http.ResponseWriter, inv *invocation.Invocation, res *invocation.Result) {
 	if res.Unavailable {
-		w.Header()["Retry-After"] = []string{"1"}
-		w.Header()[NotRunHeader] = []string{"shutting-down"}
-		h.reject(w, http.StatusServiceUnavailable, "ServiceException", "The function instance is shutting down; retry.", "")
+		h.shuttingDown(w, "")
 		return
 	}
 	hd := w.Header()
-	hd["X-Amz-Executed-Version"] = h.version
-	hd["X-Amzn-RequestId"] = []string{inv.ID}
+	hd[invokeapi.HeaderExecutedVersion] = h.version
+	hd[invokeapi.HeaderRequestID] = []string{inv.ID}
 	if res.Stream != nil {
 		h.writeStream(w, inv, res.Stream)
 		return
 	}
 	if res.FunctionError {
-		hd["X-Amz-Function-Error"] = unhandled
+		hd[invokeapi.HeaderFunctionError] = unhandled
 	}
 	if res.ContentType == "application/json" {
 		hd["Content-Type"] = jsonCT
@@ -441,11 +351,11 @@ func (h *Handler) writeStream(w http.ResponseWriter, inv *invocation.Invocation,
 	errType, errBody := st.Trailer.Get("Lambda-Runtime-Function-Error-Type"), st.Trailer.Get("Lambda-Runtime-Function-Error-Body")
 	if readErr != nil {
 		if inv.State() == invocation.Done { // timed out
-			errType = "Sandbox.Timedout"
-			errBody = base64.StdEncoding.EncodeToString(invocation.TimeoutResult(inv.ID, h.cfg.Timeout).Body)
+			errType = invokeapi.TimedOutType
+			errBody = base64.StdEncoding.EncodeToString(invokeapi.TimeoutDocument(inv.ID, h.cfg.Timeout))
 		} else {
 			errType = "Runtime.TruncatedResponse"
-			errBody = base64.StdEncoding.EncodeToString(invocation.ErrorDocument(errType, "RequestId: "+inv.ID+" Error: "+readErr.Error()))
+			errBody = base64.StdEncoding.EncodeToString(invokeapi.ErrorDocument(errType, "RequestId: "+inv.ID+" Error: "+readErr.Error()))
 		}
 	}
 	if errType != "" {
@@ -454,6 +364,15 @@ func (h *Handler) writeStream(w http.ResponseWriter, inv *invocation.Invocation,
 	}
 	st.Err = readErr
 	close(st.Done)
+}
+
+// shuttingDown refuses an invocation that no bootstrap saw, marked so that
+// the activator sends it to another pod.
+func (h *Handler) shuttingDown(w http.ResponseWriter, reason string) {
+	w.Header()[contract.HeaderNotRun] = notRun
+	e := invokeapi.ServiceException(http.StatusServiceUnavailable, "The function instance is shutting down; retry.")
+	e.RetryAfter = time.Second
+	h.reject(w, e, reason)
 }
 
 func discard(body io.Reader) {

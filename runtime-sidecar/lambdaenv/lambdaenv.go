@@ -1,5 +1,7 @@
 // Package lambdaenv builds the environment a bootstrap sees, the minimum
-// safe set of lambda-api.md §2.2.
+// safe set that Lambda documents for custom runtimes (AWS_LAMBDA_*,
+// _HANDLER, LAMBDA_TASK_ROOT ...) plus what of the sidecar's own
+// environment may pass through.
 package lambdaenv
 
 import (
@@ -7,6 +9,8 @@ import (
 	"encoding/hex"
 	"strings"
 	"time"
+
+	"github.com/lambdapod/lambdapod/internal/contract"
 )
 
 // Function describes the function as the bootstrap must see it.
@@ -61,7 +65,7 @@ func Apply(base []string, e Env) []string {
 	seen := map[string]bool{}
 	for _, kv := range base {
 		k, _, ok := strings.Cut(kv, "=")
-		if !ok || strings.HasPrefix(k, "LAMBDAPOD_") || isRemoved(k) || over[k] {
+		if !ok || strings.HasPrefix(k, contract.EnvPrefix) || isRemoved(k) || over[k] {
 			continue
 		}
 		seen[k] = true

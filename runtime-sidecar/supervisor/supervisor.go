@@ -3,9 +3,10 @@
 // mode). It connects to the sidecar's control socket and starts, stops and
 // restarts bootstraps when asked, reporting each exit at once, so that a
 // reset after a timeout or a crash never waits for the kubelet's crash-loop
-// back-off. It is copied into a shared emptyDir by an init container
-// ("supervisor install /lambdapod/supervisor"), the way Tekton injects its
-// entrypoint.
+// back-off. Images that lambdapod builds carry it (label
+// lambdapod.io/supervisor); for other images the sidecar's postStart hook
+// copies it into a shared emptyDir ("supervisor install
+// /lambdapod/supervisor"), the way Tekton injects its entrypoint.
 package supervisor
 
 import (
@@ -24,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lambdapod/lambdapod/internal/contract"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/lambdaenv"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/process"
 )
@@ -60,9 +62,9 @@ func Main(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("supervisor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
-	sock := os.Getenv("LAMBDAPOD_CONTROL_SOCKET")
+	sock := os.Getenv(contract.EnvControlSocket)
 	if sock == "" {
-		sock = "@lambdapod/control.sock"
+		sock = contract.ControlSocket
 	}
 	socket := fs.String("control-socket", sock, "the sidecar's control socket [LAMBDAPOD_CONTROL_SOCKET]")
 	connectTimeout := fs.Duration("connect-timeout", 2*time.Minute, "how long to wait for the sidecar's socket before giving up")
