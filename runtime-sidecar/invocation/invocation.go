@@ -2,6 +2,34 @@
 // invoke side of the runtime sidecar to a bootstrap and back, the bounded
 // FIFO queue invocations wait in, and the error documents Lambda answers
 // with when an invocation fails outside the function's control.
+//
+// # Life of an invocation
+//
+// Several parties race to move an invocation: its caller (going away), a
+// bootstrap slot (/next, /response, /error, its exit), the function timeout
+// and the drain. Each move is a compare-and-swap from the state the mover
+// expects, so exactly one of them wins and the others see false. The
+// allowed moves are the table transitions; the methods name them:
+//
+//	                 New
+//	                  |
+//	                  v          CompleteQueued (init error served during
+//	Canceled <---- Queued ---------------------------------------------+
+//	        Cancel  |  ^         the back-off, or drain)               |
+//	       (caller  |  |                                               |
+//	        gone)   |  | Undispatch (the slot's bootstrap changed      |
+//	       Dispatch |  | before the hand-over: requeued)               |
+//	        (/next) v  |                                               v
+//	             Dispatched --------------------------------------->  Done
+//	                  |      Complete (/response, /error, a bad        ^
+//	                  |      response, timeout, bootstrap exit)        |
+//	      StartStream |                                                |
+//	      (streamed   v                                                |
+//	      /response) Streaming ----------------------------------------+
+//	                         EndStream (stream finished),
+//	                         TimeoutStream (timeout)
+//
+// Done and Canceled are final. OnEnd runs once, on the move into either.
 package invocation
 
 import (
@@ -10,16 +38,14 @@ import (
 	"encoding/hex"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/lambdapod/lambdapod/internal/invokeapi"
 )
-
-// MaxPayloadSize is Lambda's buffered payload limit for requests and
-// responses: 6 MiB + 100 bytes (RIE interop.MaxPayloadSize).
-const MaxPayloadSize = 6*1024*1024 + 100
 
 // State is where an invocation is in its life.
 type State int32
@@ -36,6 +62,42 @@ const (
 	// Canceled: the caller went away before a bootstrap took it.
 	Canceled
 )
+
+// transitions is the state machine drawn in the package doc: for each
+// state, the states an invocation may move to from it. The callers race
+// only between these moves, so anything else is a bug, not a race.
+var transitions = [...][]State{
+	Queued:     {Dispatched, Canceled, Done},
+	Dispatched: {Queued, Streaming, Done},
+	Streaming:  {Done},
+	Done:       nil,
+	Canceled:   nil,
+}
+
+var stateNames = [...]string{Queued: "Queued", Dispatched: "Dispatched", Streaming: "Streaming", Done: "Done", Canceled: "Canceled"}
+
+// String returns the state's name.
+func (s State) String() string {
+	if s >= 0 && int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "State(" + strconv.Itoa(int(s)) + ")"
+}
+
+func allowed(from, to State) bool {
+	return from >= 0 && int(from) < len(transitions) && slices.Contains(transitions[from], to)
+}
+
+// transition moves inv from from to to, if it is still in from. False means
+// another party moved it first, which every caller must expect; a move the
+// table lacks is a bug in this package, so it panics rather than corrupt
+// the state.
+func (inv *Invocation) transition(from, to State) bool {
+	if !allowed(from, to) {
+		panic("invocation: transition from " + from.String() + " to " + to.String() + " is not allowed")
+	}
+	return inv.state.CompareAndSwap(int32(from), int32(to))
+}
 
 // Outcome labels how an invocation ended (a metrics label value).
 type Outcome string
@@ -137,7 +199,7 @@ type Invocation struct {
 // New returns a queued invocation with a fresh request id. payload is a
 // pooled buffer owned by the invocation from now on.
 func New(payload *bytes.Buffer) *Invocation {
-	inv := &Invocation{ID: NewRequestID(), result: make(chan *Result, 1), payBuf: payload, Accepted: time.Now()}
+	inv := &Invocation{ID: invokeapi.NewRequestID(), result: make(chan *Result, 1), payBuf: payload, Accepted: time.Now()}
 	if payload != nil {
 		inv.Payload = payload.Bytes()
 	}
@@ -153,17 +215,17 @@ func (inv *Invocation) Result() <-chan *Result { return inv.result }
 // Dispatch moves a queued invocation to a bootstrap. It fails if the caller
 // canceled it meanwhile.
 func (inv *Invocation) Dispatch() bool {
-	return inv.state.CompareAndSwap(int32(Queued), int32(Dispatched))
+	return inv.transition(Queued, Dispatched)
 }
 
 // Undispatch puts a dispatched invocation back (it could not be handed over).
 func (inv *Invocation) Undispatch() bool {
-	return inv.state.CompareAndSwap(int32(Dispatched), int32(Queued))
+	return inv.transition(Dispatched, Queued)
 }
 
 // Cancel drops a still-queued invocation whose caller went away.
 func (inv *Invocation) Cancel() bool {
-	if inv.state.CompareAndSwap(int32(Queued), int32(Canceled)) {
+	if inv.transition(Queued, Canceled) {
 		inv.end(OutcomeCanceled)
 		return true
 	}
@@ -198,7 +260,7 @@ func (inv *Invocation) CompleteQueued(r *Result) bool {
 }
 
 func (inv *Invocation) completeFrom(from State, r *Result) bool {
-	if !inv.state.CompareAndSwap(int32(from), int32(Done)) {
+	if !inv.transition(from, Done) {
 		r.Release()
 		return false
 	}
@@ -219,7 +281,7 @@ func (inv *Invocation) deliver(r *Result) {
 // StartStream hands a streamed response to the caller. The invocation ends
 // with EndStream.
 func (inv *Invocation) StartStream(s *Stream) bool {
-	if !inv.state.CompareAndSwap(int32(Dispatched), int32(Streaming)) {
+	if !inv.transition(Dispatched, Streaming) {
 		return false
 	}
 	if inv.Event {
@@ -237,7 +299,7 @@ func (inv *Invocation) StartStream(s *Stream) bool {
 // EndStream ends a streaming invocation. It returns false if the stream was
 // cut by a timeout (TimeoutStream) first.
 func (inv *Invocation) EndStream(outcome Outcome) bool {
-	if !inv.state.CompareAndSwap(int32(Streaming), int32(Done)) {
+	if !inv.transition(Streaming, Done) {
 		return false
 	}
 	inv.stopTimer()
@@ -247,7 +309,7 @@ func (inv *Invocation) EndStream(outcome Outcome) bool {
 
 // TimeoutStream marks a streaming invocation as timed out.
 func (inv *Invocation) TimeoutStream() bool {
-	if !inv.state.CompareAndSwap(int32(Streaming), int32(Done)) {
+	if !inv.transition(Streaming, Done) {
 		return false
 	}
 	inv.end(OutcomeTimeout)
@@ -281,10 +343,6 @@ func PutBuffer(b *bytes.Buffer) {
 	b.Reset()
 	bufPool.Put(b)
 }
-
-// NewRequestID returns a random UUID (version 4), as Lambda uses for
-// request ids.
-func NewRequestID() string { return uuid.NewString() }
 
 // NewTraceID returns an X-Ray trace header for an invocation that arrived
 // without one, as Lambda generates: Root=1-<epoch hex>-<96-bit random>;Sampled=0.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lambdapod/lambdapod/internal/invokeapi"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/invocation"
 )
 
@@ -26,11 +27,11 @@ const (
 )
 
 // Runtime API response bodies, as the RIE renders them
-// (internal/lambda/rapi/model, rendering).
+// (in its rapi/model and rendering packages).
 var (
 	bodyAccepted            = []byte(`{"status":"OK"}`)
 	bodyInvalidRequestID    = []byte(`{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}`)
-	bodyTooLarge            = []byte(`{"errorMessage":"Exceeded maximum allowed payload size (` + strconv.Itoa(invocation.MaxPayloadSize) + ` bytes).","errorType":"RequestEntityTooLarge"}`)
+	bodyTooLarge            = []byte(`{"errorMessage":"Exceeded maximum allowed payload size (` + strconv.Itoa(invokeapi.MaxResponsePayload) + ` bytes).","errorType":"RequestEntityTooLarge"}`)
 	bodyTruncated           = []byte(`{"errorMessage":"HTTP request detected as truncated","errorType":"TruncatedHTTPRequest"}`)
 	bodyInvalidResponseMode = []byte(`{"errorMessage":"Invalid function response mode","errorType":"InvalidFunctionResponseMode"}`)
 	bodyExtensionsNotFound  = []byte(`{"errorMessage":"The Extensions, Logs and Telemetry APIs are not supported by the lambdapod runtime sidecar","errorType":"Extension.NotSupported"}`)
@@ -40,9 +41,10 @@ var (
 	jsonCT = []string{contentTypeJSON}
 )
 
-func transitionError(from slotState, to string) []byte {
-	return []byte(`{"errorMessage":"State transition from ` + stateNames[from] + ` to ` + to +
-		` failed for runtime. Error: State transition is not allowed","errorType":"InvalidStateTransition"}`)
+// writeRefused answers a request whose event the slot's state machine
+// refused (err from Slot.transition).
+func writeRefused(w http.ResponseWriter, err error) {
+	writeJSON(w, http.StatusForbidden, []byte(`{"errorMessage":"`+err.Error()+`","errorType":"InvalidStateTransition"}`))
 }
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
@@ -93,22 +95,20 @@ func (s *Slot) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // or the previous invocation, then blocks until an invocation is queued.
 func (s *Slot) next(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	switch s.state {
-	case stStarted:
-		close(s.readyCh)
-	case stReady, stResponded:
-	case stDown:
-		// The bootstrap is being stopped (reset); it gets nothing more.
+	from := s.state
+	if err := s.transition(evNext); err != nil {
 		s.mu.Unlock()
-		<-r.Context().Done()
-		return
-	default:
-		from := s.state
-		s.mu.Unlock()
-		writeJSON(w, http.StatusForbidden, transitionError(from, "Ready"))
+		if from == stDown {
+			// The bootstrap is being stopped (reset); it gets nothing more.
+			<-r.Context().Done()
+			return
+		}
+		writeRefused(w, err)
 		return
 	}
-	s.state = stReady
+	if from == stStarted {
+		close(s.readyCh)
+	}
 	gen := s.gen
 	s.mu.Unlock()
 
@@ -126,21 +126,27 @@ func (s *Slot) next(w http.ResponseWriter, r *http.Request) {
 
 	timeout := s.pool.cfg.Timeout
 	s.mu.Lock()
-	if s.gen != gen || s.state != stReady {
-		from := s.state
+	var err error
+	if s.gen != gen {
+		// The bootstrap this /next came from was replaced meanwhile: the
+		// state belongs to its successor, so the table cannot tell.
+		err = &transitionError{from: s.state, ev: evDispatch}
+	} else {
+		err = s.transition(evDispatch)
+	}
+	if err != nil {
 		s.mu.Unlock()
 		// Another /next got here first, or the bootstrap is being reset:
 		// someone else runs it.
 		inv.Undispatch()
 		s.pool.queue.Requeue(inv)
-		writeJSON(w, http.StatusForbidden, transitionError(from, "Ready"))
+		writeRefused(w, err)
 		return
 	}
 	now := time.Now()
 	inv.Started = now
 	inv.SetTimer(timeout, func() { s.onTimeout(inv) })
 	s.current = inv
-	s.state = stRunning
 	s.mu.Unlock()
 
 	h := w.Header()
@@ -168,9 +174,9 @@ func (s *Slot) next(w http.ResponseWriter, r *http.Request) {
 
 // respond is POST /runtime/invocation/{id}/response and /error.
 func (s *Slot) respond(w http.ResponseWriter, r *http.Request, id string, isError bool) {
-	to := "InvocationResponse"
+	ev := evResponse
 	if isError {
-		to = "InvocationErrorResponse"
+		ev = evError
 	}
 	s.mu.Lock()
 	inv := s.current
@@ -179,19 +185,17 @@ func (s *Slot) respond(w http.ResponseWriter, r *http.Request, id string, isErro
 		writeJSON(w, http.StatusBadRequest, bodyInvalidRequestID)
 		return
 	}
-	if s.state != stRunning {
-		from := s.state
-		s.mu.Unlock()
-		writeJSON(w, http.StatusForbidden, transitionError(from, to))
+	err := s.transition(ev)
+	s.mu.Unlock()
+	if err != nil {
+		writeRefused(w, err)
 		return
 	}
-	s.state = stResponded
-	s.mu.Unlock()
 
 	if !isError {
 		if mode := r.Header.Get(headerResponseMode); mode != "" {
 			if mode != responseModeStreamed {
-				inv.Complete(invocation.FunctionErrorResult(invocation.ErrorDocument("Runtime.InvalidResponseModeHeader",
+				inv.Complete(invocation.FunctionErrorResult(invokeapi.ErrorDocument("Runtime.InvalidResponseModeHeader",
 					"RequestId: "+inv.ID+" Error: invalid response mode header value: "+mode), invocation.OutcomeInvalidResponse))
 				writeJSON(w, http.StatusBadRequest, bodyInvalidResponseMode)
 				return
@@ -201,7 +205,7 @@ func (s *Slot) respond(w http.ResponseWriter, r *http.Request, id string, isErro
 		}
 	}
 
-	if r.ContentLength > invocation.MaxPayloadSize {
+	if r.ContentLength > invokeapi.MaxResponsePayload {
 		s.tooLarge(w, r, inv)
 		return
 	}
@@ -209,15 +213,15 @@ func (s *Slot) respond(w http.ResponseWriter, r *http.Request, id string, isErro
 	if r.ContentLength > 0 {
 		buf.Grow(int(r.ContentLength))
 	}
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, invocation.MaxPayloadSize+1))
-	if n > invocation.MaxPayloadSize {
+	n, err := buf.ReadFrom(io.LimitReader(r.Body, invokeapi.MaxResponsePayload+1))
+	if n > invokeapi.MaxResponsePayload {
 		invocation.PutBuffer(buf)
 		s.tooLarge(w, r, inv)
 		return
 	}
 	if err != nil {
 		invocation.PutBuffer(buf)
-		inv.Complete(invocation.FunctionErrorResult(invocation.ErrorDocument("Runtime.TruncatedResponse",
+		inv.Complete(invocation.FunctionErrorResult(invokeapi.ErrorDocument("Runtime.TruncatedResponse",
 			"RequestId: "+inv.ID+" Error: runtime response was truncated"), invocation.OutcomeInvalidResponse))
 		writeJSON(w, http.StatusBadRequest, bodyTruncated)
 		return
@@ -236,7 +240,7 @@ func (s *Slot) respond(w http.ResponseWriter, r *http.Request, id string, isErro
 				t = "Runtime.Unknown"
 			}
 			invocation.PutBuffer(buf)
-			res = invocation.FunctionErrorResult(invocation.ErrorDocument(t, ""), invocation.OutcomeFunctionError)
+			res = invocation.FunctionErrorResult(invokeapi.ErrorDocument(t, ""), invocation.OutcomeFunctionError)
 		} else {
 			res = invocation.NewBufferedResult(buf, contentTypeJSON, true, invocation.OutcomeFunctionError)
 		}
@@ -310,28 +314,26 @@ func trailerError(errType, b64 string) []byte {
 			return b
 		}
 	}
-	return invocation.ErrorDocument(errType, "")
+	return invokeapi.ErrorDocument(errType, "")
 }
 
 // initError is POST /runtime/init/error: only valid during Init. The error
 // is served to the first invocation; the bootstrap is restarted.
 func (s *Slot) initError(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	if s.state != stStarted {
-		from := s.state
-		s.mu.Unlock()
-		writeJSON(w, http.StatusForbidden, transitionError(from, "InitError"))
+	err := s.transition(evInitError)
+	s.mu.Unlock()
+	if err != nil {
+		writeRefused(w, err)
 		return
 	}
-	s.state = stInitError
-	s.mu.Unlock()
-	body, _ := io.ReadAll(io.LimitReader(r.Body, invocation.MaxPayloadSize))
+	body, _ := io.ReadAll(io.LimitReader(r.Body, invokeapi.MaxResponsePayload))
 	if len(body) == 0 {
 		t := r.Header.Get(headerErrorType)
 		if t == "" {
 			t = "Runtime.Unknown"
 		}
-		body = invocation.ErrorDocument(t, "")
+		body = invokeapi.ErrorDocument(t, "")
 	}
 	s.mu.Lock()
 	s.initErrBody = body

@@ -1,7 +1,3 @@
-// Package runtimeapi serves the Lambda Runtime API
-// (/2018-06-01/runtime/...) to bootstraps and runs their life cycle: each
-// bootstrap slot has its own listener, its own process and at most one
-// invocation at a time, as on Lambda.
 package runtimeapi
 
 import (

@@ -8,25 +8,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lambdapod/lambdapod/internal/invokeapi"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/invocation"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/process"
 )
-
-// slotState follows the runtime state machine of the RIE
-// (internal/lambda/core/states.go); the names appear in
-// InvalidStateTransition messages.
-type slotState int
-
-const (
-	stDown      slotState = iota // no bootstrap, or one being stopped
-	stStarted                    // started, has not called /next yet (Init)
-	stReady                      // called /next, waiting for an invocation
-	stRunning                    // holds an invocation
-	stResponded                  // posted /response or /error
-	stInitError                  // posted /init/error
-)
-
-var stateNames = [...]string{"Shutdown", "Started", "Ready", "Running", "RuntimeResponseSentState", "InitError"}
 
 // Slot is one bootstrap: its Runtime API listener, its process and the one
 // invocation it may hold.
@@ -39,7 +24,7 @@ type Slot struct {
 	srv  *http.Server
 
 	mu          sync.Mutex
-	state       slotState
+	state       slotState // only transition changes it, so the table is the whole story
 	gen         uint64
 	proc        process.Process
 	current     *invocation.Invocation
@@ -59,7 +44,7 @@ func (s *Slot) run() {
 	for !s.pool.isStopping() {
 		s.mu.Lock()
 		s.gen++
-		s.state = stStarted
+		s.mustTransition(evSpawn)
 		s.readyCh = make(chan struct{})
 		readyCh := s.readyCh
 		s.initErrBody = nil
@@ -75,7 +60,7 @@ func (s *Slot) run() {
 		start := time.Now()
 		if err != nil {
 			s.mu.Lock()
-			s.state = stDown
+			s.mustTransition(evStop)
 			s.mu.Unlock()
 			if s.pool.isStopping() {
 				return
@@ -85,7 +70,7 @@ func (s *Slot) run() {
 			failures++
 			s.pool.cfg.Metrics.Restarts.WithLabelValues("init_error").Inc()
 			if !s.initFailed(failures, func(id string) []byte {
-				return invocation.ErrorDocument("Runtime.InvalidEntrypoint", "RequestId: "+id+" Error: "+msg)
+				return invokeapi.ErrorDocument("Runtime.InvalidEntrypoint", "RequestId: "+id+" Error: "+msg)
 			}) {
 				return
 			}
@@ -101,7 +86,7 @@ func (s *Slot) run() {
 		s.mu.Lock()
 		cur := s.current
 		s.current = nil
-		s.state = stDown
+		s.mustTransition(evStop)
 		s.proc = nil
 		reason := s.resetReason
 		s.resetReason = ""
@@ -135,7 +120,7 @@ func (s *Slot) run() {
 		} else {
 			s.log.Warn("bootstrap exited before its first /next", "exit", exit)
 			cached = func(id string) []byte {
-				return invocation.ErrorDocument("Runtime.ExitError", invocation.ExitMessage(id, exit))
+				return invokeapi.ErrorDocument("Runtime.ExitError", invocation.ExitMessage(id, exit))
 			}
 		}
 		if !s.initFailed(failures, cached) {
@@ -211,7 +196,7 @@ func (s *Slot) reset(inv *invocation.Invocation, reason string) {
 		return
 	}
 	s.current = nil
-	s.state = stDown
+	s.mustTransition(evStop)
 	s.resetReason = reason
 	proc := s.proc
 	s.mu.Unlock()
