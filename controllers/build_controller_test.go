@@ -24,6 +24,7 @@ import (
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 	"github.com/lambdapod/lambdapod/controllers"
 	"github.com/lambdapod/lambdapod/controllers/build"
+	"github.com/lambdapod/lambdapod/internal/contract"
 	"github.com/lambdapod/lambdapod/internal/git/gittest"
 	"github.com/lambdapod/lambdapod/internal/testenv"
 	"github.com/lambdapod/lambdapod/internal/webhook"
@@ -65,7 +66,7 @@ func TestBuilds(t *testing.T) {
 			t.Errorf("run %s owners %+v", pr.Name, pr.OwnerReferences)
 		}
 		if pr.Labels["lambdapod.io/function"] != "hello" || pr.Labels["app.kubernetes.io/managed-by"] != "lambdapod" ||
-			pr.Labels[build.LabelBuildSpec] != build.SpecHash(got) {
+			pr.Labels[contract.LabelBuildSpec] != build.SpecHash(got) {
 			t.Errorf("labels %v", pr.Labels)
 		}
 		if err := pr.Validate(apis.WithinCreate(ctx)); err != nil {
@@ -202,7 +203,7 @@ func TestBuilds(t *testing.T) {
 		eventually(t, func() error {
 			var names []string
 			for _, pr := range runs(t, c, fn) {
-				names = append(names, pr.Labels[build.LabelCommit][:7])
+				names = append(names, pr.Labels[contract.LabelCommit][:7])
 			}
 			if len(names) != 2 || names[0] != commitD[:7] || names[1] != commitB[:7] {
 				return fmt.Errorf("runs for commits %v, want D's and B's", names)
@@ -292,7 +293,7 @@ func runs(t *testing.T, c client.Client, fn *lambdapodv1alpha1.Function) []tekto
 func findRunFor(t *testing.T, c client.Client, fn *lambdapodv1alpha1.Function, commit string) *tektonv1.PipelineRun {
 	t.Helper()
 	for _, pr := range runs(t, c, fn) {
-		if pr.Labels[build.LabelCommit] == commit {
+		if pr.Labels[contract.LabelCommit] == commit {
 			return &pr
 		}
 	}
@@ -329,7 +330,7 @@ func succeed(t *testing.T, c client.Client, pr *tektonv1.PipelineRun, digest str
 		st.Results = []tektonv1.PipelineRunResult{
 			{Name: "IMAGE_DIGEST", Value: *tektonv1.NewStructuredValues(digest)},
 			{Name: "IMAGE_URL", Value: *tektonv1.NewStructuredValues(pr.Spec.Params[3].Value.StringVal)},
-			{Name: "COMMIT", Value: *tektonv1.NewStructuredValues(pr.Labels[build.LabelCommit])},
+			{Name: "COMMIT", Value: *tektonv1.NewStructuredValues(pr.Labels[contract.LabelCommit])},
 		}
 	})
 }

@@ -23,11 +23,9 @@ import (
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 	"github.com/lambdapod/lambdapod/controllers/build"
+	"github.com/lambdapod/lambdapod/internal/contract"
 	"github.com/lambdapod/lambdapod/internal/git"
 )
-
-// defaultPollInterval is spec.source.git.pollInterval's default.
-const defaultPollInterval = time.Minute
 
 // builds is the reconciler's memory of what each git source resolved to,
 // so that a pass caused by a Deployment's status does not ask git again.
@@ -41,14 +39,6 @@ type resolution struct {
 	source string
 	git.Resolved
 	at time.Time
-}
-
-// pollInterval is how often fn's revision is resolved again.
-func pollInterval(fn *lambdapodv1alpha1.Function) time.Duration {
-	if p := fn.Spec.Source.Git.PollInterval; p != nil && p.Duration > 0 {
-		return p.Duration
-	}
-	return defaultPollInterval
 }
 
 // jitter spreads polls of many Functions over up to a tenth of the interval.
@@ -81,18 +71,14 @@ func (r *FunctionReconciler) resolve(ctx context.Context, fn *lambdapodv1alpha1.
 	last, ok := r.builds.resolved[key]
 	r.builds.mu.Unlock()
 	now := time.Now()
-	if ok && !forced && last.source == sourceKey(fn) && now.Sub(last.at) < pollInterval(fn)*9/10 {
+	if ok && !forced && last.source == sourceKey(fn) && now.Sub(last.at) < fn.Spec.Source.Git.PollIntervalOrDefault()*9/10 {
 		return last, nil
 	}
 	creds, err := r.gitCredentials(ctx, fn)
 	if err != nil {
 		return resolution{}, err
 	}
-	revision := fn.Spec.Source.Git.Revision
-	if revision == "" {
-		revision = "main"
-	}
-	got, err := git.Resolve(ctx, fn.Spec.Source.Git.URL, revision, creds)
+	got, err := git.Resolve(ctx, fn.Spec.Source.Git.URL, fn.Spec.Source.Git.RevisionOrDefault(), creds)
 	if err != nil {
 		return resolution{}, err
 	}
@@ -122,55 +108,37 @@ func (r *FunctionReconciler) gitCredentials(ctx context.Context, fn *lambdapodv1
 	}
 	secret := &corev1.Secret{}
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: fn.Namespace, Name: ref.Name}, secret); err != nil {
-		return git.Credentials{}, &buildError{reason: "GitCredentialsUnavailable", stall: apierrors.IsNotFound(err),
-			err: fmt.Errorf("reading Secret %s/%s of spec.source.git.secretRef: %w", fn.Namespace, ref.Name, err)}
+		return git.Credentials{}, &stepError{Reason: "GitCredentialsUnavailable", Stalled: apierrors.IsNotFound(err),
+			Condition: lambdapodv1alpha1.ConditionBuilt, Err: fmt.Errorf("reading Secret %s/%s of spec.source.git.secretRef: %w", fn.Namespace, ref.Name, err)}
 	}
 	return git.CredentialsFromSecret(secret.Data), nil
 }
 
-// buildError is a build problem with the reason the Function's conditions
-// show; stall marks one only the user can fix.
-type buildError struct {
-	reason string
-	stall  bool
-	err    error
-}
-
-func (e *buildError) Error() string { return e.err.Error() }
-func (e *buildError) Unwrap() error { return e.err }
-
 // gitImage is the image of a git source: the last one a build produced,
 // while the build of the current (commit, build spec) is made, watched and
 // read. It returns "" when nothing was built yet, and when to look again.
+// A problem with the build comes as a stepError about Built, with the last
+// image: the Function goes on running it.
 func (r *FunctionReconciler) gitImage(ctx context.Context, s *scope) (string, time.Duration, error) {
 	fn := s.fn
 	running := fn.Status.Image
-	poll := jitter(pollInterval(fn))
-	fail := func(reason, message string, stall bool) (string, time.Duration, error) {
-		s.set(lambdapodv1alpha1.ConditionBuilt, metav1.ConditionFalse, reason, message)
-		if stall {
-			s.stalled(reason, message)
-		} else {
-			s.notReady(reason, message)
-		}
-		return running, poll, nil
-	}
+	poll := jitter(fn.Spec.Source.Git.PollIntervalOrDefault())
 	if !r.tektonInstalled {
-		return fail("TektonNotInstalled", "git sources are built by Tekton Pipelines, whose PipelineRun API (tekton.dev/v1) this cluster does not serve: install Tekton Pipelines and restart the lambdapod manager, or use spec.source.image", true)
+		return running, poll, stalled(lambdapodv1alpha1.ConditionBuilt, "TektonNotInstalled", errors.New("git sources are built by Tekton Pipelines, whose PipelineRun API (tekton.dev/v1) this cluster does not serve: install Tekton Pipelines and restart the lambdapod manager, or use spec.source.image"))
 	}
 
 	res, err := r.resolve(ctx, fn)
 	if err != nil {
-		var be *buildError
+		var problem *stepError
 		var nf *git.NotFoundError
 		switch {
-		case errors.As(err, &be):
-			return fail(be.reason, be.Error(), be.stall)
+		case errors.As(err, &problem):
+			return running, poll, problem
 		case errors.As(err, &nf):
-			return fail("RevisionNotFound", nf.Error()+": push it, or change spec.source.git.revision", true)
+			return running, poll, stalled(lambdapodv1alpha1.ConditionBuilt, "RevisionNotFound", fmt.Errorf("%w: push it, or change spec.source.git.revision", nf))
 		default:
 			// The server may be back at the next poll; until then say why.
-			return fail("GitUnreachable", err.Error(), false)
+			return running, poll, waiting(lambdapodv1alpha1.ConditionBuilt, "GitUnreachable", err)
 		}
 	}
 
@@ -178,9 +146,8 @@ func (r *FunctionReconciler) gitImage(ctx context.Context, s *scope) (string, ti
 	if lb := fn.Status.LatestBuild; lb != nil && lb.Commit == res.Commit && lb.SpecHash == hash &&
 		running != "" && meta.IsStatusConditionTrue(fn.Status.Conditions, lambdapodv1alpha1.ConditionBuilt) {
 		// Built already; the run may have been pruned since.
-		s.set(lambdapodv1alpha1.ConditionBuilt, metav1.ConditionTrue, "Built",
-			fmt.Sprintf("image %s was built from commit %s by PipelineRun %s", running, res.Commit, lb.PipelineRun))
-		return running, NextPoll(pollInterval(fn), res.at, time.Now()), nil
+		s.built = fmt.Sprintf("image %s was built from commit %s by PipelineRun %s", running, res.Commit, lb.PipelineRun)
+		return running, NextPoll(fn.Spec.Source.Git.PollIntervalOrDefault(), res.at, time.Now()), nil
 	}
 
 	runs, err := r.pipelineRuns(ctx, fn, r.Client)
@@ -196,12 +163,12 @@ func (r *FunctionReconciler) gitImage(ctx context.Context, s *scope) (string, ti
 		} else if current = findRun(fresh, res.Commit, hash); current == nil {
 			cfg, err := r.buildConfig(ctx)
 			if err != nil {
-				return fail("BuildConfigInvalid", err.Error(), true)
+				return running, poll, stalled(lambdapodv1alpha1.ConditionBuilt, "BuildConfigInvalid", err)
 			}
 			current = build.MakePipelineRun(cfg, fn, res.Commit, fn.Spec.Source.Git.Revision)
 			if err := r.Create(ctx, current); err != nil {
 				if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
-					return fail("BuildNotCreated", fmt.Sprintf("creating the PipelineRun: %v", err), true)
+					return running, poll, stalled(lambdapodv1alpha1.ConditionBuilt, "BuildNotCreated", fmt.Errorf("creating the PipelineRun: %w", err))
 				}
 				return "", 0, fmt.Errorf("creating the PipelineRun for commit %s: %w", res.Commit, err)
 			}
@@ -217,46 +184,26 @@ func (r *FunctionReconciler) gitImage(ctx context.Context, s *scope) (string, ti
 	if outcome.Phase == build.Failed {
 		outcome = r.failure(ctx, s, current)
 	}
-	before := fn.Status.LatestBuild
 	fn.Status.LatestBuild = &lambdapodv1alpha1.BuildStatus{PipelineRun: current.Name, Commit: res.Commit, SpecHash: hash}
-	changed := before == nil || before.PipelineRun != current.Name ||
-		!meta.IsStatusConditionPresentAndEqual(s.before.Status.Conditions, lambdapodv1alpha1.ConditionBuilt, conditionStatus(outcome.Phase))
+	s.run = current
+	next := NextPoll(fn.Spec.Source.Git.PollIntervalOrDefault(), res.at, time.Now())
 
 	switch outcome.Phase {
 	case build.Running:
-		s.set(lambdapodv1alpha1.ConditionBuilt, metav1.ConditionUnknown, "Building", outcome.Message)
-		s.notReady("Building", outcome.Message)
 		// The run's completion is watched; polling goes on meanwhile.
-		return running, NextPoll(pollInterval(fn), res.at, time.Now()), nil
+		return running, next, &stepError{Reason: "Building", Condition: lambdapodv1alpha1.ConditionBuilt,
+			Status: metav1.ConditionUnknown, Err: errors.New(outcome.Message)}
 	case build.Succeeded:
-		s.set(lambdapodv1alpha1.ConditionBuilt, metav1.ConditionTrue, "Built", outcome.Message+" as "+outcome.Image)
+		s.built = outcome.Message + " as " + outcome.Image
 		fn.Status.Image, fn.Status.Commit = outcome.Image, res.Commit
-		if changed {
-			r.Recorder.Eventf(fn, current, corev1.EventTypeNormal, "BuildSucceeded", "Build", "%s as %s", outcome.Message, outcome.Image)
-		}
-		return outcome.Image, NextPoll(pollInterval(fn), res.at, time.Now()), nil
+		return outcome.Image, next, nil
 	default:
-		if changed {
-			r.Recorder.Eventf(fn, current, corev1.EventTypeWarning, outcome.Reason, "Build", "%s", outcome.Message)
-		}
-		msg := outcome.Message
+		failed := stalled(lambdapodv1alpha1.ConditionBuilt, outcome.Reason, errors.New(outcome.Message))
 		if running != "" {
-			msg += "; the function keeps running " + running
+			failed.Message = outcome.Message + "; the function keeps running " + running
 		}
-		s.set(lambdapodv1alpha1.ConditionBuilt, metav1.ConditionFalse, outcome.Reason, outcome.Message)
-		s.stalled(outcome.Reason, msg)
-		return running, NextPoll(pollInterval(fn), res.at, time.Now()), nil
+		return running, next, failed
 	}
-}
-
-func conditionStatus(p build.Phase) metav1.ConditionStatus {
-	switch p {
-	case build.Succeeded:
-		return metav1.ConditionTrue
-	case build.Failed:
-		return metav1.ConditionFalse
-	}
-	return metav1.ConditionUnknown
 }
 
 // failure describes a failed run, reading its TaskRuns for the failing step
@@ -288,7 +235,7 @@ func (r *FunctionReconciler) buildConfig(ctx context.Context) (build.Config, err
 func (r *FunctionReconciler) pipelineRuns(ctx context.Context, fn *lambdapodv1alpha1.Function, reader client.Reader) ([]tektonv1.PipelineRun, error) {
 	list := &tektonv1.PipelineRunList{}
 	if err := reader.List(ctx, list, client.InNamespace(fn.Namespace), client.MatchingLabels{
-		build.LabelManagedBy: build.ManagedByValue, build.LabelFunction: fn.Name,
+		contract.LabelManagedBy: contract.ManagedByValue, contract.LabelFunction: fn.Name,
 	}); err != nil {
 		return nil, fmt.Errorf("listing PipelineRuns of %s: %w", fn.Name, err)
 	}
@@ -310,7 +257,7 @@ func (r *FunctionReconciler) pipelineRuns(ctx context.Context, fn *lambdapodv1al
 
 func findRun(runs []tektonv1.PipelineRun, commit, hash string) *tektonv1.PipelineRun {
 	for i := range runs {
-		if runs[i].Labels[build.LabelCommit] == commit && runs[i].Labels[build.LabelBuildSpec] == hash {
+		if runs[i].Labels[contract.LabelCommit] == commit && runs[i].Labels[contract.LabelBuildSpec] == hash {
 			return &runs[i]
 		}
 	}
@@ -334,7 +281,7 @@ func (r *FunctionReconciler) supersede(ctx context.Context, fn *lambdapodv1alpha
 		}
 		if err := r.Delete(ctx, pr, client.PropagationPolicy(metav1.DeletePropagationBackground)); err == nil {
 			r.Recorder.Eventf(fn, pr, corev1.EventTypeNormal, "BuildSuperseded", "Build",
-				"deleted PipelineRun %s of commit %s, superseded by %s of commit %s", pr.Name, pr.Labels[build.LabelCommit], current.Name, current.Labels[build.LabelCommit])
+				"deleted PipelineRun %s of commit %s, superseded by %s of commit %s", pr.Name, pr.Labels[contract.LabelCommit], current.Name, current.Labels[contract.LabelCommit])
 		} else if !apierrors.IsNotFound(err) {
 			r.Recorder.Eventf(fn, pr, corev1.EventTypeWarning, "BuildNotDeleted", "Build", "deleting superseded PipelineRun %s: %v", pr.Name, err)
 		}

@@ -30,12 +30,8 @@ import (
 	"github.com/lambdapod/lambdapod/controllers/build"
 	"github.com/lambdapod/lambdapod/controllers/imageconfig"
 	"github.com/lambdapod/lambdapod/controllers/resources"
+	"github.com/lambdapod/lambdapod/internal/contract"
 )
-
-// conflictRecheck is how often a Function blocked by an object it does not
-// own looks again: that object's deletion sends no event to this
-// controller, whose cache holds only lambdapod's own objects.
-const conflictRecheck = time.Minute
 
 // FunctionReconciler turns a Function into a Deployment and a Service.
 type FunctionReconciler struct {
@@ -67,25 +63,178 @@ type ImageConfigs interface {
 	Config(ctx context.Context, image string) (imageconfig.Config, error)
 }
 
-// CacheOptions cache only lambdapod's own Deployments, Services and
-// PipelineRuns (every object read through the cache but Functions carries
-// the managed-by label), so the manager's memory follows the number of
-// Functions, not of workloads or builds. A default selector rather than one
-// per kind, because a per-kind entry for PipelineRuns would stop the manager
-// from starting on a cluster without Tekton.
-func CacheOptions() cache.Options {
-	ours := labels.SelectorFromSet(labels.Set{resources.LabelManagedBy: resources.ManagedByValue})
-	return cache.Options{
-		DefaultLabelSelector: ours,
-		ByObject: map[client.Object]cache.ByObject{
-			&lambdapodv1alpha1.Function{}: {Label: labels.Everything()},
-		},
+// +kubebuilder:rbac:groups=lambdapod.io,resources=functions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=lambdapod.io,resources=functions/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=list
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=tekton.dev,resources=pipelineruns,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=tekton.dev,resources=taskruns,verbs=get
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
+
+// Reconcile is one pass over a Function. Its steps, in order, leave what
+// they found on one scope and return what stands in their way; summarize
+// then turns all of it into the status at once, so that no step alone
+// decides what the conditions say.
+func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	fn := &lambdapodv1alpha1.Function{}
+	if err := r.Get(ctx, req.NamespacedName, fn); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if !fn.DeletionTimestamp.IsZero() {
+		// Owned objects go with the Function through garbage collection.
+		return ctrl.Result{}, nil
+	}
+	s := newScope(fn)
+	for _, step := range []func(context.Context, *scope) error{
+		r.reconcileSource,
+		r.reconcileDeployment,
+		r.reconcileService,
+		r.reconcileRollout,
+	} {
+		if !s.record(step(ctx, s)) {
+			break
+		}
+	}
+	return r.patchStatus(ctx, s)
 }
 
-// getOwned reads the object named like fn into obj. It returns false if
-// there is none, and errConflict if fn does not control it.
-func (r *FunctionReconciler) getOwned(ctx context.Context, fn *lambdapodv1alpha1.Function, kind string, obj client.Object) (bool, error) {
+// reconcileSource picks the image the Deployment runs: the image source as
+// it is, or the last image a build produced for a git source.
+func (r *FunctionReconciler) reconcileSource(ctx context.Context, s *scope) error {
+	fn := s.fn
+	if fn.Spec.Source.Image != "" {
+		fn.Status.Image = fn.Spec.Source.Image
+		fn.Status.Commit = ""
+		fn.Status.LatestBuild = nil
+		s.image = fn.Spec.Source.Image
+		return nil
+	}
+	image, poll, err := r.gitImage(ctx, s)
+	s.image = image
+	s.recheckIn(poll)
+	if err == nil && image == "" {
+		return waiting("", "AwaitingBuild", errors.New("no image has been built from the git source yet"))
+	}
+	return err
+}
+
+// reconcileDeployment applies the Deployment that runs s.image.
+func (r *FunctionReconciler) reconcileDeployment(ctx context.Context, s *scope) error {
+	fn, image := s.fn, s.image
+	current := &appsv1.Deployment{}
+	exists, err := r.getOwned(ctx, s, "Deployment", current)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		current = nil
+	}
+
+	// replicas belongs to the autoscaler. Until its field manager holds the
+	// field, this apply sets it (to minReplicas on creation), and the claim
+	// below hands it over, so dropping it from later applies never resets
+	// it to the default of one pod.
+	var replicas *int32
+	claimed := current != nil && ownsReplicas(current, contract.AutoscalerFieldManager)
+	if !claimed {
+		n := fn.Spec.Scale.MinReplicas
+		if current != nil && current.Spec.Replicas != nil {
+			n = *current.Spec.Replicas
+		}
+		replicas = &n
+	}
+	desired := resources.Deployment(r.Config, fn, image, r.imageRun(ctx, fn, image), replicas)
+	if err := r.Apply(ctx, desired, client.FieldOwner(contract.FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("applying Deployment %s: %w", fn.Name, err)
+	}
+	if !claimed {
+		claim := appsv1ac.Deployment(fn.Name, fn.Namespace).WithSpec(appsv1ac.DeploymentSpec().WithReplicas(*replicas))
+		if err := r.Apply(ctx, claim, client.FieldOwner(contract.AutoscalerFieldManager), client.ForceOwnership); err != nil {
+			return fmt.Errorf("handing Deployment %s's replicas to the autoscaler: %w", fn.Name, err)
+		}
+	}
+	// From the API server: the cache may not have seen the apply yet, and
+	// the Deployment before it would tell the old template's rollout.
+	applied := &appsv1.Deployment{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(fn), applied); err != nil {
+		return fmt.Errorf("reading Deployment %s: %w", fn.Name, err)
+	}
+	if current == nil {
+		r.Recorder.Eventf(fn, applied, corev1.EventTypeNormal, "DeploymentCreated", "Create",
+			"created Deployment %s with %d replicas", fn.Name, *replicas)
+	}
+	s.deploy = applied
+	return nil
+}
+
+// imageRun is what the pod needs of the image: the bootstrap the
+// supervisor runs (spec.runtime.command, else what the image would run) and
+// where the image carries the supervisor, if it does (its
+// contract.SupervisorLabel, which builds set). An image whose config
+// cannot be read still gets a pod, whose supervisor comes through a volume
+// and looks for /var/runtime/bootstrap, /var/task/bootstrap and
+// /opt/bootstrap; a warning says so when that matters.
+func (r *FunctionReconciler) imageRun(ctx context.Context, fn *lambdapodv1alpha1.Function, image string) resources.ImageRun {
+	run := resources.ImageRun{Bootstrap: fn.Spec.Runtime.Command}
+	if r.Images == nil {
+		return run
+	}
+	config, err := r.Images.Config(ctx, image)
+	if err != nil {
+		if len(run.Bootstrap) == 0 {
+			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "ImageConfigUnavailable", "Reconcile",
+				"cannot read the entrypoint of %s, so the Lambda locations of the bootstrap are used; set spec.runtime.command to choose: %v", image, err)
+		}
+		return run
+	}
+	if len(run.Bootstrap) == 0 {
+		run.Bootstrap = config.Command
+	}
+	run.Supervisor = config.Labels[contract.SupervisorLabel]
+	return run
+}
+
+// ownsReplicas reports whether manager holds the Deployment's spec.replicas.
+func ownsReplicas(d *appsv1.Deployment, manager string) bool {
+	for _, mf := range d.ManagedFields {
+		if mf.Manager == manager && mf.Operation == metav1.ManagedFieldsOperationApply &&
+			mf.FieldsV1 != nil && strings.Contains(string(mf.FieldsV1.Raw), `"f:replicas"`) {
+			return true
+		}
+	}
+	return false
+}
+
+// reconcileService applies the Service whose EndpointSlices tell the
+// activator where the Function's pods are.
+func (r *FunctionReconciler) reconcileService(ctx context.Context, s *scope) error {
+	fn := s.fn
+	if _, err := r.getOwned(ctx, s, "Service", &corev1.Service{}); err != nil {
+		return err
+	}
+	if err := r.Apply(ctx, resources.Service(fn), client.FieldOwner(contract.FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("applying Service %s: %w", fn.Name, err)
+	}
+	return nil
+}
+
+// conflictRecheck is how often a Function blocked by an object it does not
+// own looks again: that object's deletion sends no event to this
+// controller, whose cache holds only lambdapod's own objects.
+const conflictRecheck = time.Minute
+
+// getOwned reads the object named like the Function into obj. It returns
+// false if there is none, and an OwnershipConflict stall if the Function
+// does not control it.
+func (r *FunctionReconciler) getOwned(ctx context.Context, s *scope, kind string, obj client.Object) (bool, error) {
+	fn := s.fn
 	key := client.ObjectKeyFromObject(fn)
 	err := r.Get(ctx, key, obj)
 	if apierrors.IsNotFound(err) {
@@ -99,22 +248,29 @@ func (r *FunctionReconciler) getOwned(ctx context.Context, fn *lambdapodv1alpha1
 	case err != nil:
 		return false, fmt.Errorf("reading %s %s: %w", kind, fn.Name, err)
 	case !metav1.IsControlledBy(obj, fn):
-		return false, fmt.Errorf("%s %s/%s exists and is %w: delete or rename it, or rename the Function", kind, fn.Namespace, fn.Name, errConflict)
+		s.recheckIn(conflictRecheck)
+		return false, stalled("", "OwnershipConflict",
+			fmt.Errorf("%s %s/%s exists and is owned by someone else: delete or rename it, or rename the Function", kind, fn.Namespace, fn.Name))
 	}
 	return true, nil
 }
 
-// +kubebuilder:rbac:groups=lambdapod.io,resources=functions,verbs=get;list;watch
-// +kubebuilder:rbac:groups=lambdapod.io,resources=functions/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=list
-// +kubebuilder:rbac:groups="",resources=pods,verbs=list
-// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=tekton.dev,resources=pipelineruns,verbs=get;list;watch;create;delete
-// +kubebuilder:rbac:groups=tekton.dev,resources=taskruns,verbs=get
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
+// patchStatus writes what this pass found, and returns what
+// controller-runtime is told.
+func (r *FunctionReconciler) patchStatus(ctx context.Context, s *scope) (ctrl.Result, error) {
+	fn := s.fn
+	fn.Status.ObservedGeneration = fn.Generation
+	fn.Status.URL = resources.URL(r.Config, fn)
+	result, err := s.summarize(r.Recorder)
+	if perr := r.Status().Patch(ctx, fn, client.MergeFrom(s.before)); perr != nil && !apierrors.IsNotFound(perr) {
+		// Without s's stall, which would make the error terminal: an
+		// unwritten status must be tried again.
+		return ctrl.Result{}, errors.Join(s.err, fmt.Errorf("writing status: %w", perr))
+	}
+	ready := meta.FindStatusCondition(fn.Status.Conditions, lambdapodv1alpha1.ConditionReady)
+	log.FromContext(ctx).V(1).Info("reconciled", "ready", ready.Status, "reason", ready.Reason)
+	return result, err
+}
 
 // SetupWithManager registers the controller: Functions, the Deployments,
 // Services and (when Tekton is installed) PipelineRuns they own, and the
@@ -141,200 +297,18 @@ func (r *FunctionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return b.Complete(r)
 }
 
-// errConflict marks an object in the Function's way that someone else owns.
-var errConflict = errors.New("owned by someone else")
-
-// Reconcile is one pass: pick the image, apply the Deployment and the
-// Service, and write every condition once, in the deferred status patch.
-func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
-	fn := &lambdapodv1alpha1.Function{}
-	if err := r.Get(ctx, req.NamespacedName, fn); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.forget(req.NamespacedName)
-		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+// CacheOptions cache only lambdapod's own Deployments, Services and
+// PipelineRuns (every object read through the cache but Functions carries
+// the managed-by label), so the manager's memory follows the number of
+// Functions, not of workloads or builds. A default selector rather than one
+// per kind, because a per-kind entry for PipelineRuns would stop the manager
+// from starting on a cluster without Tekton.
+func CacheOptions() cache.Options {
+	ours := labels.SelectorFromSet(labels.Set{contract.LabelManagedBy: contract.ManagedByValue})
+	return cache.Options{
+		DefaultLabelSelector: ours,
+		ByObject: map[client.Object]cache.ByObject{
+			&lambdapodv1alpha1.Function{}: {Label: labels.Everything()},
+		},
 	}
-	if !fn.DeletionTimestamp.IsZero() {
-		// Owned objects go with the Function through garbage collection.
-		return ctrl.Result{}, nil
-	}
-	s := newScope(fn)
-	defer func() {
-		if errors.Is(err, errConflict) {
-			s.stalled("OwnershipConflict", err.Error())
-			result, err = ctrl.Result{RequeueAfter: conflictRecheck}, nil
-		} else if err != nil {
-			s.failed(err)
-		}
-		if perr := r.patchStatus(ctx, s); perr != nil {
-			err = errors.Join(err, perr)
-		}
-	}()
-
-	image, poll, err := r.image(ctx, s)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	if image == "" {
-		return ctrl.Result{RequeueAfter: poll}, nil
-	}
-	deploy, err := r.applyDeployment(ctx, s, image)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	if err := r.applyService(ctx, s); err != nil {
-		return ctrl.Result{}, err
-	}
-	if err := s.observeDeployment(ctx, r.APIReader, deploy); err != nil {
-		return ctrl.Result{}, err
-	}
-	return ctrl.Result{RequeueAfter: soonest(poll, s.recheck)}, nil
-}
-
-// soonest is the shorter of two requeue delays, where 0 means none.
-func soonest(a, b time.Duration) time.Duration {
-	if a == 0 || (b != 0 && b < a) {
-		return b
-	}
-	return a
-}
-
-// image is what the Deployment runs: the image source as it is, or the
-// last image a build produced for a git source ("" before the first), and
-// when to poll the git source again.
-func (r *FunctionReconciler) image(ctx context.Context, s *scope) (string, time.Duration, error) {
-	fn := s.fn
-	if fn.Spec.Source.Image != "" {
-		fn.Status.Image = fn.Spec.Source.Image
-		fn.Status.Commit = ""
-		fn.Status.LatestBuild = nil
-		meta.RemoveStatusCondition(&fn.Status.Conditions, lambdapodv1alpha1.ConditionBuilt)
-		return fn.Spec.Source.Image, 0, nil
-	}
-	image, poll, err := r.gitImage(ctx, s)
-	if err == nil && image == "" {
-		s.notReady("AwaitingBuild", "no image has been built from the git source yet")
-	}
-	return image, poll, err
-}
-
-func (r *FunctionReconciler) applyDeployment(ctx context.Context, s *scope, image string) (*appsv1.Deployment, error) {
-	fn := s.fn
-	current := &appsv1.Deployment{}
-	exists, err := r.getOwned(ctx, fn, "Deployment", current)
-	if err != nil {
-		return nil, err
-	}
-	if !exists {
-		current = nil
-	}
-
-	// replicas belongs to the autoscaler. Until its field manager holds the
-	// field, this apply sets it (to minReplicas on creation), and the claim
-	// below hands it over, so dropping it from later applies never resets
-	// it to the default of one pod.
-	var replicas *int32
-	claimed := current != nil && ownsReplicas(current, resources.AutoscalerFieldManager)
-	if !claimed {
-		n := fn.Spec.Scale.MinReplicas
-		if current != nil && current.Spec.Replicas != nil {
-			n = *current.Spec.Replicas
-		}
-		replicas = &n
-	}
-	desired := resources.Deployment(r.Config, fn, image, r.imageRun(ctx, fn, image), replicas)
-	if err := r.Apply(ctx, desired, client.FieldOwner(resources.FieldManager), client.ForceOwnership); err != nil {
-		return nil, fmt.Errorf("applying Deployment %s: %w", fn.Name, err)
-	}
-	if !claimed {
-		claim := appsv1ac.Deployment(fn.Name, fn.Namespace).WithSpec(appsv1ac.DeploymentSpec().WithReplicas(*replicas))
-		if err := r.Apply(ctx, claim, client.FieldOwner(resources.AutoscalerFieldManager), client.ForceOwnership); err != nil {
-			return nil, fmt.Errorf("handing Deployment %s's replicas to the autoscaler: %w", fn.Name, err)
-		}
-	}
-	// From the API server: the cache may not have seen the apply yet, and
-	// the Deployment before it would tell the old template's rollout.
-	applied := &appsv1.Deployment{}
-	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(fn), applied); err != nil {
-		return nil, fmt.Errorf("reading Deployment %s: %w", fn.Name, err)
-	}
-	if current == nil {
-		r.Recorder.Eventf(fn, applied, corev1.EventTypeNormal, "DeploymentCreated", "Create",
-			"created Deployment %s with %d replicas", fn.Name, *replicas)
-	}
-	return applied, nil
-}
-
-// imageRun is what the pod needs of the image: the bootstrap the
-// supervisor runs (spec.runtime.command, else what the image would run) and
-// where the image carries the supervisor, if it does (its
-// resources.SupervisorLabel, which builds set). An image whose config
-// cannot be read still gets a pod, whose supervisor comes through a volume
-// and looks for /var/runtime/bootstrap, /var/task/bootstrap and
-// /opt/bootstrap; a warning says so when that matters.
-func (r *FunctionReconciler) imageRun(ctx context.Context, fn *lambdapodv1alpha1.Function, image string) resources.ImageRun {
-	run := resources.ImageRun{Bootstrap: fn.Spec.Runtime.Command}
-	if r.Images == nil {
-		return run
-	}
-	config, err := r.Images.Config(ctx, image)
-	if err != nil {
-		if len(run.Bootstrap) == 0 {
-			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "ImageConfigUnavailable", "Reconcile",
-				"cannot read the entrypoint of %s, so the Lambda locations of the bootstrap are used; set spec.runtime.command to choose: %v", image, err)
-		}
-		return run
-	}
-	if len(run.Bootstrap) == 0 {
-		run.Bootstrap = config.Command
-	}
-	run.Supervisor = config.Labels[resources.SupervisorLabel]
-	return run
-}
-
-// ownsReplicas reports whether manager holds the Deployment's spec.replicas.
-func ownsReplicas(d *appsv1.Deployment, manager string) bool {
-	for _, mf := range d.ManagedFields {
-		if mf.Manager == manager && mf.Operation == metav1.ManagedFieldsOperationApply &&
-			mf.FieldsV1 != nil && strings.Contains(string(mf.FieldsV1.Raw), `"f:replicas"`) {
-			return true
-		}
-	}
-	return false
-}
-
-func (r *FunctionReconciler) applyService(ctx context.Context, s *scope) error {
-	fn := s.fn
-	if _, err := r.getOwned(ctx, fn, "Service", &corev1.Service{}); err != nil {
-		return err
-	}
-	if err := r.Apply(ctx, resources.Service(fn), client.FieldOwner(resources.FieldManager), client.ForceOwnership); err != nil {
-		return fmt.Errorf("applying Service %s: %w", fn.Name, err)
-	}
-	return nil
-}
-
-// patchStatus writes what this pass observed, and records an event when
-// readiness changed.
-func (r *FunctionReconciler) patchStatus(ctx context.Context, s *scope) error {
-	fn := s.fn
-	fn.Status.ObservedGeneration = fn.Generation
-	fn.Status.URL = resources.URL(r.Config, fn)
-	s.summarize()
-
-	was := meta.FindStatusCondition(s.before.Status.Conditions, lambdapodv1alpha1.ConditionReady)
-	now := meta.FindStatusCondition(fn.Status.Conditions, lambdapodv1alpha1.ConditionReady)
-	if was == nil || was.Status != now.Status || was.Reason != now.Reason {
-		switch {
-		case now.Status == metav1.ConditionTrue:
-			r.Recorder.Eventf(fn, nil, corev1.EventTypeNormal, "Ready", "Reconcile", "serving at %s", fn.Status.URL)
-		case meta.IsStatusConditionTrue(fn.Status.Conditions, lambdapodv1alpha1.ConditionStalled):
-			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, now.Reason, "Reconcile", "%s", now.Message)
-		}
-	}
-	if err := r.Status().Patch(ctx, fn, client.MergeFrom(s.before)); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("writing status: %w", err)
-	}
-	log.FromContext(ctx).V(1).Info("reconciled", "ready", now.Status, "reason", now.Reason)
-	return nil
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/lambdapod/lambdapod/controllers"
 	"github.com/lambdapod/lambdapod/controllers/imageconfig"
 	"github.com/lambdapod/lambdapod/controllers/resources"
+	"github.com/lambdapod/lambdapod/internal/contract"
 	"github.com/lambdapod/lambdapod/internal/testenv"
 )
 
@@ -60,7 +61,7 @@ func TestFunctionController(t *testing.T) {
 	hello2 := pushImage(t, reg, "example/hello:2", []string{"/var/task/bootstrap"}, nil, nil)
 	// what a Go build makes: the supervisor in the image, and the label
 	built := pushImage(t, reg, "example/built:1", []string{"/var/task/bootstrap"}, nil,
-		map[string]string{resources.SupervisorLabel: "/lambdapod/supervisor"})
+		map[string]string{contract.SupervisorLabel: "/lambdapod/supervisor"})
 	startManager(t, env, func(r *controllers.FunctionReconciler) { r.Images = imageconfig.New() })
 	c := env.Client
 
@@ -121,7 +122,7 @@ func TestFunctionController(t *testing.T) {
 
 		svc := &corev1.Service{}
 		eventually(t, func() error { return c.Get(ctx, key(fn), svc) })
-		if svc.Spec.ClusterIP != corev1.ClusterIPNone || svc.Spec.Selector[resources.LabelFunction] != "echo" ||
+		if svc.Spec.ClusterIP != corev1.ClusterIPNone || svc.Spec.Selector[contract.LabelFunction] != "echo" ||
 			len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Name != "http" || svc.Spec.Ports[0].Port != 8080 {
 			t.Errorf("Service spec = %+v, want a headless Service selecting the function's pods on port http 8080", svc.Spec)
 		}
@@ -500,7 +501,7 @@ func waitReady(t *testing.T, c client.Client, fn *lambdapodv1alpha1.Function) *l
 func setReplicas(t *testing.T, c client.Client, fn *lambdapodv1alpha1.Function, n int32) {
 	t.Helper()
 	ac := appsv1ac.Deployment(fn.Name, fn.Namespace).WithSpec(appsv1ac.DeploymentSpec().WithReplicas(n))
-	if err := c.Apply(context.Background(), ac, client.FieldOwner(resources.AutoscalerFieldManager), client.ForceOwnership); err != nil {
+	if err := c.Apply(context.Background(), ac, client.FieldOwner(contract.AutoscalerFieldManager), client.ForceOwnership); err != nil {
 		t.Fatal(err)
 	}
 }

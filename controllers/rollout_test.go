@@ -20,7 +20,7 @@ import (
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 	"github.com/lambdapod/lambdapod/controllers"
-	"github.com/lambdapod/lambdapod/controllers/resources"
+	"github.com/lambdapod/lambdapod/internal/contract"
 	"github.com/lambdapod/lambdapod/internal/testenv"
 )
 
@@ -171,7 +171,7 @@ func waitPod(t *testing.T, c client.Client, fn *lambdapodv1alpha1.Function, notH
 	var found *corev1.Pod
 	eventually(t, func() error {
 		pods := &corev1.PodList{}
-		if err := c.List(context.Background(), pods, client.InNamespace(fn.Namespace), client.MatchingLabels{resources.LabelFunction: fn.Name}); err != nil {
+		if err := c.List(context.Background(), pods, client.InNamespace(fn.Namespace), client.MatchingLabels{contract.LabelFunction: fn.Name}); err != nil {
 			return err
 		}
 		for i, p := range pods.Items {

@@ -1,34 +1,45 @@
 package controllers
 
 import (
-	"cmp"
-	"context"
+	"errors"
 	"fmt"
-	"slices"
-	"strconv"
 	"time"
 
+	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 )
 
-// scope carries one reconcile pass: the Function as read, and the status
-// this pass builds for it. Steps record what they see; summarize derives
-// Ready, Reconciling and Stalled from that, kstatus-style.
+// scope carries one reconcile pass: the Function as read, what each step
+// found, and the status summarize derives from that. Steps never write
+// conditions: they leave results here and return their problems, so that
+// one function decides what the Function's conditions say.
 type scope struct {
 	fn     *lambdapodv1alpha1.Function
 	before *lambdapodv1alpha1.Function
-	// ready is the verdict so far; nil until a step decides.
-	ready *metav1.Condition
-	// stall marks a problem only the user can fix.
-	stall bool
+
+	// image is what the Deployment runs, once the source step found one.
+	image string
+	// deploy is the Deployment as applied.
+	deploy *appsv1.Deployment
+
+	// built and deployed are what Built and Deployed say when True; ""
+	// when the pass did not get that far.
+	built, deployed string
+	// run is the PipelineRun whose outcome Built tells, if one does: its
+	// completion is announced.
+	run *tektonv1.PipelineRun
+	// problems are the steps' stepErrors, in step order.
+	problems []*stepError
+	// err is the unexpected error that ended the pass.
+	err error
 	// recheck, when set, is how soon the pass wants to look again without
 	// waiting for an event.
 	recheck time.Duration
@@ -38,6 +49,64 @@ func newScope(fn *lambdapodv1alpha1.Function) *scope {
 	return &scope{fn: fn, before: fn.DeepCopy()}
 }
 
+// recheckIn asks to look again within d.
+func (s *scope) recheckIn(d time.Duration) {
+	s.recheck = soonest(s.recheck, d)
+}
+
+// soonest is the shorter of two requeue delays, where 0 means none.
+func soonest(a, b time.Duration) time.Duration {
+	if a == 0 || (b != 0 && b < a) {
+		return b
+	}
+	return a
+}
+
+// record keeps a step's error for summarize, and reports whether the pass
+// goes on. An error ends it, but for a problem of the build while an
+// earlier build's image is at hand: the Function keeps running that image,
+// and its Deployment and Service keep following the rest of the spec.
+func (s *scope) record(err error) bool {
+	var problem *stepError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &problem):
+		s.problems = append(s.problems, problem)
+		return problem.Condition == lambdapodv1alpha1.ConditionBuilt && s.image != ""
+	default:
+		s.err = err
+		return false
+	}
+}
+
+// verdict is why the Function is not ready, nil if it is. An unexpected
+// error is what the pass last saw, so it says; otherwise a stall outranks
+// the problems found before it, since it is the one the user must act on,
+// and among the others the first found stands.
+func (s *scope) verdict() *stepError {
+	if s.err != nil {
+		return waiting("", "ReconcileFailed", s.err)
+	}
+	var v *stepError
+	for _, p := range s.problems {
+		if v == nil || p.Stalled {
+			v = p
+		}
+	}
+	return v
+}
+
+// about is the problem concerning condition, if any.
+func (s *scope) about(condition string) *stepError {
+	for _, p := range s.problems {
+		if p.Condition == condition {
+			return p
+		}
+	}
+	return nil
+}
+
 func (s *scope) set(condition string, status metav1.ConditionStatus, reason, message string) {
 	meta.SetStatusCondition(&s.fn.Status.Conditions, metav1.Condition{
 		Type: condition, Status: status, Reason: reason, Message: message,
@@ -45,253 +114,86 @@ func (s *scope) set(condition string, status metav1.ConditionStatus, reason, mes
 	})
 }
 
-// notReady records why the Function does not serve its spec, keeping the
-// first reason found in a pass.
-func (s *scope) notReady(reason, message string) {
-	if s.ready == nil {
-		s.ready = &metav1.Condition{Status: metav1.ConditionFalse, Reason: reason, Message: message}
-	}
+func (s *scope) remove(condition string) {
+	meta.RemoveStatusCondition(&s.fn.Status.Conditions, condition)
 }
 
-func (s *scope) stalled(reason, message string) {
-	s.ready = nil
-	s.notReady(reason, message)
-	s.stall = true
-}
-
-// failed records an error that the next pass may not hit.
-func (s *scope) failed(err error) {
-	s.ready = nil
-	s.notReady("ReconcileFailed", err.Error())
-}
-
-// terminatingRecheck is how often a Function waiting for an earlier
-// template's pods to finish terminating looks again. Their ReplicaSet's
-// status normally announces it (through the Deployment's); where the
-// cluster does not count terminating pods, nothing does.
-const terminatingRecheck = 5 * time.Second
-
-// revisionAnnotation numbers a Deployment's ReplicaSets: the Deployment
-// controller gives the one it rolls to, new or rolled back to, the highest.
-const revisionAnnotation = "deployment.kubernetes.io/revision"
-
-// observeDeployment reads the rollout. A Function is deployed when every pod
-// runs the current template and no pod of an earlier one is left, not even
-// a terminating one: until its grace period ends it may still answer, with
-// the old code. Scaling, including to and from zero, never makes a deployed
-// Function unready: terminating pods of the current template do not count,
-// and neither does a new replica count the Deployment controller has not
-// seen yet.
-//
-// c reads the Deployment's ReplicaSets, and pods, when the Deployment's
-// status cannot answer; it should not be a cache: lambdapod's holds
-// neither.
-func (s *scope) observeDeployment(ctx context.Context, c client.Reader, d *appsv1.Deployment) error {
-	st := &s.fn.Status
-	st.Replicas = d.Status.Replicas
-	st.ReadyReplicas = d.Status.ReadyReplicas
-	st.DesiredReplicas = 0
-	if d.Spec.Replicas != nil {
-		st.DesiredReplicas = *d.Spec.Replicas
+// summarize turns what the pass found into the conditions: Built and
+// Deployed for the parts, and the kstatus ones for the whole Function,
+// Ready always, Reconciling and Stalled only while true. It announces the
+// transitions a user watches for, and returns what controller-runtime is
+// told. It expects status.url set.
+func (s *scope) summarize(rec events.EventRecorder) (ctrl.Result, error) {
+	fn := s.fn
+	switch p := s.about(lambdapodv1alpha1.ConditionBuilt); {
+	case fn.Spec.Source.Image != "":
+		s.remove(lambdapodv1alpha1.ConditionBuilt)
+	case p != nil:
+		s.set(lambdapodv1alpha1.ConditionBuilt, p.conditionStatus(), p.Reason, p.Err.Error())
+	case s.built != "":
+		s.set(lambdapodv1alpha1.ConditionBuilt, metav1.ConditionTrue, "Built", s.built)
 	}
-	r := &rolloutReader{c: c, d: d}
-	done, reason, message, err := r.rollout(ctx)
-	if err != nil {
-		return err
-	}
-	if done {
-		s.set(lambdapodv1alpha1.ConditionDeployed, metav1.ConditionTrue, reason, message)
-		return nil
-	}
-	s.set(lambdapodv1alpha1.ConditionDeployed, metav1.ConditionFalse, reason, message)
-	if reason == "ProgressDeadlineExceeded" {
-		s.stalled(reason, message)
-		return nil
-	}
-	if r.oldTerminating > 0 {
-		s.recheck = terminatingRecheck
-	}
-	s.notReady(reason, message)
-	return nil
-}
-
-// rolloutReader reads one Deployment's rollout: its status, and its
-// ReplicaSets (at most once) where the status cannot answer.
-type rolloutReader struct {
-	c client.Reader
-	d *appsv1.Deployment
-	// sets are d's ReplicaSets, and current the newest of them, once read.
-	sets     []*appsv1.ReplicaSet
-	current  *appsv1.ReplicaSet
-	selector labels.Selector
-	// oldTerminating is how many pods of earlier templates were found
-	// terminating.
-	oldTerminating int32
-}
-
-// rollout says whether the Deployment runs its current template on every
-// pod, the way `kubectl rollout status` does, but without waiting for a
-// replica count: the autoscaler changes that all the time. The Deployment's
-// status leaves terminating pods out, so those are looked for when it says
-// there are some.
-func (r *rolloutReader) rollout(ctx context.Context) (done bool, reason, message string, err error) {
-	d := r.d
-	observed := d.Generation <= d.Status.ObservedGeneration
-	if !observed {
-		// A change the Deployment controller has not seen yet, so its
-		// status does not tell. If the change left the template alone
-		// (the autoscaler changes only the replicas), the ReplicaSets do.
-		only, err := r.onlyCurrentTemplate(ctx)
-		if err != nil || !only {
-			return false, "Progressing", fmt.Sprintf("waiting for Deployment %s to observe generation %d", d.Name, d.Generation), err
-		}
-	}
-	for _, c := range d.Status.Conditions {
-		if c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" {
-			return false, "ProgressDeadlineExceeded", fmt.Sprintf("Deployment %s made no progress: %s; see `kubectl describe deployment %s` and its pods' events", d.Name, c.Message, d.Name), nil
-		}
-	}
-	if old := d.Status.Replicas - d.Status.UpdatedReplicas; observed && old > 0 {
-		return false, "Progressing", fmt.Sprintf("Deployment %s is rolling out: %d of %d pods run the current template", d.Name, d.Status.UpdatedReplicas, d.Status.Replicas), nil
-	}
-	if t := d.Status.TerminatingReplicas; !observed || t == nil || *t > 0 {
-		// Some may be of an earlier template. nil: the cluster does not
-		// count terminating pods (the DeploymentReplicaSetTerminatingReplicas
-		// feature, on by default from Kubernetes 1.35); unobserved: the
-		// count may be stale.
-		old, err := r.countOldTerminating(ctx)
-		if err != nil {
-			return false, "", "", err
-		}
-		if r.oldTerminating = old; old > 0 {
-			pods, verb := "pods", "are"
-			if old == 1 {
-				pods, verb = "pod", "is"
-			}
-			return false, "Progressing", fmt.Sprintf("Deployment %s is rolling out: %d %s of an earlier template %s still terminating", d.Name, old, pods, verb), nil
-		}
-	}
-	return true, "RolledOut", fmt.Sprintf("Deployment %s runs the current template on all %d pods (%d ready)", d.Name, d.Status.Replicas, d.Status.ReadyReplicas), nil
-}
-
-// readReplicaSets reads the ReplicaSets the Deployment controls, and picks
-// the newest: the one with the highest revision.
-func (r *rolloutReader) readReplicaSets(ctx context.Context) error {
-	if r.selector != nil {
-		return nil
-	}
-	selector, err := metav1.LabelSelectorAsSelector(r.d.Spec.Selector)
-	if err != nil {
-		return fmt.Errorf("reading Deployment %s's selector: %w", r.d.Name, err)
-	}
-	list := &appsv1.ReplicaSetList{}
-	if err := r.c.List(ctx, list, client.InNamespace(r.d.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
-		return fmt.Errorf("listing Deployment %s's ReplicaSets: %w", r.d.Name, err)
-	}
-	for i := range list.Items {
-		if metav1.IsControlledBy(&list.Items[i], r.d) {
-			r.sets = append(r.sets, &list.Items[i])
-		}
-	}
-	if len(r.sets) > 0 {
-		r.current = slices.MaxFunc(r.sets, func(a, b *appsv1.ReplicaSet) int { return cmp.Compare(revision(a), revision(b)) })
-	}
-	r.selector = selector
-	return nil
-}
-
-// onlyCurrentTemplate reports whether the Deployment's template is its
-// newest ReplicaSet's (compared as the Deployment controller does: but for
-// the pod-template-hash label), and every other ReplicaSet has no pods and
-// wants none. Terminating pods aside, every pod then runs the current
-// template.
-func (r *rolloutReader) onlyCurrentTemplate(ctx context.Context) (bool, error) {
-	if err := r.readReplicaSets(ctx); err != nil || r.current == nil {
-		return false, err
-	}
-	a, b := r.current.Spec.Template.DeepCopy(), r.d.Spec.Template.DeepCopy()
-	delete(a.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
-	delete(b.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
-	if !equality.Semantic.DeepEqual(a, b) {
-		return false, nil
-	}
-	for _, rs := range r.sets {
-		if rs != r.current && (rs.Spec.Replicas == nil || *rs.Spec.Replicas > 0 || rs.Status.Replicas > 0) {
-			return false, nil
-		}
-	}
-	return true, nil
-}
-
-// countOldTerminating counts the Deployment's pods that are terminating
-// (deleted, in their grace period, not yet finished) and run a template
-// other than its newest ReplicaSet's. The ReplicaSets count their
-// terminating pods where the cluster has the
-// DeploymentReplicaSetTerminatingReplicas feature; elsewhere the pods are
-// read.
-func (r *rolloutReader) countOldTerminating(ctx context.Context) (int32, error) {
-	if err := r.readReplicaSets(ctx); err != nil || r.current == nil {
-		return 0, err
-	}
-	var old int32
-	counted := true
-	for _, rs := range r.sets {
-		switch {
-		case rs == r.current:
-		case rs.Status.TerminatingReplicas != nil:
-			old += *rs.Status.TerminatingReplicas
-		case rs.Status.ObservedGeneration == 0:
-			// Never synced by the ReplicaSet controller, so without pods.
-		default:
-			counted = false
-		}
-	}
-	if counted {
-		return old, nil
+	switch p := s.about(lambdapodv1alpha1.ConditionDeployed); {
+	case p != nil:
+		s.set(lambdapodv1alpha1.ConditionDeployed, p.conditionStatus(), p.Reason, p.Err.Error())
+	case s.deployed != "":
+		s.set(lambdapodv1alpha1.ConditionDeployed, metav1.ConditionTrue, "RolledOut", s.deployed)
 	}
 
-	pods := &corev1.PodList{}
-	if err := r.c.List(ctx, pods, client.InNamespace(r.d.Namespace), client.MatchingLabelsSelector{Selector: r.selector}); err != nil {
-		return 0, fmt.Errorf("listing Deployment %s's pods: %w", r.d.Name, err)
-	}
-	hash := r.current.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
-	old = 0
-	for _, p := range pods.Items {
-		terminal := p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
-		if p.DeletionTimestamp != nil && !terminal && p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] != hash {
-			old++
-		}
-	}
-	return old, nil
-}
-
-// revision is a ReplicaSet's revision number, 0 if it has none.
-func revision(rs *appsv1.ReplicaSet) int64 {
-	n, err := strconv.ParseInt(rs.Annotations[revisionAnnotation], 10, 64)
-	if err != nil {
-		return 0
-	}
-	return n
-}
-
-// summarize derives the kstatus conditions: Ready always, Reconciling and
-// Stalled only while true.
-func (s *scope) summarize() {
-	if s.ready == nil {
-		s.set(lambdapodv1alpha1.ConditionReady, metav1.ConditionTrue, "Ready", fmt.Sprintf("serving at %s", s.fn.Status.URL))
-	} else {
-		s.set(lambdapodv1alpha1.ConditionReady, s.ready.Status, s.ready.Reason, s.ready.Message)
-	}
-	conds := &s.fn.Status.Conditions
+	v := s.verdict()
 	switch {
-	case s.stall:
-		meta.RemoveStatusCondition(conds, lambdapodv1alpha1.ConditionReconciling)
-		s.set(lambdapodv1alpha1.ConditionStalled, metav1.ConditionTrue, s.ready.Reason, s.ready.Message)
-	case s.ready != nil:
-		meta.RemoveStatusCondition(conds, lambdapodv1alpha1.ConditionStalled)
-		s.set(lambdapodv1alpha1.ConditionReconciling, metav1.ConditionTrue, s.ready.Reason, s.ready.Message)
+	case v == nil:
+		s.set(lambdapodv1alpha1.ConditionReady, metav1.ConditionTrue, "Ready", fmt.Sprintf("serving at %s", fn.Status.URL))
+		s.remove(lambdapodv1alpha1.ConditionReconciling)
+		s.remove(lambdapodv1alpha1.ConditionStalled)
+	case v.Stalled:
+		s.set(lambdapodv1alpha1.ConditionReady, metav1.ConditionFalse, v.Reason, v.Error())
+		s.set(lambdapodv1alpha1.ConditionStalled, metav1.ConditionTrue, v.Reason, v.Error())
+		s.remove(lambdapodv1alpha1.ConditionReconciling)
 	default:
-		meta.RemoveStatusCondition(conds, lambdapodv1alpha1.ConditionStalled)
-		meta.RemoveStatusCondition(conds, lambdapodv1alpha1.ConditionReconciling)
+		s.set(lambdapodv1alpha1.ConditionReady, metav1.ConditionFalse, v.Reason, v.Error())
+		s.set(lambdapodv1alpha1.ConditionReconciling, metav1.ConditionTrue, v.Reason, v.Error())
+		s.remove(lambdapodv1alpha1.ConditionStalled)
+	}
+	s.announce(rec)
+
+	switch {
+	case s.err != nil:
+		return ctrl.Result{}, s.err
+	case v != nil && v.Stalled && s.recheck == 0:
+		// Nothing to look at again: only an event (a change to the
+		// Function or to what it owns) can change the outcome.
+		return ctrl.Result{}, reconcile.TerminalError(v)
+	}
+	return ctrl.Result{RequeueAfter: s.recheck}, nil
+}
+
+// announce records an event when a build finished, and when readiness
+// changed to ready or to stalled.
+func (s *scope) announce(rec events.EventRecorder) {
+	fn := s.fn
+	if built := meta.FindStatusCondition(fn.Status.Conditions, lambdapodv1alpha1.ConditionBuilt); s.run != nil && built != nil {
+		before := s.before.Status.LatestBuild
+		changed := before == nil || before.PipelineRun != s.run.Name ||
+			!meta.IsStatusConditionPresentAndEqual(s.before.Status.Conditions, lambdapodv1alpha1.ConditionBuilt, built.Status)
+		switch {
+		case !changed:
+		case built.Status == metav1.ConditionTrue:
+			rec.Eventf(fn, s.run, corev1.EventTypeNormal, "BuildSucceeded", "Build", "%s", built.Message)
+		case built.Status == metav1.ConditionFalse:
+			rec.Eventf(fn, s.run, corev1.EventTypeWarning, built.Reason, "Build", "%s", built.Message)
+		}
+	}
+
+	was := meta.FindStatusCondition(s.before.Status.Conditions, lambdapodv1alpha1.ConditionReady)
+	now := meta.FindStatusCondition(fn.Status.Conditions, lambdapodv1alpha1.ConditionReady)
+	if was != nil && was.Status == now.Status && was.Reason == now.Reason {
+		return
+	}
+	switch {
+	case now.Status == metav1.ConditionTrue:
+		rec.Eventf(fn, nil, corev1.EventTypeNormal, "Ready", "Reconcile", "serving at %s", fn.Status.URL)
+	case meta.IsStatusConditionTrue(fn.Status.Conditions, lambdapodv1alpha1.ConditionStalled):
+		rec.Eventf(fn, nil, corev1.EventTypeWarning, now.Reason, "Reconcile", "%s", now.Message)
 	}
 }

@@ -1,257 +1,363 @@
 package controllers
 
 import (
-	"context"
 	"errors"
-	"strings"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
+	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
-	"github.com/lambdapod/lambdapod/internal/scheme"
 )
 
-// The rollout decision on Deployments, ReplicaSets and pods as the
-// Kubernetes controllers leave them, with and without the
-// DeploymentReplicaSetTerminatingReplicas feature; the integration test
-// (rollout_test.go) runs the real controllers, which have it.
-func TestObserveDeployment(t *testing.T) {
-	const ns, name = "default", "fn"
-	template := func(image string, labels map[string]string) corev1.PodTemplateSpec {
-		return corev1.PodTemplateSpec{
-			ObjectMeta: metav1.ObjectMeta{Labels: labels},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "function", Image: image}}},
-		}
+// What the conditions and events say, and what controller-runtime is told,
+// for what the steps of a pass returned.
+func TestSummarize(t *testing.T) {
+	const (
+		url     = "http://activator.test/default/fn/"
+		running = "registry.test/fn@sha256:aaaa"
+		poll    = time.Minute
+	)
+	// cond is a condition as the Function had it before the pass, of an
+	// earlier generation.
+	cond := func(typ string, status metav1.ConditionStatus, reason, message string) metav1.Condition {
+		return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: message, ObservedGeneration: 1}
 	}
-	// d runs the template of the ReplicaSet with hash "new"; with status
-	// counts, unless mutate changes it.
-	d := func(replicas, updated int32, terminating *int32, mutate ...func(*appsv1.Deployment)) *appsv1.Deployment {
-		d := &appsv1.Deployment{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, UID: "deploy-uid", Generation: 2},
-			Spec: appsv1.DeploymentSpec{
-				Replicas: ptrTo(replicas),
-				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"fn": name}},
-				Template: template("fn:new", map[string]string{"fn": name}),
-			},
-			Status: appsv1.DeploymentStatus{
-				ObservedGeneration: 2, Replicas: replicas, UpdatedReplicas: updated, ReadyReplicas: updated,
-				TerminatingReplicas: terminating,
-			},
-		}
-		for _, m := range mutate {
-			m(d)
-		}
-		return d
-	}
-	unobserved := func(image string) func(*appsv1.Deployment) {
-		return func(d *appsv1.Deployment) {
-			d.Generation = 3
-			d.Spec.Template.Spec.Containers[0].Image = image
-		}
-	}
-	controller := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "Deployment", Name: name, UID: "deploy-uid", Controller: ptrTo(true)}
-	other := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "other", UID: "other-uid", Controller: ptrTo(true)}
-	// rs has the pods of template "fn:<hash>".
-	rs := func(hash, revision string, terminating *int32, owner metav1.OwnerReference) *appsv1.ReplicaSet {
-		labels := map[string]string{"fn": name, appsv1.DefaultDeploymentUniqueLabelKey: hash}
-		return &appsv1.ReplicaSet{
-			ObjectMeta: metav1.ObjectMeta{
-				Name: name + "-" + hash, Namespace: ns, Labels: labels,
-				Annotations:     map[string]string{revisionAnnotation: revision},
-				OwnerReferences: []metav1.OwnerReference{owner},
-			},
-			Spec:   appsv1.ReplicaSetSpec{Replicas: ptrTo(int32(0)), Template: template("fn:"+hash, labels)},
-			Status: appsv1.ReplicaSetStatus{ObservedGeneration: 1, TerminatingReplicas: terminating},
-		}
-	}
-	pod := func(podName, hash string, terminating bool, phase corev1.PodPhase) *corev1.Pod {
-		p := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{
-				Name: podName, Namespace: ns,
-				Labels: map[string]string{"fn": name, appsv1.DefaultDeploymentUniqueLabelKey: hash},
-			},
-			Status: corev1.PodStatus{Phase: phase},
-		}
-		if terminating {
-			p.DeletionTimestamp = ptrTo(metav1.Now())
-			p.Finalizers = []string{"test.lambdapod.io/linger"}
-		}
-		return p
-	}
-	// ReplicaSets want no pods and have none unless these say otherwise.
-	withPods := func(rs *appsv1.ReplicaSet, n int32) *appsv1.ReplicaSet {
-		rs.Spec.Replicas, rs.Status.Replicas = ptrTo(n), n
-		return rs
-	}
-	wanting := func(rs *appsv1.ReplicaSet, n int32) *appsv1.ReplicaSet {
-		rs.Spec.Replicas = ptrTo(n)
-		return rs
-	}
-	zero, one := ptrTo(int32(0)), ptrTo(int32(1))
+	ready := cond(lambdapodv1alpha1.ConditionReady, metav1.ConditionTrue, "Ready", "serving at "+url)
+	built := cond(lambdapodv1alpha1.ConditionBuilt, metav1.ConditionTrue, "Built", "PipelineRun fn-build-a built commit aaaa as "+running)
+	rolledOut := cond(lambdapodv1alpha1.ConditionDeployed, metav1.ConditionTrue, "RolledOut", "Deployment fn runs the current template on all 1 pods (1 ready)")
+
+	building := &stepError{Reason: "Building", Condition: lambdapodv1alpha1.ConditionBuilt, Status: metav1.ConditionUnknown,
+		Err: errors.New("PipelineRun fn-build-b is building commit bbbb")}
+	buildFailed := stalled(lambdapodv1alpha1.ConditionBuilt, "BuildFailed", errors.New("PipelineRun fn-build-b for commit bbbb failed"))
+	buildFailed.Message = "PipelineRun fn-build-b for commit bbbb failed; the function keeps running " + running
+	unreachable := waiting(lambdapodv1alpha1.ConditionBuilt, "GitUnreachable", errors.New("git ls-remote: connection refused"))
+	notFound := stalled(lambdapodv1alpha1.ConditionBuilt, "RevisionNotFound", errors.New(`revision "next" not found: push it`))
+	progressing := waiting(lambdapodv1alpha1.ConditionDeployed, "Progressing", errors.New("Deployment fn is rolling out: 1 of 2 pods run the current template"))
+	deadline := stalled(lambdapodv1alpha1.ConditionDeployed, "ProgressDeadlineExceeded", errors.New("Deployment fn made no progress"))
+	conflict := stalled("", "OwnershipConflict", errors.New("Deployment default/fn exists and is owned by someone else"))
+	refused := errors.New("applying Deployment fn: connection refused")
 
 	for _, tc := range []struct {
-		name    string
-		deploy  *appsv1.Deployment
-		objects []client.Object
-		// lists is how many List calls the decision may make.
-		lists    int
-		deployed bool
-		says     string
+		name string
+		// image is spec.source.image; "" for a git source.
+		image  string
+		before []metav1.Condition
+		// beforeRun is status.latestBuild's run before the pass.
+		beforeRun string
+		// What the steps left on the scope, and returned in order.
+		running         string
+		built, deployed string
+		run             string
+		recheck         time.Duration
+		steps           []error
+		// ran is how many steps the pass runs.
+		ran int
+		// want are the conditions after the pass, "Type=Status Reason:
+		// Message"; kept those of them left as they were.
+		want     []string
+		kept     []string
+		events   []string
+		result   ctrl.Result
+		err      error
+		terminal bool
 	}{{
-		name:     "rolled out and nothing terminating: no read",
-		deploy:   d(2, 2, zero),
-		deployed: true,
+		name:     "an image Function rolled out turns Ready and says so; Built goes",
+		image:    running,
+		before:   []metav1.Condition{built, cond(lambdapodv1alpha1.ConditionReady, metav1.ConditionFalse, "Progressing", "rolling out"), cond(lambdapodv1alpha1.ConditionReconciling, metav1.ConditionTrue, "Progressing", "rolling out")},
+		running:  running,
+		deployed: rolledOut.Message,
+		steps:    []error{nil, nil, nil, nil},
+		ran:      4,
+		want:     []string{"Ready=True Ready: serving at " + url, "Deployed=True RolledOut: " + rolledOut.Message},
+		events:   []string{"Normal Ready serving at " + url},
 	}, {
-		name:   "still rolling out by the Deployment's own counts: no read",
-		deploy: d(3, 2, one),
-		says:   "2 of 3 pods run the current template",
+		name:     "staying Ready says nothing",
+		image:    running,
+		before:   []metav1.Condition{ready, rolledOut},
+		running:  running,
+		deployed: rolledOut.Message,
+		steps:    []error{nil, nil, nil, nil},
+		ran:      4,
+		want:     []string{"Ready=True Ready: serving at " + url, "Deployed=True RolledOut: " + rolledOut.Message},
 	}, {
-		name:     "a pod of the current template terminating (scaling down) keeps it deployed",
-		deploy:   d(1, 1, one),
-		objects:  []client.Object{rs("new", "2", one, controller), rs("old", "1", zero, controller)},
-		lists:    1,
-		deployed: true,
-	}, {
-		name:   "pods of earlier templates terminating are a rollout in progress",
-		deploy: d(1, 1, ptrTo(int32(2))),
-		objects: []client.Object{
-			rs("new", "3", zero, controller), rs("old", "2", one, controller), rs("older", "1", one, controller),
+		name:    "a first build running ends the pass before the Deployment, and polling goes on",
+		run:     "fn-build-b",
+		recheck: poll,
+		steps:   []error{building, nil, nil, nil},
+		ran:     1,
+		want: []string{
+			"Built=Unknown Building: " + building.Err.Error(),
+			"Ready=False Building: " + building.Err.Error(),
+			"Reconciling=True Building: " + building.Err.Error(),
 		},
-		lists: 1,
-		says:  "Deployment fn is rolling out: 2 pods of an earlier template are still terminating",
+		result: ctrl.Result{RequeueAfter: poll},
 	}, {
-		name:     "a rollback: the template rolled back to is the newest revision",
-		deploy:   d(0, 0, one),
-		objects:  []client.Object{rs("new", "3", one, controller), rs("old", "2", zero, controller)},
-		lists:    1,
-		deployed: true,
-	}, {
-		name:     "another Deployment's ReplicaSet with the same labels does not count",
-		deploy:   d(1, 1, one),
-		objects:  []client.Object{rs("new", "2", one, controller), rs("theirs", "1", ptrTo(int32(4)), other)},
-		lists:    1,
-		deployed: true,
-	}, {
-		name:   "without the feature, the pods of earlier templates are read",
-		deploy: d(1, 1, nil),
-		objects: []client.Object{
-			rs("new", "2", nil, controller), rs("old", "1", nil, controller),
-			pod("new-a", "new", false, corev1.PodRunning), pod("new-b", "new", true, corev1.PodRunning),
-			pod("old-a", "old", true, corev1.PodRunning), pod("old-b", "old", true, corev1.PodFailed),
-			pod("old-c", "old", false, corev1.PodRunning),
+		name:      "a failed build stalls, and the last image keeps running and rolling out",
+		before:    []metav1.Condition{ready, built, rolledOut},
+		beforeRun: "fn-build-a",
+		running:   running,
+		run:       "fn-build-b",
+		recheck:   poll,
+		steps:     []error{buildFailed, nil, nil, progressing},
+		ran:       4,
+		want: []string{
+			"Built=False BuildFailed: " + buildFailed.Err.Error(),
+			"Deployed=False Progressing: " + progressing.Err.Error(),
+			"Ready=False BuildFailed: " + buildFailed.Message,
+			"Stalled=True BuildFailed: " + buildFailed.Message,
 		},
-		lists: 2,
-		says:  ": 1 pod of an earlier template is still terminating",
-	}, {
-		name:   "without the feature, terminating pods of the current template keep it deployed",
-		deploy: d(0, 0, nil),
-		objects: []client.Object{
-			rs("new", "2", nil, controller), rs("old", "1", nil, controller), pod("new-a", "new", true, corev1.PodRunning),
+		events: []string{
+			"Warning BuildFailed " + buildFailed.Err.Error(),
+			"Warning BuildFailed " + buildFailed.Message,
 		},
-		lists:    2,
-		deployed: true,
+		result: ctrl.Result{RequeueAfter: poll},
 	}, {
-		name:     "a new replica count the Deployment controller has not seen keeps it deployed",
-		deploy:   d(1, 1, zero, unobserved("fn:new")),
-		objects:  []client.Object{rs("new", "2", zero, controller), rs("old", "1", zero, controller)},
-		lists:    1,
-		deployed: true,
-	}, {
-		name:   "a new replica count the Deployment controller has not seen, with an earlier template's pod terminating",
-		deploy: d(1, 1, zero, unobserved("fn:new")),
-		objects: []client.Object{
-			rs("new", "2", zero, controller), rs("old", "1", one, controller),
+		name: "a failed build already told is not told again",
+		before: []metav1.Condition{
+			cond(lambdapodv1alpha1.ConditionBuilt, metav1.ConditionFalse, "BuildFailed", buildFailed.Err.Error()),
+			cond(lambdapodv1alpha1.ConditionReady, metav1.ConditionFalse, "BuildFailed", buildFailed.Message),
+			cond(lambdapodv1alpha1.ConditionStalled, metav1.ConditionTrue, "BuildFailed", buildFailed.Message),
+			rolledOut,
 		},
-		lists: 1,
-		says:  "1 pod of an earlier template is still terminating",
-	}, {
-		name:   "a new template the Deployment controller has created a ReplicaSet for but not counted yet",
-		deploy: d(1, 1, zero, unobserved("fn:newer")),
-		objects: []client.Object{
-			rs("newer", "3", zero, controller), withPods(rs("new", "2", zero, controller), 1), rs("old", "1", zero, controller),
+		beforeRun: "fn-build-b",
+		running:   running,
+		run:       "fn-build-b",
+		deployed:  rolledOut.Message,
+		recheck:   poll,
+		steps:     []error{buildFailed, nil, nil, nil},
+		ran:       4,
+		want: []string{
+			"Built=False BuildFailed: " + buildFailed.Err.Error(),
+			"Deployed=True RolledOut: " + rolledOut.Message,
+			"Ready=False BuildFailed: " + buildFailed.Message,
+			"Stalled=True BuildFailed: " + buildFailed.Message,
 		},
-		lists: 1,
-		says:  "waiting for Deployment fn to observe generation 3",
+		result: ctrl.Result{RequeueAfter: poll},
 	}, {
-		name:   "an earlier ReplicaSet still wanted: a rollout in progress",
-		deploy: d(1, 1, zero, unobserved("fn:new")),
-		objects: []client.Object{
-			rs("new", "2", zero, controller), wanting(rs("old", "1", zero, controller), 1),
+		name:      "a build that succeeds is told, and so is readiness",
+		before:    []metav1.Condition{cond(lambdapodv1alpha1.ConditionBuilt, metav1.ConditionUnknown, "Building", building.Err.Error()), cond(lambdapodv1alpha1.ConditionReady, metav1.ConditionFalse, "Building", building.Err.Error()), cond(lambdapodv1alpha1.ConditionReconciling, metav1.ConditionTrue, "Building", building.Err.Error())},
+		beforeRun: "fn-build-b",
+		running:   running,
+		built:     "PipelineRun fn-build-b built commit bbbb as " + running,
+		run:       "fn-build-b",
+		deployed:  rolledOut.Message,
+		recheck:   poll,
+		steps:     []error{nil, nil, nil, nil},
+		ran:       4,
+		want: []string{
+			"Built=True Built: PipelineRun fn-build-b built commit bbbb as " + running,
+			"Deployed=True RolledOut: " + rolledOut.Message,
+			"Ready=True Ready: serving at " + url,
 		},
-		lists: 1,
-		says:  "waiting for Deployment fn to observe generation 3",
+		events: []string{
+			"Normal BuildSucceeded PipelineRun fn-build-b built commit bbbb as " + running,
+			"Normal Ready serving at " + url,
+		},
+		result: ctrl.Result{RequeueAfter: poll},
 	}, {
-		name:    "a new template the Deployment controller has not seen is a rollout in progress",
-		deploy:  d(1, 1, zero, unobserved("fn:newer")),
-		objects: []client.Object{rs("new", "2", zero, controller), rs("old", "1", zero, controller)},
-		lists:   1,
-		says:    "waiting for Deployment fn to observe generation 3",
+		name:     "a build already made, whose run may be gone, is not told again",
+		before:   []metav1.Condition{ready, built, rolledOut},
+		running:  running,
+		built:    "image " + running + " was built from commit aaaa by PipelineRun fn-build-a",
+		deployed: rolledOut.Message,
+		recheck:  poll,
+		steps:    []error{nil, nil, nil, nil},
+		ran:      4,
+		want: []string{
+			"Built=True Built: image " + running + " was built from commit aaaa by PipelineRun fn-build-a",
+			"Deployed=True RolledOut: " + rolledOut.Message,
+			"Ready=True Ready: serving at " + url,
+		},
+		result: ctrl.Result{RequeueAfter: poll},
 	}, {
-		name:   "a new Deployment the controller has not seen is a rollout in progress",
-		deploy: d(0, 0, nil, unobserved("fn:new")),
-		lists:  1,
-		says:   "waiting for Deployment fn to observe generation 3",
+		name:    "the first of problems that pass by themselves stands",
+		before:  []metav1.Condition{ready, built, rolledOut},
+		running: running,
+		recheck: poll,
+		steps:   []error{unreachable, nil, nil, progressing},
+		ran:     4,
+		want: []string{
+			"Built=False GitUnreachable: " + unreachable.Err.Error(),
+			"Deployed=False Progressing: " + progressing.Err.Error(),
+			"Ready=False GitUnreachable: " + unreachable.Err.Error(),
+			"Reconciling=True GitUnreachable: " + unreachable.Err.Error(),
+		},
+		result: ctrl.Result{RequeueAfter: poll},
+	}, {
+		name:    "a stall outranks the problems before it",
+		before:  []metav1.Condition{ready, built, rolledOut},
+		running: running,
+		recheck: poll,
+		steps:   []error{unreachable, nil, nil, deadline},
+		ran:     4,
+		want: []string{
+			"Built=False GitUnreachable: " + unreachable.Err.Error(),
+			"Deployed=False ProgressDeadlineExceeded: " + deadline.Err.Error(),
+			"Ready=False ProgressDeadlineExceeded: " + deadline.Err.Error(),
+			"Stalled=True ProgressDeadlineExceeded: " + deadline.Err.Error(),
+		},
+		events: []string{"Warning ProgressDeadlineExceeded " + deadline.Err.Error()},
+		result: ctrl.Result{RequeueAfter: poll},
+	}, {
+		name:    "a build problem without an image to run ends the pass",
+		recheck: poll,
+		steps:   []error{notFound, nil, nil, nil},
+		ran:     1,
+		want: []string{
+			"Built=False RevisionNotFound: " + notFound.Err.Error(),
+			"Ready=False RevisionNotFound: " + notFound.Err.Error(),
+			"Stalled=True RevisionNotFound: " + notFound.Err.Error(),
+		},
+		events: []string{"Warning RevisionNotFound " + notFound.Err.Error()},
+		result: ctrl.Result{RequeueAfter: poll},
+	}, {
+		name:    "no image and no problem is still waiting for a build",
+		recheck: poll,
+		steps:   []error{waiting("", "AwaitingBuild", errors.New("no image has been built from the git source yet")), nil, nil, nil},
+		ran:     1,
+		want: []string{
+			"Ready=False AwaitingBuild: no image has been built from the git source yet",
+			"Reconciling=True AwaitingBuild: no image has been built from the git source yet",
+		},
+		result: ctrl.Result{RequeueAfter: poll},
+	}, {
+		name:     "a stall that nothing will look at again is terminal",
+		image:    running,
+		before:   []metav1.Condition{ready, rolledOut},
+		running:  running,
+		steps:    []error{nil, nil, nil, deadline},
+		ran:      4,
+		want:     []string{"Deployed=False ProgressDeadlineExceeded: " + deadline.Err.Error(), "Ready=False ProgressDeadlineExceeded: " + deadline.Err.Error(), "Stalled=True ProgressDeadlineExceeded: " + deadline.Err.Error()},
+		events:   []string{"Warning ProgressDeadlineExceeded " + deadline.Err.Error()},
+		err:      deadline,
+		terminal: true,
+	}, {
+		name:    "someone else's object ends the pass, stalls, and is looked at again",
+		image:   running,
+		before:  []metav1.Condition{ready, rolledOut},
+		running: running,
+		recheck: conflictRecheck,
+		steps:   []error{nil, conflict, nil, nil},
+		ran:     2,
+		want: []string{
+			"Deployed=True RolledOut: " + rolledOut.Message,
+			"Ready=False OwnershipConflict: " + conflict.Err.Error(),
+			"Stalled=True OwnershipConflict: " + conflict.Err.Error(),
+		},
+		kept:   []string{lambdapodv1alpha1.ConditionDeployed},
+		events: []string{"Warning OwnershipConflict " + conflict.Err.Error()},
+		result: ctrl.Result{RequeueAfter: conflictRecheck},
+	}, {
+		name:    "an unexpected error ends the pass and is retried",
+		image:   running,
+		before:  []metav1.Condition{ready, rolledOut},
+		running: running,
+		steps:   []error{nil, refused, nil, nil},
+		ran:     2,
+		want: []string{
+			"Deployed=True RolledOut: " + rolledOut.Message,
+			"Ready=False ReconcileFailed: " + refused.Error(),
+			"Reconciling=True ReconcileFailed: " + refused.Error(),
+		},
+		kept: []string{lambdapodv1alpha1.ConditionDeployed},
+		err:  refused,
+	}, {
+		name: "an unexpected error after a stall is retried, not stalled",
+		before: []metav1.Condition{
+			cond(lambdapodv1alpha1.ConditionBuilt, metav1.ConditionFalse, "BuildFailed", buildFailed.Err.Error()),
+			cond(lambdapodv1alpha1.ConditionReady, metav1.ConditionFalse, "BuildFailed", buildFailed.Message),
+			cond(lambdapodv1alpha1.ConditionStalled, metav1.ConditionTrue, "BuildFailed", buildFailed.Message),
+		},
+		beforeRun: "fn-build-b",
+		running:   running,
+		run:       "fn-build-b",
+		recheck:   poll,
+		steps:     []error{buildFailed, refused, nil, nil},
+		ran:       2,
+		want: []string{
+			"Built=False BuildFailed: " + buildFailed.Err.Error(),
+			"Ready=False ReconcileFailed: " + refused.Error(),
+			"Reconciling=True ReconcileFailed: " + refused.Error(),
+		},
+		err: refused,
+	}, {
+		name:    "Built stays as it was when the source step failed unexpectedly",
+		before:  []metav1.Condition{ready, built},
+		running: running,
+		steps:   []error{refused, nil, nil, nil},
+		ran:     1,
+		want: []string{
+			"Built=True Built: " + built.Message,
+			"Ready=False ReconcileFailed: " + refused.Error(),
+			"Reconciling=True ReconcileFailed: " + refused.Error(),
+		},
+		kept: []string{lambdapodv1alpha1.ConditionBuilt},
+		err:  refused,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			lists := 0
-			c := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(tc.objects...).
-				WithInterceptorFuncs(interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
-					lists++
-					return c.List(ctx, list, opts...)
-				}}).Build()
-			s := newScope(&lambdapodv1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}})
-			if err := s.observeDeployment(context.Background(), c, tc.deploy); err != nil {
-				t.Fatal(err)
+			fn := &lambdapodv1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Name: "fn", Namespace: "default", Generation: 2}}
+			fn.Spec.Source.Image = tc.image
+			fn.Status.Conditions = tc.before
+			fn.Status.URL = url
+			if tc.beforeRun != "" {
+				fn.Status.LatestBuild = &lambdapodv1alpha1.BuildStatus{PipelineRun: tc.beforeRun}
 			}
-			if lists != tc.lists {
-				t.Errorf("%d List calls, want %d", lists, tc.lists)
+			s := newScope(fn)
+			if tc.run != "" {
+				s.run = &tektonv1.PipelineRun{ObjectMeta: metav1.ObjectMeta{Name: tc.run, Namespace: "default"}}
+				fn.Status.LatestBuild = &lambdapodv1alpha1.BuildStatus{PipelineRun: tc.run}
 			}
-			deployed := meta.FindStatusCondition(s.fn.Status.Conditions, lambdapodv1alpha1.ConditionDeployed)
-			if deployed == nil {
-				t.Fatal("no Deployed condition")
-			}
-			if got := deployed.Status == metav1.ConditionTrue; got != tc.deployed || !strings.Contains(deployed.Message, tc.says) {
-				t.Errorf("Deployed = %s %s %q, want deployed %v saying %q", deployed.Status, deployed.Reason, deployed.Message, tc.deployed, tc.says)
-			}
-			if tc.deployed {
-				if s.ready != nil || s.recheck != 0 {
-					t.Errorf("deployed, but not ready (%+v) or rechecking in %s", s.ready, s.recheck)
+			s.image, s.built, s.deployed, s.recheck = tc.running, tc.built, tc.deployed, tc.recheck
+			ran := 0
+			for _, err := range tc.steps {
+				ran++
+				if !s.record(err) {
+					break
 				}
-				return
 			}
-			if deployed.Reason != "Progressing" || s.ready == nil || s.ready.Reason != "Progressing" || s.stall {
-				t.Errorf("Deployed reason %s, ready %+v, stalled %v: want Progressing, not stalled", deployed.Reason, s.ready, s.stall)
+			if ran != tc.ran {
+				t.Errorf("the pass ran %d steps, want %d", ran, tc.ran)
 			}
-			want := time.Duration(0)
-			if strings.Contains(tc.says, "terminating") {
-				want = terminatingRecheck
+
+			rec := events.NewFakeRecorder(10)
+			result, err := s.summarize(rec)
+
+			var got []string
+			for _, c := range fn.Status.Conditions {
+				got = append(got, fmt.Sprintf("%s=%s %s: %s", c.Type, c.Status, c.Reason, c.Message))
+				want := int64(2)
+				if slices.Contains(tc.kept, c.Type) {
+					want = 1
+				}
+				if c.ObservedGeneration != want {
+					t.Errorf("%s observedGeneration %d, want %d", c.Type, c.ObservedGeneration, want)
+				}
 			}
-			if s.recheck != want {
-				t.Errorf("recheck in %s, want %s", s.recheck, want)
+			slices.Sort(got)
+			slices.Sort(tc.want)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("conditions:\n%q\nwant\n%q", got, tc.want)
+			}
+			close(rec.Events)
+			var told []string
+			for e := range rec.Events {
+				told = append(told, e)
+			}
+			if !slices.Equal(told, tc.events) {
+				t.Errorf("events:\n%q\nwant\n%q", told, tc.events)
+			}
+			if result != tc.result || !errors.Is(err, tc.err) || errors.Is(err, reconcile.TerminalError(nil)) != tc.terminal {
+				t.Errorf("result %+v, err %v; want %+v, err %v, terminal %v", result, err, tc.result, tc.err, tc.terminal)
 			}
 		})
 	}
-
-	t.Run("a failed read fails the pass", func(t *testing.T) {
-		c := fake.NewClientBuilder().WithScheme(scheme.New()).
-			WithInterceptorFuncs(interceptor.Funcs{List: func(context.Context, client.WithWatch, client.ObjectList, ...client.ListOption) error {
-				return errors.New("forbidden")
-			}}).Build()
-		for _, deploy := range []*appsv1.Deployment{d(1, 1, one), d(1, 1, zero, unobserved("fn:new"))} {
-			s := newScope(&lambdapodv1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}})
-			if err := s.observeDeployment(context.Background(), c, deploy); err == nil || !strings.Contains(err.Error(), "forbidden") {
-				t.Errorf("err = %v, want the List error", err)
-			}
-		}
-	})
 }
 
 func TestSoonest(t *testing.T) {
