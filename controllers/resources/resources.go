@@ -181,6 +181,9 @@ func sidecar(cfg Config, fn *lambdapodv1alpha1.Function) *corev1ac.ContainerAppl
 			env(contract.EnvControlSocket, contract.ControlSocket),
 			env(contract.EnvTimeout, fn.Spec.Runtime.TimeoutOrDefault().String()),
 			env(contract.EnvConcurrency, strconv.Itoa(int(fn.Spec.Runtime.ConcurrencyOrDefault()))),
+			// The pod admits no more than its concurrency, whichever
+			// activator sends: the others hold what does not fit.
+			env(contract.EnvMaxInFlight, strconv.Itoa(int(fn.Spec.Runtime.ConcurrencyOrDefault()))),
 			env(contract.EnvFunctionName, fn.Name),
 			env(contract.EnvFunctionVersion, invokeapi.LatestVersion),
 			env(contract.EnvMemorySize, strconv.FormatInt(fn.Spec.Runtime.MemoryMiB(), 10)),

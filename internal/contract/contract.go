@@ -66,12 +66,31 @@ const (
 	ControlSocket = "@lambdapod/control.sock"
 )
 
-// Headers between the activator and the runtime sidecar.
+// Between the activator and the runtime sidecar. A pod admits at most its
+// concurrency of invocations, whichever activator sends them; the activators
+// hold the others. The function's timeout counts from the moment the
+// bootstrap takes the invocation (/next), which the sidecar announces.
 const (
-	// HeaderNotRun marks the sidecar's 503 for an invocation that no
-	// bootstrap ever saw (the pod is shutting down): the activator may send
-	// it to another pod without running the function twice.
+	// HeaderNotRun marks an answer for an invocation that no bootstrap
+	// ever saw, so the activator may send it elsewhere or later without
+	// running the function twice. Its value says why.
 	HeaderNotRun = "X-Lambdapod-Not-Run"
+	// NotRunBusy (with 429): every slot of the pod is taken.
+	NotRunBusy = "busy"
+	// NotRunShuttingDown (with 503): the pod is shutting down.
+	NotRunShuttingDown = "shutting-down"
+	// NotRunNotStarted (with 503): no bootstrap took the invocation
+	// within HeaderStartWithin.
+	NotRunNotStarted = "not-started"
+	// HeaderStartWithin (milliseconds) bounds the wait for a bootstrap to
+	// take the invocation: past it, the sidecar drops the invocation and
+	// answers NotRunNotStarted, so the caller's activation timeout and the
+	// pod agree on whether it ran. Sent by the activator.
+	HeaderStartWithin = "X-Lambdapod-Start-Within"
+	// StatusStarted is the interim (1xx) answer the sidecar sends when a
+	// bootstrap takes an invocation whose caller sent HeaderStartWithin:
+	// the function's timeout runs from then on.
+	StatusStarted = 102
 )
 
 // Environment variables the manager renders into the sidecar's container
@@ -83,6 +102,9 @@ const (
 	EnvControlSocket = "LAMBDAPOD_CONTROL_SOCKET"
 	EnvTimeout       = "LAMBDAPOD_TIMEOUT"
 	EnvConcurrency   = "LAMBDAPOD_CONCURRENCY"
+	// EnvMaxInFlight is how many invocations the sidecar admits at once;
+	// the manager sets it to the concurrency.
+	EnvMaxInFlight = "LAMBDAPOD_MAX_INFLIGHT"
 	// EnvPrefix starts every lambdapod variable; the sidecar keeps them
 	// out of the bootstrap's environment.
 	EnvPrefix = "LAMBDAPOD_"

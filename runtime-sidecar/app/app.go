@@ -126,6 +126,7 @@ func Run(cfg Config, log *slog.Logger) error {
 		Log:          log,
 		Metrics:      m,
 		Ready:        pool.Ready,
+		MaxInFlight:  cfg.MaxInFlight,
 	}, queue)
 	srv := &http.Server{
 		Handler:           handler,

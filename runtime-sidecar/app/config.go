@@ -34,6 +34,7 @@ type Config struct {
 	Timeout       time.Duration
 	Concurrency   int
 	QueueSize     int
+	MaxInFlight   int
 	FunctionName  string
 	Version       string
 	Memory        string
@@ -82,6 +83,8 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		"function timeout as a Go duration [LAMBDAPOD_TIMEOUT]; default AWS_LAMBDA_FUNCTION_TIMEOUT seconds, else 300s")
 	concurrency := fs.String("concurrency", env(contract.EnvConcurrency, "1"),
 		"bootstrap processes, each running one invocation at a time [LAMBDAPOD_CONCURRENCY]")
+	maxInFlight := fs.String("max-inflight", env(contract.EnvMaxInFlight, "0"),
+		"invocations admitted at once; another gets 429 marked not-run busy at once instead of waiting in the queue (0: no limit) ["+contract.EnvMaxInFlight+"]")
 	queue := fs.String("queue-size", env("LAMBDAPOD_QUEUE_SIZE", "100"),
 		"invocations that may wait for a free bootstrap; more get 429 [LAMBDAPOD_QUEUE_SIZE]")
 	fs.StringVar(&c.FunctionName, "function-name", getenv(contract.EnvFunctionName),
@@ -128,6 +131,9 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	if c.Concurrency, err = strconv.Atoi(*concurrency); err != nil || c.Concurrency < 1 || c.Concurrency > 1000 {
 		return c, fmt.Errorf("invalid concurrency %q: want an integer from 1 to 1000", *concurrency)
+	}
+	if c.MaxInFlight, err = strconv.Atoi(*maxInFlight); err != nil || c.MaxInFlight < 0 {
+		return c, fmt.Errorf("invalid max in-flight %q: want an integer >= 0", *maxInFlight)
 	}
 	if c.QueueSize, err = strconv.Atoi(*queue); err != nil || c.QueueSize < 0 {
 		return c, fmt.Errorf("invalid queue size %q: want an integer >= 0", *queue)

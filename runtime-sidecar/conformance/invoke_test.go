@@ -5,7 +5,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -611,5 +614,95 @@ func TestConfigErrors(t *testing.T) {
 		if code := exitCode(err); code != 2 || !strings.Contains(string(out), tc.want) {
 			t.Errorf("%v %v: exit %d, output %q; want 2 and %q", tc.args, tc.env, code, out, tc.want)
 		}
+	}
+}
+
+// With --max-inflight (the manager sets it to the concurrency), the pod
+// admits no more invocations than it has slots, whoever sends them: another
+// one is refused at once with 429 marked not-run busy, never queued, and
+// the AWS SDK sees a throttle.
+func TestAdmissionRefusesWhatDoesNotFit(t *testing.T) {
+	dir := t.TempDir()
+	s := startSidecar(t, sidecarOpts{bootstrap: goBootstrap(), flags: []string{"--max-inflight", "1"}, env: []string{"RECORD_DIR=" + dir}})
+	done := make(chan int, 1)
+	go func() {
+		resp, _ := s.post(invokePath, `{"action":"sleep","sleepMs":600}`, nil)
+		done <- resp.StatusCode
+	}()
+	time.Sleep(150 * time.Millisecond) // the first one runs
+	start := time.Now()
+	resp, body := s.post(invokePath, `{"action":"record"}`, nil)
+	if resp.StatusCode != 429 || time.Since(start) > 300*time.Millisecond {
+		t.Errorf("while the only slot is taken: %d after %v, want 429 at once", resp.StatusCode, time.Since(start))
+	}
+	assertHeader(t, resp.Header, "X-Lambdapod-Not-Run", "busy")
+	assertHeader(t, resp.Header, "X-Amzn-ErrorType", "TooManyRequestsException")
+	assertBody(t, body, `{"Type":"User","message":"Rate Exceeded: every one of the pod's 1 concurrency slots is taken","Reason":"ConcurrentInvocationLimitExceeded"}`)
+	_, err := s.client().Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("function"), Payload: []byte(`{"action":"record"}`),
+		InvocationType: types.InvocationTypeEvent})
+	var throttled *types.TooManyRequestsException
+	if !errors.As(err, &throttled) {
+		t.Errorf("an Event while busy: %v, want TooManyRequestsException", err)
+	}
+	if code := <-done; code != 200 {
+		t.Errorf("the running invocation: %d", code)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("%d refused invocations ran anyway", len(entries))
+	}
+	resp, _ = s.post(invokePath, `{"action":"echo"}`, nil)
+	if resp.StatusCode != 200 {
+		t.Errorf("once the slot is free: %d", resp.StatusCode)
+	}
+	if got := s.metric(`lambdapod_sidecar_invocations_rejected_total{reason="busy"}`); got != "2" {
+		t.Errorf("busy refusals = %q, want 2", got)
+	}
+}
+
+// A caller that bounds the start (the activator, with its activation
+// timeout) hears at once when a bootstrap takes the invocation (an interim
+// 102: the function's timeout runs from there), and an invocation that no
+// bootstrap took in time is dropped, never run, and answered not-run.
+func TestStartWithin(t *testing.T) {
+	dir := t.TempDir()
+	s := startSidecar(t, sidecarOpts{bootstrap: goBootstrap(), env: []string{"RECORD_DIR=" + dir}})
+	var startedAt time.Time
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
+		if code == 102 {
+			startedAt = time.Now()
+		}
+		return nil
+	}}
+	post := func(body string, within string) (*http.Response, []byte, time.Duration) {
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodPost, s.URL+invokePath, strings.NewReader(body))
+		req.Header.Set("X-Lambdapod-Start-Within", within)
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b, time.Since(start)
+	}
+	start := time.Now()
+	resp, body, _ := post(`{"action":"echo"}`, "1000")
+	if resp.StatusCode != 200 || startedAt.IsZero() || startedAt.Sub(start) > 500*time.Millisecond {
+		t.Fatalf("a free bootstrap: %d %s, started signal after %v", resp.StatusCode, body, startedAt.Sub(start))
+	}
+
+	done := make(chan struct{})
+	go func() { s.post(invokePath, `{"action":"sleep","sleepMs":800}`, nil); close(done) }()
+	time.Sleep(150 * time.Millisecond) // the only bootstrap is busy: the next one queues
+	startedAt = time.Time{}
+	resp, body, took := post(`{"action":"record"}`, "200")
+	if resp.StatusCode != 503 || took < 200*time.Millisecond || took > 600*time.Millisecond || !startedAt.IsZero() {
+		t.Errorf("not started within 200ms: %d after %v (started %v) %s", resp.StatusCode, took, startedAt, body)
+	}
+	assertHeader(t, resp.Header, "X-Lambdapod-Not-Run", "not-started")
+	<-done
+	time.Sleep(200 * time.Millisecond)
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("the dropped invocation ran")
 	}
 }

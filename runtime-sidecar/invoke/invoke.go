@@ -32,6 +32,13 @@ type Config struct {
 	Metrics      *metrics.Metrics
 	// Ready reports whether every bootstrap has called /next.
 	Ready func() bool
+	// MaxInFlight, when positive, is how many invocations are admitted at
+	// once (running, or about to be taken by a free bootstrap). Another is
+	// refused at once, not queued: 429 marked not-run busy, which the
+	// activator holds in its own queue. However many activators send to
+	// the pod, its concurrency holds, and no invocation waits in the pod
+	// where its caller's timers cannot see it.
+	MaxInFlight int
 }
 
 // Handler is the invoke side of the sidecar.
@@ -100,8 +107,8 @@ func (h *Handler) FailQueued() {
 
 func (h *Handler) ended(inv *invocation.Invocation, o invocation.Outcome) {
 	secs := -1.0
-	if !inv.Started.IsZero() {
-		secs = time.Since(inv.Started).Seconds()
+	if !inv.StartTime.IsZero() {
+		secs = time.Since(inv.StartTime).Seconds()
 	}
 	h.cfg.Metrics.Ended(o, secs)
 	h.cfg.Metrics.InFlight.Dec()
@@ -178,11 +185,13 @@ func (h *Handler) function(r *http.Request, escaped string) (string, *invokeapi.
 }
 
 var (
-	jsonCT     = []string{"application/json"}
-	unhandled  = []string{"Unhandled"}
-	zeroLength = []string{"0"}
-	notRun     = []string{"shutting-down"}
-	retryOne   = []string{"1"}
+	jsonCT           = []string{"application/json"}
+	unhandled        = []string{"Unhandled"}
+	zeroLength       = []string{"0"}
+	notRun           = []string{contract.NotRunShuttingDown}
+	notRunBusy       = []string{contract.NotRunBusy}
+	notRunNotStarted = []string{contract.NotRunNotStarted}
+	retryOne         = []string{"1"}
 )
 
 func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName string) {
@@ -259,7 +268,14 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName str
 	}
 	inv.OnEnd = h.ended
 
-	h.inFlight.Add(1)
+	if n := h.inFlight.Add(1); h.cfg.MaxInFlight > 0 && n > int64(h.cfg.MaxInFlight) {
+		h.inFlight.Add(-1)
+		invocation.PutBuffer(buf)
+		w.Header()[contract.HeaderNotRun] = notRunBusy
+		h.reject(w, invokeapi.TooManyRequests("every one of the pod's "+strconv.Itoa(h.cfg.MaxInFlight)+
+			" concurrency slots is taken", time.Second), "busy")
+		return
+	}
 	h.cfg.Metrics.InFlight.Inc()
 	if !h.queue.Offer(inv) {
 		inv.OnEnd = nil
@@ -278,17 +294,50 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName str
 		return
 	}
 
-	var res *invocation.Result
-	select {
-	case res = <-inv.Result():
-	case <-r.Context().Done():
-		if inv.Cancel() {
-			return
-		}
-		// Already running: the function runs to its end as on Lambda.
-		res = <-inv.Result()
+	res := h.await(w, r, inv)
+	if res != nil {
+		h.write(w, inv, res)
 	}
-	h.write(w, inv, res)
+}
+
+// await waits for a synchronous invocation's result. A caller that sent
+// HeaderStartWithin (the activator) is told when a bootstrap takes the
+// invocation (an interim StatusStarted answer), and the invocation is
+// dropped, answered not-run, if none takes it within that time: the
+// caller's wait and the pod then agree on whether it ran. nil: answered
+// already, or the caller is gone.
+func (h *Handler) await(w http.ResponseWriter, r *http.Request, inv *invocation.Invocation) *invocation.Result {
+	var started <-chan struct{}
+	var startBy <-chan time.Time
+	if ms, err := strconv.ParseInt(r.Header.Get(contract.HeaderStartWithin), 10, 64); err == nil && ms >= 0 {
+		started = inv.Started()
+		t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+		defer t.Stop()
+		startBy = t.C
+	}
+	for {
+		select {
+		case res := <-inv.Result():
+			return res
+		case <-started:
+			started, startBy = nil, nil
+			w.WriteHeader(contract.StatusStarted)
+		case <-startBy:
+			startBy = nil
+			if inv.Cancel() {
+				w.Header()[contract.HeaderNotRun] = notRunNotStarted
+				h.reject(w, invokeapi.ServiceException(http.StatusServiceUnavailable,
+					"no bootstrap took the invocation within the caller's "+r.Header.Get(contract.HeaderStartWithin)+" ms; it did not run"), "not_started")
+				return nil
+			}
+		case <-r.Context().Done():
+			if inv.Cancel() {
+				return nil
+			}
+			// Already running: the function runs to its end as on Lambda.
+			return <-inv.Result()
+		}
+	}
 }
 
 func (h *Handler) write(w http.ResponseWriter, inv *invocation.Invocation, res *invocation.Result) {

@@ -144,7 +144,7 @@ func (s *Slot) next(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	inv.Started = now
+	inv.StartTime = now
 	inv.SetTimer(timeout, func() { s.onTimeout(inv) })
 	s.current = inv
 	s.mu.Unlock()
