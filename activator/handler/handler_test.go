@@ -48,6 +48,12 @@ func newSidecar(t *testing.T, fn func(w http.ResponseWriter, r *http.Request, pa
 			}
 		}
 		s.calls.Add(1)
+		if r.Header.Get(contract.HeaderStartWithin) == "" {
+			t.Errorf("the activator did not bound the start: no %s", contract.HeaderStartWithin)
+		}
+		// As the runtime sidecar does when a bootstrap takes the
+		// invocation: the function's timeout runs from here.
+		w.WriteHeader(contract.StatusStarted)
 		if !strings.HasPrefix(r.URL.Path, "/2015-03-31/functions/") || r.Header.Get("X-Amz-Invocation-Type") != "RequestResponse" {
 			t.Errorf("sidecar got %s %s type %q", r.Method, r.URL.Path, r.Header.Get("X-Amz-Invocation-Type"))
 		}

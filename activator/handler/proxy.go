@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/lambdapod/lambdapod/activator/event"
 	"github.com/lambdapod/lambdapod/activator/proxy"
@@ -37,14 +39,41 @@ var invokeHeaders = []string{
 	invokeapi.HeaderLogResult, invokeapi.HeaderErrorType, "Retry-After", invokeapi.HeaderTraceID,
 }
 
-// forward runs the call on the pod at addr. It returns *queue.NotRun when
-// nothing ran there (the pod could not be reached, or said it is shutting
-// down), for the pool to try another pod; a *Failure when the invocation
+// Why the activator stopped waiting for a pod's answer.
+var (
+	errNotStarted = errors.New("no bootstrap took the invocation before the activation timeout")
+	errTimedOut   = errors.New("the function ran past its timeout")
+)
+
+// forward runs the call on the pod at addr, which must start it by startBy
+// (the activation timeout). It returns *queue.NotRun when nothing ran there
+// (the pod could not be reached, was busy, or said it is shutting down),
+// for the pool to try another pod or wait; a *Failure when the invocation
 // failed without an answer for the caller; nil once it answered.
-func (h *Proxy) forward(w http.ResponseWriter, r *http.Request, c *call, addr string) error {
-	ctx, cancel := context.WithTimeout(r.Context(), c.fn.Timeout+h.opts.TimeoutGrace)
-	defer cancel()
-	resp, err := h.invoker.Invoke(ctx, addr, &proxy.Request{Function: c.key.Name, Payload: c.payload, Header: r.Header})
+//
+// The function's timeout counts from the sidecar's word that a bootstrap
+// took the invocation, not from the send: the pod admits no more than its
+// concurrency, but a bootstrap may still be starting. Until then the pod
+// must start it by startBy or drop it (it then answers not-run); the
+// activator's own timer, a grace later, is the backstop for a pod that
+// says nothing.
+func (h *Proxy) forward(w http.ResponseWriter, r *http.Request, c *call, addr string, startBy time.Time) error {
+	startWithin := time.Until(startBy)
+	if startWithin <= 0 {
+		return &Failure{Kind: ActivationTimeout, Err: errNotStarted,
+			Message: fmt.Sprintf("activation timed out: no pod of function %s had a free concurrency slot within %s", c.key, h.opts.ActivationTimeout)}
+	}
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	backstop := time.AfterFunc(startWithin+h.opts.TimeoutGrace, func() { cancel(errNotStarted) })
+	defer backstop.Stop()
+	onStart := func() {
+		if backstop.Stop() {
+			backstop = time.AfterFunc(c.fn.Timeout+h.opts.TimeoutGrace, func() { cancel(errTimedOut) })
+		}
+	}
+	resp, err := h.invoker.Invoke(ctx, addr, &proxy.Request{Function: c.key.Name, Payload: c.payload, Header: r.Header,
+		StartWithin: startWithin, OnStart: onStart})
 	if err != nil {
 		if proxy.NotDelivered(err) && ctx.Err() == nil {
 			return &queue.NotRun{Err: err}
@@ -52,10 +81,19 @@ func (h *Proxy) forward(w http.ResponseWriter, r *http.Request, c *call, addr st
 		return h.failed(r, ctx, c, addr, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get(contract.HeaderNotRun) != "" && ctx.Err() == nil {
-		// The pod began shutting down before its EndpointSlice said so,
-		// and no bootstrap saw the payload: another pod takes it.
-		return &queue.NotRun{Err: errors.New("the pod is shutting down"), Retire: true}
+	if why := resp.Header.Get(contract.HeaderNotRun); why != "" && ctx.Err() == nil {
+		switch {
+		case why == contract.NotRunBusy && resp.StatusCode == http.StatusTooManyRequests:
+			// Another activator's requests hold every slot of the pod.
+			return &queue.NotRun{Err: errors.New("every slot of the pod is taken"), Busy: true}
+		case why == contract.NotRunShuttingDown && resp.StatusCode == http.StatusServiceUnavailable:
+			// The pod began shutting down before its EndpointSlice said
+			// so, and no bootstrap saw the payload: another pod takes it.
+			return &queue.NotRun{Err: errors.New("the pod is shutting down"), Retire: true}
+		case why == contract.NotRunNotStarted && resp.StatusCode == http.StatusServiceUnavailable:
+			// No bootstrap took it in time; the wait bound is spent.
+			return &queue.NotRun{Err: errNotStarted}
+		}
 	}
 	if c.invoke {
 		passThrough(w, c, resp)
@@ -66,11 +104,17 @@ func (h *Proxy) forward(w http.ResponseWriter, r *http.Request, c *call, addr st
 
 // failed is the failure of an invocation that got no answer.
 func (h *Proxy) failed(r *http.Request, ctx context.Context, c *call, addr string, err error) *Failure {
-	switch {
+	switch cause := context.Cause(ctx); {
 	case r.Context().Err() != nil:
 		return &Failure{Kind: CallerGone, Err: err}
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+	case errors.Is(cause, errTimedOut):
 		return fail(FunctionTimeout, "function %s timed out after %s", c.key, c.fn.Timeout)
+	case errors.Is(cause, errNotStarted):
+		// The pod neither started the invocation nor dropped it: it may
+		// yet run, so this is no "not run" answer a caller may retry.
+		f := fail(ConnectionLost, "the function's pod %s did not say whether it started the invocation within the activation timeout", addr)
+		f.Err = err
+		return f
 	}
 	slog.Warn("invocation failed", "function", c.key.String(), "pod", addr, "err", err)
 	f := fail(ConnectionLost, "lost the connection to the function's pod during the invocation")

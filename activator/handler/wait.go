@@ -28,7 +28,7 @@ func (h *Wait) serve(w http.ResponseWriter, r *http.Request, c *call) *Failure {
 		if l.Waited > 0 || l.Cold {
 			h.metrics.Held(c.key.Namespace, c.key.Name, l.Waited, l.Cold)
 		}
-		return h.next.forward(w, r, c, l.Pod.Addr)
+		return h.next.forward(w, r, c, l.Pod.Addr, l.StartBy)
 	})
 	var f *Failure
 	var unreachable *queue.Unreachable

@@ -49,7 +49,7 @@ import (
 	"github.com/lambdapod/lambdapod/internal/testenv"
 )
 
-var bin struct{ sidecar, bootstrap string }
+var bin struct{ sidecar, bootstrap, activator string }
 
 var skipReason string
 
@@ -69,9 +69,11 @@ func TestMain(m *testing.M) {
 	}
 	bin.sidecar = filepath.Join(dir, "runtime-sidecar")
 	bin.bootstrap = filepath.Join(dir, "bootstrap")
+	bin.activator = filepath.Join(dir, "activator")
 	for _, b := range []struct{ out, pkg string }{
 		{bin.sidecar, "../../runtime-sidecar/cmd"},
 		{bin.bootstrap, "./testdata/bootstrap"},
+		{bin.activator, "../cmd"},
 	} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -154,6 +156,7 @@ func startPod(t *testing.T, fn string, conc int, timeout time.Duration, id strin
 	p.cmd = exec.Command("ip", "netns", "exec", p.netns, bin.sidecar,
 		"--invoke-addr", podIP+":8080", "--runtime-api", "127.0.0.1:9001",
 		"--function-name", fn, "--timeout", timeout.String(), "--concurrency", fmt.Sprint(conc),
+		"--max-inflight", fmt.Sprint(conc), // as the manager renders it
 		"--drain-timeout", "30s", "--", bin.bootstrap)
 	env := []string{"POD_ID=" + id, "PATH=" + os.Getenv("PATH"), "HOME=/tmp"}
 	p.cmd.Env = env
@@ -582,7 +585,7 @@ func TestActivator(t *testing.T) {
 			t.Fatal(err)
 		}
 		if out.StatusCode != 200 || out.FunctionError != nil || aws.ToString(out.ExecutedVersion) != "$LATEST" ||
-			string(out.Payload) != `{"event":{"hello":"world"},"pod":"pod-sdk"}` {
+			string(out.Payload) != `{"event":{"hello":"world"},"inflight":1,"pod":"pod-sdk"}` {
 			t.Fatalf("Invoke: status %d error %v version %v payload %s", out.StatusCode, aws.ToString(out.FunctionError), aws.ToString(out.ExecutedVersion), out.Payload)
 		}
 		arn := "arn:aws:lambda:us-east-1:123456789012:function:sdk.echo:$LATEST"

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lambdapod/lambdapod/internal/contract"
 	"github.com/lambdapod/lambdapod/internal/invokeapi"
 )
 
@@ -57,6 +58,12 @@ type Request struct {
 	Payload []byte
 	// Header holds the headers to forward (see Forwarded).
 	Header http.Header
+	// StartWithin, when positive, bounds the wait for a bootstrap to take
+	// the invocation: the sidecar drops it past that and answers not-run.
+	StartWithin time.Duration
+	// OnStart, if set, is called when the sidecar says a bootstrap took
+	// the invocation (its interim answer), before Invoke returns.
+	OnStart func()
 }
 
 type conn struct {
@@ -207,6 +214,11 @@ func (i *Invoker) roundTrip(ctx context.Context, c *conn, addr string, r *Reques
 	if !hasCT {
 		bw.WriteString("Content-Type: application/json\r\n")
 	}
+	if r.StartWithin > 0 {
+		bw.WriteString(contract.HeaderStartWithin + ": ")
+		bw.WriteString(strconv.FormatInt(max(r.StartWithin.Milliseconds(), 1), 10))
+		bw.WriteString("\r\n")
+	}
 	bw.WriteString("\r\n")
 	bw.Write(r.Payload)
 	if err := bw.Flush(); err != nil {
@@ -214,6 +226,12 @@ func (i *Invoker) roundTrip(ctx context.Context, c *conn, addr string, r *Reques
 		return nil, ctxErr(ctx, err), ctx.Err() == nil && isReset(err)
 	}
 	resp, err := http.ReadResponse(c.br, invokeReq)
+	for err == nil && resp.StatusCode == contract.StatusStarted {
+		if r.OnStart != nil {
+			r.OnStart()
+		}
+		resp, err = http.ReadResponse(c.br, invokeReq)
+	}
 	if err != nil {
 		stop()
 		return nil, ctxErr(ctx, err), false

@@ -28,7 +28,21 @@ type Pod struct {
 
 	inflight int
 	removed  bool
+	// busyUntil: the pod said all its slots were taken (by another
+	// activator's requests, which this pool cannot see); it gets none of
+	// this pool's requests until then, and busyStreak doubles the wait.
+	busyUntil  time.Time
+	busyStreak int
+	wake       *time.Timer
 }
+
+// The wait after a pod said it was busy, doubling while it stays busy:
+// short enough that a slot another activator freed is taken soon, long
+// enough that a long invocation costs few refused round trips.
+const (
+	busyFirstWait = 5 * time.Millisecond
+	busyMaxWait   = 100 * time.Millisecond
+)
 
 // Lease is a slot on a pod; Release it exactly once.
 type Lease struct {
@@ -37,6 +51,9 @@ type Lease struct {
 	Waited time.Duration
 	// Cold is true when the request found no ready pod at all.
 	Cold bool
+	// StartBy is when the wait for a slot ends (the activation timeout):
+	// the pod must have started the invocation by then.
+	StartBy time.Time
 
 	pool *Pool
 	once sync.Once
@@ -121,22 +138,33 @@ func (p *Pool) tick() {
 // Acquire returns a slot on a ready pod, waiting in the queue while there is
 // none. It returns ErrQueueFull when the queue is at its bound, or ctx's
 // error when ctx ends first.
-func (p *Pool) Acquire(ctx context.Context) (*Lease, error) {
+func (p *Pool) Acquire(ctx context.Context) (*Lease, error) { return p.acquire(ctx, false) }
+
+// acquire is Acquire; again is true for a request that had a slot and must
+// wait anew (its pod was busy): it goes first in the queue, and is neither
+// counted as an arrival again nor refused for the bound.
+func (p *Pool) acquire(ctx context.Context, again bool) (*Lease, error) {
 	p.mu.Lock()
 	p.tick()
-	p.requests++
+	if !again {
+		p.requests++
+	}
 	if pod := p.pickLocked(); pod != nil {
 		pod.inflight++
 		p.inflight++
 		p.mu.Unlock()
 		return &Lease{Pod: pod, pool: p}, nil
 	}
-	if p.queued >= p.maxQueue {
+	if !again && p.queued >= p.maxQueue {
 		p.mu.Unlock()
 		return nil, ErrQueueFull
 	}
 	w := &waiter{ch: make(chan *Pod, 1)}
-	p.pushLocked(w)
+	if again {
+		p.pushFrontLocked(w)
+	} else {
+		p.pushLocked(w)
+	}
 	cold := len(p.pods) == 0
 	p.mu.Unlock()
 	start := p.now()
@@ -164,12 +192,16 @@ func (p *Pool) Acquire(ctx context.Context) (*Lease, error) {
 
 // NotRun is what a Try callback returns when its request never ran on the
 // lease's pod (it could not be reached, or answered that it is shutting
-// down): Try then sends the request to another pod. Retire takes the pod
-// out of the ready set first, for a pod that said it is shutting down
-// before its EndpointSlice did.
+// down or busy): Try then sends the request to another pod. Retire takes
+// the pod out of the ready set first, for a pod that said it is shutting
+// down before its EndpointSlice did. Busy means the pod's slots are all
+// taken by other activators' requests: the pod rests a while, and the
+// request waits at the head of the queue, within the same wait bound, as
+// many times as it takes (it is no failed attempt).
 type NotRun struct {
 	Err    error
 	Retire bool
+	Busy   bool
 }
 
 func (e *NotRun) Error() string { return "not run: " + e.Err.Error() }
@@ -196,23 +228,36 @@ func (e *Unreachable) Error() string {
 func (p *Pool) Try(ctx context.Context, wait time.Duration, attempts int, fn func(*Lease) error) error {
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	startBy, _ := wctx.Deadline()
 	var last error
-	for attempt := 1; attempt <= max(attempts, 1); attempt++ {
-		lease, err := p.Acquire(wctx)
+	again := false
+	for attempt := 1; attempt <= max(attempts, 1); {
+		lease, err := p.acquire(wctx, again)
 		if err != nil {
 			return err
 		}
+		lease.StartBy = startBy
 		err = fn(lease)
 		var nr *NotRun
-		if errors.As(err, &nr) && nr.Retire {
+		errors.As(err, &nr)
+		switch {
+		case nr != nil && nr.Retire:
 			// Before the release, so that the slot goes to no waiter.
 			lease.Retire()
+		case nr != nil && nr.Busy:
+			p.rest(lease.Pod)
+		default:
+			p.calm(lease.Pod)
 		}
 		lease.Release()
 		if nr == nil || ctx.Err() != nil {
 			return err
 		}
-		last = nr.Err
+		again = nr.Busy
+		if !nr.Busy {
+			attempt++
+			last = nr.Err
+		}
 	}
 	return &Unreachable{Attempts: max(attempts, 1), Last: last}
 }
@@ -220,11 +265,20 @@ func (p *Pool) Try(ctx context.Context, wait time.Duration, attempts int, fn fun
 // pickLocked returns the ready pod with the most free slots, or nil.
 func (p *Pool) pickLocked() *Pod {
 	var best *Pod
+	var now time.Time
 	n := len(p.pods)
 	for i := 0; i < n; i++ {
 		pod := p.pods[(p.rr+i)%n]
 		if pod.inflight >= p.capacity {
 			continue
+		}
+		if !pod.busyUntil.IsZero() {
+			if now.IsZero() {
+				now = p.now()
+			}
+			if now.Before(pod.busyUntil) {
+				continue
+			}
 		}
 		if best == nil || pod.inflight < best.inflight {
 			best = pod
@@ -237,6 +291,44 @@ func (p *Pool) pickLocked() *Pod {
 		p.rr = (p.rr + 1) % n
 	}
 	return best
+}
+
+// rest keeps the pod out of this pool's picks for a while after it said it
+// was busy, and hands its slots out again when the while is over.
+func (p *Pool) rest(pod *Pod) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pod.busyStreak++
+	d := min(busyFirstWait<<min(pod.busyStreak-1, 8), busyMaxWait)
+	pod.busyUntil = p.now().Add(d)
+	if pod.wake == nil {
+		pod.wake = time.AfterFunc(d, func() {
+			p.mu.Lock()
+			p.dispatchLocked()
+			p.mu.Unlock()
+		})
+		return
+	}
+	pod.wake.Reset(d)
+}
+
+// calm forgets that the pod was busy: it took a request.
+func (p *Pool) calm(pod *Pod) {
+	p.mu.Lock()
+	pod.busyStreak = 0
+	p.mu.Unlock()
+}
+
+func (p *Pool) pushFrontLocked(w *waiter) {
+	p.tick()
+	p.queued++
+	if p.head == nil {
+		p.head, p.tail = w, w
+		return
+	}
+	w.next = p.head
+	p.head.prev = w
+	p.head = w
 }
 
 func (p *Pool) pushLocked(w *waiter) {

@@ -232,3 +232,60 @@ func TestTryRetriesWhatDidNotRun(t *testing.T) {
 		t.Fatalf("no pod: %v after %v", err, time.Since(start))
 	}
 }
+
+// A pod that says it is busy (another activator's requests hold its slots)
+// rests a while; the request waits at the head of the queue, as often as it
+// takes within the wait bound, and a busy answer is no failed attempt.
+func TestTryWaitsOutABusyPod(t *testing.T) {
+	p := New(1, 10)
+	p.SetEndpoints([]string{"a"})
+	var at []time.Time
+	start := time.Now()
+	err := p.Try(context.Background(), 5*time.Second, 1, func(l *Lease) error {
+		at = append(at, time.Now())
+		if len(at) <= 4 {
+			return &NotRun{Err: errors.New("busy"), Busy: true}
+		}
+		return nil
+	})
+	if err != nil || len(at) != 5 {
+		t.Fatalf("after %d tries: %v", len(at), err)
+	}
+	// Rests of 5, 10, 20 and 40 ms between the tries.
+	if d := at[4].Sub(start); d < 75*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("five tries took %v, want the rests of 5+10+20+40ms", d)
+	}
+
+	// While it rests, a newcomer waits behind the request that was refused.
+	p2 := New(1, 10)
+	p2.SetEndpoints([]string{"a"})
+	order := make(chan string, 2)
+	refused := make(chan struct{})
+	go func() {
+		_ = p2.Try(context.Background(), 5*time.Second, 1, func(l *Lease) error {
+			select {
+			case <-refused:
+				order <- "first"
+				return nil
+			default:
+				close(refused)
+				return &NotRun{Err: errors.New("busy"), Busy: true}
+			}
+		})
+	}()
+	<-refused
+	_ = p2.Try(context.Background(), 5*time.Second, 1, func(l *Lease) error { order <- "second"; return nil })
+	if a, b := <-order, <-order; a != "first" || b != "second" {
+		t.Fatalf("order %s, %s: the refused request lost its place", a, b)
+	}
+
+	// Within the bound only.
+	p3 := New(1, 10)
+	p3.SetEndpoints([]string{"a"})
+	err = p3.Try(context.Background(), 100*time.Millisecond, 3, func(l *Lease) error {
+		return &NotRun{Err: errors.New("busy"), Busy: true}
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("always busy: %v, want the wait bound", err)
+	}
+}

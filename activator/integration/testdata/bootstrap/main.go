@@ -4,8 +4,10 @@
 // An API Gateway HTTP API 2.0 event (it has requestContext) gets a 2.0
 // response whose body is "<method> <rawPath> <body>", with headers x-pod
 // (the POD_ID environment variable) and a cookie; ?sleepMs=N sleeps first.
-// Any other event is echoed as {"pod":POD_ID,"event":<event>} after
-// sleeping sleepMs; {"fail":true} returns an error instead.
+// Any other event is echoed as {"pod":POD_ID,"event":<event>,"inflight":n}
+// after sleeping sleepMs, where n is the number of invocations this process
+// was running at the peak of this one; {"fail":true} returns an error
+// instead.
 package main
 
 import (
@@ -15,13 +17,19 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 )
 
+// inflight counts the invocations running in this process.
+var inflight atomic.Int32
+
 func handle(ctx context.Context, raw json.RawMessage) (any, error) {
+	peak := inflight.Add(1)
+	defer inflight.Add(-1)
 	var probe struct {
 		RequestContext json.RawMessage `json:"requestContext"`
 		SleepMs        int             `json:"sleepMs"`
@@ -49,7 +57,7 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	if probe.Fail {
 		return nil, errors.New("requested failure")
 	}
-	return map[string]any{"pod": os.Getenv("POD_ID"), "event": raw}, nil
+	return map[string]any{"pod": os.Getenv("POD_ID"), "event": raw, "inflight": max(peak, inflight.Load())}, nil
 }
 
 func main() { lambda.Start(handle) }
