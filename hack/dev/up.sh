@@ -131,7 +131,7 @@ helm_install() {
     --set "manager.image.repository=$REGISTRY/lambdapod/manager,manager.image.digest=$(digest_of lambdapod/manager)"
     --set "activator.image.repository=$REGISTRY/lambdapod/activator,activator.image.digest=$(digest_of lambdapod/activator)"
     --set "sidecar.image.repository=$REGISTRY/lambdapod/runtime-sidecar,sidecar.image.digest=$(digest_of lambdapod/runtime-sidecar)"
-    --set "activator.replicas=1,manager.leaderElect=false"
+    --set "manager.leaderElect=false"
     --set "build.config.helperImage=$NODE_REGISTRY/lambdapod/manager@$(digest_of lambdapod/manager)"
     --set "build.config.goImage=$GO_IMAGE,build.config.baseImage=scratch"
     --set "build.config.kanikoImage=$NODE_REGISTRY/lambdapod/kaniko-executor@$(digest_of lambdapod/kaniko-executor)"
