@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"sort"
 	"strings"
@@ -123,12 +122,7 @@ func invokeAll(t *testing.T, acts []*activatorProc, fn, payload string, n int) [
 // none is told it timed out while it waited, and a function that does run
 // past its timeout is still told so on time.
 func TestTwoActivatorsShareAPod(t *testing.T) {
-	if skipReason != "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal(skipReason)
-		}
-		t.Skip(skipReason)
-	}
+	needRoot(t)
 	e := testenv.Start(t)
 	ns := namespace(t, e.Client, "twoact")
 	makeFunction(t, e.Client, ns, "one", fnOpts{conc: 1, timeout: 2 * time.Second, replicas: 1})

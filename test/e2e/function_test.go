@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -130,21 +129,8 @@ func TestBurstAtZero(t *testing.T) {
 	})
 	waitPods(t, ns, fn.Name, 0, 2*time.Minute)
 
-	results := make([]sent, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			a, err := tryGet(fmt.Sprintf("/%s/%s/burst/%d?name=b%d", ns, fn.Name, i, i))
-			results[i] = sent{a, err}
-		}()
-	}
 	t0 := time.Now()
-	close(start)
-	wg.Wait()
+	results := spread([]string{activator}, n, func(i int) string { return fmt.Sprintf("/%s/%s/burst/%d?name=b%d", ns, fn.Name, i, i) })
 	total := time.Since(t0)
 
 	failed, lat := checkAll(t, results, func(i int) string {
