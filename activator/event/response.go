@@ -91,9 +91,21 @@ func hasStatusCode(b []byte) bool {
 	return ok
 }
 
+// checkStatus refuses a function's status code outside 200-599. A 1xx
+// would be an interim answer to the caller: 100 or 103 leave the real one
+// to come, and 101 Switching Protocols hands the caller's connection to
+// whatever the function says next (a tunnel past the activator's routing
+// and any Ingress authentication); net/http panics on some of the rest.
+func checkStatus(code int) error {
+	if code < 200 || code > 599 {
+		return fmt.Errorf("%w: statusCode %d is not a final HTTP status (200-599)", ErrMalformed, code)
+	}
+	return nil
+}
+
 func build(code int, headers map[string]string, mvh map[string][]string, cookies []string, body string, b64 bool) (*Response, error) {
-	if code < 100 || code > 999 {
-		return nil, fmt.Errorf("%w: statusCode %d", ErrMalformed, code)
+	if err := checkStatus(code); err != nil {
+		return nil, err
 	}
 	h := Headers(headers, mvh, cookies)
 	var b []byte
@@ -204,6 +216,9 @@ func Stream(w http.ResponseWriter, body io.Reader) error {
 	}
 	if p.StatusCode == 0 {
 		p.StatusCode = http.StatusOK
+	}
+	if err := checkStatus(p.StatusCode); err != nil {
+		return err
 	}
 	dst := w.Header()
 	for k, vs := range Headers(p.Headers, p.MultiValueHeaders, p.Cookies) {

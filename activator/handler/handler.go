@@ -20,7 +20,9 @@ package handler
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/lambdapod/lambdapod/activator/event"
@@ -87,8 +89,11 @@ type call struct {
 	region  string
 	target  route.Target
 	key     queue.Key
+	found   bool
 	fn      Function
 	payload []byte
+	// reservation holds the queue place of an accepted Event invocation.
+	reservation *queue.Reservation
 }
 
 // stage serves a call: it answers the caller, or returns a *Failure that
@@ -131,6 +136,7 @@ func (ch *Chain) WaitAsync() { ch.payload.async.Wait() }
 func (ch *Chain) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{start: time.Now(), requestID: invokeapi.NewRequestID(), region: ch.opts.Region}
 	sw := &statusWriter{ResponseWriter: w}
+	defer ch.recover(sw, c)
 	f := ch.route(r, c)
 	if f == nil {
 		f = ch.payload.serve(sw, r, c)
@@ -142,7 +148,41 @@ func (ch *Chain) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if code == 0 {
 		code = 499 // the caller went away before an answer
 	}
-	ch.metrics.Observe(c.key.Namespace, c.key.Name, code, time.Since(c.start))
+	ch.observe(c, code)
+}
+
+// observe records a request under its function, and requests for
+// functions that do not exist under one series: a caller must not be able
+// to make series without end.
+func (ch *Chain) observe(c *call, code int) {
+	ns, name := c.key.Namespace, c.key.Name
+	if !c.found {
+		ns, name = "", ""
+	}
+	ch.metrics.Observe(ns, name, code, time.Since(c.start))
+}
+
+// recover turns a panic in the chain into a failure for its caller (if
+// nothing was written yet) and a count, so that one bad answer from a function
+// cannot take the activator and everyone's held requests down.
+// http.ErrAbortHandler is the way to abort a response, and goes on.
+func (ch *Chain) recover(sw *statusWriter, c *call) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler {
+		panic(v)
+	}
+	ch.metrics.Panicked()
+	slog.Error("panic serving a request", "function", c.key.String(), "requestId", c.requestID, "panic", v, "stack", string(debug.Stack()))
+	code := sw.code
+	if code == 0 {
+		// As for a lost pod: the payload may have reached a bootstrap, so
+		// no 5xx on the Invoke API.
+		code = render(sw, c, fail(ConnectionLost, "the activator failed while serving the invocation"))
+	}
+	ch.observe(c, code)
 }
 
 // route finds the function and chooses the answer's format.
@@ -162,7 +202,7 @@ func (ch *Chain) route(r *http.Request, c *call) *Failure {
 	if !ok || (c.invoke && t.Function.Qualifier != "" && t.Function.Qualifier != invokeapi.LatestVersion) {
 		return fail(NotFound, "no function %q in namespace %q", t.Name, t.Namespace)
 	}
-	c.fn = fn
+	c.fn, c.found = fn, true
 	return nil
 }
 

@@ -74,9 +74,13 @@ func (h *Payload) serve(w http.ResponseWriter, r *http.Request, c *call) *Failur
 
 // event accepts an Event invocation and runs it in the background.
 func (h *Payload) event(w http.ResponseWriter, r *http.Request, c *call) *Failure {
-	if h.pools.Get(c.key).Full() {
+	// The queue place is taken before the 202, so that an accepted Event
+	// never finds the queue full afterwards and is dropped.
+	res, err := h.pools.Get(c.key).Reserve()
+	if err != nil {
 		return &Failure{Kind: Throttled, Message: "too many requests are waiting for function " + c.key.String(), RetryAfter: time.Second}
 	}
+	c.reservation = res
 	w.Header().Set(invokeapi.HeaderRequestID, c.requestID)
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
@@ -86,6 +90,12 @@ func (h *Payload) event(w http.ResponseWriter, r *http.Request, c *call) *Failur
 	h.async.Add(1)
 	go func() {
 		defer h.async.Done()
+		defer res.Cancel() // if it was not used
+		defer func() {
+			if v := recover(); v != nil {
+				slog.Error("panic running an asynchronous invocation", "function", c.key.String(), "requestId", c.requestID, "panic", v)
+			}
+		}()
 		d := &discard{h: http.Header{}}
 		if f := h.next.serve(d, r2, c); f != nil {
 			slog.Warn("asynchronous invocation failed", "function", c.key.String(), "requestId", c.requestID, "err", f, "after", time.Since(c.start))

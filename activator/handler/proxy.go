@@ -72,7 +72,13 @@ func (h *Proxy) forward(w http.ResponseWriter, r *http.Request, c *call, addr st
 			backstop = time.AfterFunc(c.fn.Timeout+h.opts.TimeoutGrace, func() { cancel(errTimedOut) })
 		}
 	}
-	resp, err := h.invoker.Invoke(ctx, addr, &proxy.Request{Function: c.key.Name, Payload: c.payload, Header: r.Header,
+	// On HTTP routes the request's headers are in the event; none of them
+	// may pose as the Invoke API's (a client context, a trace id).
+	var hdr http.Header
+	if c.invoke {
+		hdr = r.Header
+	}
+	resp, err := h.invoker.Invoke(ctx, addr, &proxy.Request{Function: c.key.Name, Payload: c.payload, Header: hdr,
 		StartWithin: startWithin, OnStart: onStart})
 	if err != nil {
 		if proxy.NotDelivered(err) && ctx.Err() == nil {

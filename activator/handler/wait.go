@@ -24,12 +24,18 @@ type Wait struct {
 
 func (h *Wait) serve(w http.ResponseWriter, r *http.Request, c *call) *Failure {
 	pool := h.pools.Get(c.key)
-	err := pool.Try(r.Context(), h.opts.ActivationTimeout, maxAttempts, func(l *queue.Lease) error {
+	run := func(l *queue.Lease) error {
 		if l.Waited > 0 || l.Cold {
 			h.metrics.Held(c.key.Namespace, c.key.Name, l.Waited, l.Cold)
 		}
 		return h.next.forward(w, r, c, l.Pod.Addr, l.StartBy)
-	})
+	}
+	var err error
+	if c.reservation != nil {
+		err = pool.TryReserved(r.Context(), c.reservation, h.opts.ActivationTimeout, maxAttempts, run)
+	} else {
+		err = pool.Try(r.Context(), h.opts.ActivationTimeout, maxAttempts, run)
+	}
 	var f *Failure
 	var unreachable *queue.Unreachable
 	switch {

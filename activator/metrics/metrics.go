@@ -19,6 +19,7 @@ type Metrics struct {
 	Hold       *prometheus.HistogramVec
 	Reports    *prometheus.CounterVec
 	ProbeReady *prometheus.CounterVec
+	Panics     prometheus.Counter
 }
 
 // New registers the metrics with reg; pools feeds the in-flight, queued and
@@ -51,8 +52,12 @@ func New(reg prometheus.Registerer, pools *queue.Registry) *Metrics {
 			Name: "lambdapod_activator_probe_ready_pods_total",
 			Help: "Pods put into rotation because the activator's own /readyz probe answered 200 before their EndpointSlice said ready.",
 		}, []string{"namespace", "function"}),
+		Panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lambdapod_activator_panics_total",
+			Help: "Requests whose handling panicked; each got a 502 if nothing was written yet, and the activator went on.",
+		}),
 	}
-	reg.MustRegister(m.Requests, m.Latency, m.ColdStarts, m.Hold, m.Reports, m.ProbeReady, &poolCollector{pools: pools})
+	reg.MustRegister(m.Requests, m.Latency, m.ColdStarts, m.Hold, m.Reports, m.ProbeReady, m.Panics, &poolCollector{pools: pools})
 	return m
 }
 
@@ -63,6 +68,14 @@ func (m *Metrics) Observe(ns, fn string, code int, d time.Duration) {
 	}
 	m.Requests.WithLabelValues(ns, fn, strconv.Itoa(code)).Inc()
 	m.Latency.WithLabelValues(ns, fn).Observe(d.Seconds())
+}
+
+// Panicked records a request whose handling panicked.
+func (m *Metrics) Panicked() {
+	if m == nil {
+		return
+	}
+	m.Panics.Inc()
 }
 
 // Held records a request that got a slot after waiting.

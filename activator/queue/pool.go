@@ -100,6 +100,8 @@ type Pool struct {
 	head     *waiter
 	tail     *waiter
 	queued   int
+	// reserved places count toward maxQueue like queued requests.
+	reserved int
 	inflight int
 	rr       int
 
@@ -138,16 +140,66 @@ func (p *Pool) tick() {
 // Acquire returns a slot on a ready pod, waiting in the queue while there is
 // none. It returns ErrQueueFull when the queue is at its bound, or ctx's
 // error when ctx ends first.
-func (p *Pool) Acquire(ctx context.Context) (*Lease, error) { return p.acquire(ctx, false) }
+func (p *Pool) Acquire(ctx context.Context) (*Lease, error) { return p.acquire(ctx, arrival) }
 
-// acquire is Acquire; again is true for a request that had a slot and must
-// wait anew (its pod was busy): it goes first in the queue, and is neither
-// counted as an arrival again nor refused for the bound.
-func (p *Pool) acquire(ctx context.Context, again bool) (*Lease, error) {
+// Reservation is a place in the queue, held for a request accepted now
+// and served later (an Event invocation answered 202 at once): the place
+// is taken when the answer is given, so no accepted request finds the
+// queue full afterwards.
+type Reservation struct {
+	pool *Pool
+	once sync.Once
+}
+
+// Reserve holds a place in the queue, or returns ErrQueueFull. Pass the
+// reservation to TryReserved, or Cancel it.
+func (p *Pool) Reserve() (*Reservation, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.queued+p.reserved >= p.maxQueue {
+		return nil, ErrQueueFull
+	}
+	p.reserved++
+	return &Reservation{pool: p}, nil
+}
+
+// Cancel gives an unused place back.
+func (r *Reservation) Cancel() {
+	r.once.Do(func() {
+		r.pool.mu.Lock()
+		r.pool.reserved--
+		r.pool.mu.Unlock()
+	})
+}
+
+// entry says how a request comes to acquire a slot.
+type entry int
+
+const (
+	// arrival: a new request, refused when the queue is at its bound.
+	arrival entry = iota
+	// reserved: a request whose place was reserved (Reserve) when it was
+	// accepted; the reservation becomes its place.
+	reserved
+	// again: a request that had a slot and must wait anew (its pod was
+	// busy): it goes first in the queue, and is neither counted as an
+	// arrival again nor refused for the bound.
+	again
+	// retry: a request that must go to another pod (its pod could not
+	// take it): it queues last, and is neither counted nor refused.
+	retry
+)
+
+// acquire is Acquire for a request that comes as e says.
+func (p *Pool) acquire(ctx context.Context, e entry) (*Lease, error) {
 	p.mu.Lock()
 	p.tick()
-	if !again {
+	switch e {
+	case arrival:
 		p.requests++
+	case reserved:
+		p.requests++
+		p.reserved--
 	}
 	if pod := p.pickLocked(); pod != nil {
 		pod.inflight++
@@ -155,12 +207,12 @@ func (p *Pool) acquire(ctx context.Context, again bool) (*Lease, error) {
 		p.mu.Unlock()
 		return &Lease{Pod: pod, pool: p}, nil
 	}
-	if !again && p.queued >= p.maxQueue {
+	if e == arrival && p.queued+p.reserved >= p.maxQueue {
 		p.mu.Unlock()
 		return nil, ErrQueueFull
 	}
 	w := &waiter{ch: make(chan *Pod, 1)}
-	if again {
+	if e == again {
 		p.pushFrontLocked(w)
 	} else {
 		p.pushLocked(w)
@@ -226,34 +278,32 @@ func (e *Unreachable) Error() string {
 // while waiting (context.DeadlineExceeded once wait has passed), and fn's
 // other errors as they are.
 func (p *Pool) Try(ctx context.Context, wait time.Duration, attempts int, fn func(*Lease) error) error {
+	return p.tryFrom(ctx, arrival, wait, attempts, fn)
+}
+
+// TryReserved is Try for a request whose place r holds: it is never
+// refused for the queue's bound.
+func (p *Pool) TryReserved(ctx context.Context, r *Reservation, wait time.Duration, attempts int, fn func(*Lease) error) error {
+	first := arrival
+	r.once.Do(func() { first = reserved })
+	return p.tryFrom(ctx, first, wait, attempts, fn)
+}
+
+func (p *Pool) tryFrom(ctx context.Context, first entry, wait time.Duration, attempts int, fn func(*Lease) error) error {
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	startBy, _ := wctx.Deadline()
 	var last error
-	again := false
+	e := first
 	for attempt := 1; attempt <= max(attempts, 1); {
-		lease, err := p.acquire(wctx, again)
-		if err != nil {
-			return err
-		}
-		lease.StartBy = startBy
-		err = fn(lease)
-		var nr *NotRun
-		errors.As(err, &nr)
-		switch {
-		case nr != nil && nr.Retire:
-			// Before the release, so that the slot goes to no waiter.
-			lease.Retire()
-		case nr != nil && nr.Busy:
-			p.rest(lease.Pod)
-		default:
-			p.calm(lease.Pod)
-		}
-		lease.Release()
+		nr, err := p.try(wctx, e, startBy, fn)
 		if nr == nil || ctx.Err() != nil {
 			return err
 		}
-		again = nr.Busy
+		e = retry
+		if nr.Busy {
+			e = again
+		}
 		if !nr.Busy {
 			attempt++
 			last = nr.Err
@@ -291,6 +341,30 @@ func (p *Pool) pickLocked() *Pod {
 		p.rr = (p.rr + 1) % n
 	}
 	return best
+}
+
+// try is one attempt of Try. The slot is released however fn returns, a
+// panic included, so that no slot leaks.
+func (p *Pool) try(wctx context.Context, e entry, startBy time.Time, fn func(*Lease) error) (*NotRun, error) {
+	lease, err := p.acquire(wctx, e)
+	if err != nil {
+		return nil, err
+	}
+	defer lease.Release()
+	lease.StartBy = startBy
+	err = fn(lease)
+	var nr *NotRun
+	errors.As(err, &nr)
+	switch {
+	case nr != nil && nr.Retire:
+		// Before the release, so that the slot goes to no waiter.
+		lease.Retire()
+	case nr != nil && nr.Busy:
+		p.rest(lease.Pod)
+	default:
+		p.calm(lease.Pod)
+	}
+	return nr, err
 }
 
 // rest keeps the pod out of this pool's picks for a while after it said it
@@ -403,7 +477,10 @@ func (p *Pool) retire(pod *Pod) {
 
 // SetEndpoints replaces the ready pods. Pods that left keep their in-flight
 // requests until these finish but get no new ones.
-func (p *Pool) SetEndpoints(addrs []string) {
+func (p *Pool) SetEndpoints(addrs []string) { p.setEndpoints(addrs) }
+
+// setEndpoints is SetEndpoints; it returns the addresses that left.
+func (p *Pool) setEndpoints(addrs []string) (gone []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	keep := make(map[string]bool, len(addrs))
@@ -424,10 +501,12 @@ func (p *Pool) SetEndpoints(addrs []string) {
 		if !keep[a] {
 			pod.removed = true
 			delete(p.byAddr, a)
+			gone = append(gone, a)
 		}
 	}
 	p.pods = pods
 	p.dispatchLocked()
+	return gone
 }
 
 // SetCapacity sets the concurrent requests one pod takes.
@@ -495,6 +574,9 @@ type Registry struct {
 	OnCold func(Key)
 	// Capacity returns a function's per-pod concurrency for a new pool.
 	Capacity func(Key) int
+	// OnGone, if set, is called with the address of a pod that left a
+	// function's endpoints, so that connections to it are closed.
+	OnGone func(addr string)
 }
 
 // NewRegistry returns a registry whose pools queue at most maxQueue requests.
@@ -574,7 +656,11 @@ func (r *Registry) SetEndpoints(k Key, addrs []string) {
 	if len(addrs) == 0 && r.Lookup(k) == nil {
 		return
 	}
-	r.Get(k).SetEndpoints(addrs)
+	for _, a := range r.Get(k).setEndpoints(addrs) {
+		if r.OnGone != nil {
+			r.OnGone(a)
+		}
+	}
 }
 
 // SetCapacity sets a function's per-pod concurrency, if it has a pool.
@@ -582,20 +668,4 @@ func (r *Registry) SetCapacity(k Key, n int) {
 	if p := r.Lookup(k); p != nil {
 		p.SetCapacity(n)
 	}
-}
-
-// Full reports whether a request arriving now would be refused: no free
-// slot on any ready pod and the queue at its bound.
-func (p *Pool) Full() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.queued < p.maxQueue {
-		return false
-	}
-	for _, pod := range p.pods {
-		if pod.inflight < p.capacity {
-			return false
-		}
-	}
-	return true
 }

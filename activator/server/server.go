@@ -154,7 +154,11 @@ func New(cfg Config, rc *rest.Config) (*Activator, error) {
 			a.metrics.Reports.WithLabelValues("ok").Inc()
 		}
 	}
-	a.chain = handler.New(cfg.Handler, a.fns, a.pools, proxy.New(), a.metrics)
+	inv := proxy.New()
+	// Keep-alive connections to a pod that left would stay open for ever:
+	// no request goes there again to find them closed.
+	a.pools.OnGone = inv.CloseIdle
+	a.chain = handler.New(cfg.Handler, a.fns, a.pools, inv, a.metrics)
 	return a, nil
 }
 
