@@ -89,6 +89,8 @@ func run() error {
 	fs.StringVar(&cfg.AdminListen, "admin-listen", env("admin-listen", ":9090"), "address of /healthz, /readyz and /metrics")
 	fs.StringVar(&cfg.Handler.Route.Domain, "domain", env("domain", ""), "enables host routing {function}.{namespace}.<domain> (path routing /{namespace}/{function}/ always works)")
 	fs.StringVar(&cfg.Handler.Route.DefaultNamespace, "default-namespace", env("default-namespace", "default"), "namespace of Invoke API function names without a namespace")
+	fs.IntVar(&cfg.MaxConnections, "max-connections", envInt("max-connections", 20000), "open client connections at most; more wait to be accepted (0: no cap)")
+	fs.DurationVar(&cfg.Handler.BodyTimeout, "body-timeout", envDuration("body-timeout", 30*time.Second), "longest a client may take to send a request's body")
 	fs.IntVar(&cfg.MaxQueue, "max-queue", envInt("max-queue", 1000), "requests held per function while it has no free pod slot; more are refused (see -overflow-status)")
 	fs.DurationVar(&cfg.Handler.ActivationTimeout, "activation-timeout", envDuration("activation-timeout", 2*time.Minute), "longest a request waits for a free slot on a ready pod (cold start included); then 504")
 	fs.DurationVar(&cfg.Handler.TimeoutGrace, "timeout-grace", envDuration("timeout-grace", time.Second), "added to a function's timeout before the activator stops waiting for its pod")

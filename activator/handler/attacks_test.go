@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -183,5 +184,26 @@ func TestHTTPRoutesForwardNoInvokeHeaders(t *testing.T) {
 		if v := h.Get(k); v != "" {
 			t.Errorf("the sidecar got %s: %q from an HTTP route", k, v)
 		}
+	}
+}
+
+// A client that sends its body slowly (a byte at a time, or not at all
+// after the headers) loses its connection after the body timeout instead
+// of holding it, and its buffer, for ever.
+func TestSlowBodyIsCutOff(t *testing.T) {
+	e := newEnv(t, Options{BodyTimeout: 300 * time.Millisecond}, fn1, 10)
+	srv := httptest.NewServer(e.h)
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	_, _ = io.WriteString(conn, "POST /default/hello/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.ReadAll(conn) // returns when the activator closes the connection
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the connection was still open after %v (%v)", d, err)
 	}
 }

@@ -72,6 +72,9 @@ type Options struct {
 	RetryAfter time.Duration
 	// Region makes the ARNs of error messages.
 	Region string
+	// BodyTimeout bounds the reading of a request's body, so that a client
+	// sending it slowly cannot hold a connection and its buffer for ever.
+	BodyTimeout time.Duration
 }
 
 // maxAttempts bounds the pods tried for one request when pods cannot be
@@ -118,6 +121,9 @@ func New(o Options, fns Functions, pools Pools, inv Invoker, m *metrics.Metrics)
 	if o.OverflowStatus == 0 {
 		o.OverflowStatus = http.StatusTooManyRequests
 	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = 30 * time.Second
+	}
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = time.Second
 	}
@@ -127,7 +133,7 @@ func New(o Options, fns Functions, pools Pools, inv Invoker, m *metrics.Metrics)
 	o.Route.Region = o.Region
 	p := &Proxy{opts: o, invoker: inv}
 	w := &Wait{opts: o, pools: pools, metrics: m, next: p}
-	return &Chain{opts: o, fns: fns, metrics: m, payload: &Payload{pools: pools, next: w}}
+	return &Chain{opts: o, fns: fns, metrics: m, payload: &Payload{pools: pools, next: w, bodyTimeout: o.BodyTimeout}}
 }
 
 // WaitAsync waits for the Event invocations running in the background.

@@ -18,8 +18,9 @@ import (
 // DryRun (204, without waking the function) and Event (202 at once; the
 // invocation then runs in the background through the rest of the chain).
 type Payload struct {
-	pools Pools
-	next  stage
+	pools       Pools
+	next        stage
+	bodyTimeout time.Duration
 	// async counts background Event invocations, for a graceful stop.
 	async sync.WaitGroup
 }
@@ -33,10 +34,15 @@ func (h *Payload) serve(w http.ResponseWriter, r *http.Request, c *call) *Failur
 		}
 	}
 	limit := typ.PayloadLimit()
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(h.bodyTimeout))
 	body, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
 	if err != nil {
+		// The deadline stays: the server's reads of the rest fail too, and
+		// it closes the connection.
 		return &Failure{Kind: CallerGone, Err: err}
 	}
+	_ = rc.SetReadDeadline(time.Time{})
 	if len(body) > limit {
 		if c.invoke {
 			return refused(typ.TooLarge(r.ContentLength))

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -41,8 +42,11 @@ type Config struct {
 	Listen, AdminListen string
 	Handler             handler.Options
 	MaxQueue            int
-	AutoscalerURL       string
-	ReportInterval      time.Duration
+	// MaxConnections caps the open client connections (each costs memory
+	// whether or not it sends anything); more wait in the listen backlog.
+	MaxConnections int
+	AutoscalerURL  string
+	ReportInterval time.Duration
 	// DrainDelay is how long readiness fails before the listener closes.
 	DrainDelay time.Duration
 	// ShutdownTimeout bounds the wait for in-flight requests at a stop.
@@ -250,7 +254,14 @@ func (a *Activator) Run(ctx context.Context) error {
 	}
 	a.addr.Store(ln.Addr().String())
 	a.adminAddr.Store(aln.Addr().String())
-	srv := &http.Server{Handler: a.chain, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
+	// No ReadTimeout or WriteTimeout: an invocation may take 15 minutes.
+	// The header has ReadHeaderTimeout, the body the chain's own read
+	// deadline, an idle connection IdleTimeout.
+	srv := &http.Server{Handler: a.chain, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
+	if a.cfg.MaxConnections > 0 {
+		ln = netutil.LimitListener(ln, a.cfg.MaxConnections)
+	}
 	adm := &http.Server{Handler: a.admin(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = adm.Serve(aln) }()
 	defer adm.Close()
