@@ -194,7 +194,7 @@ func sidecar(cfg Config, fn *lambdapodv1alpha1.Function) *corev1ac.ContainerAppl
 		// then.
 		WithReadinessProbe(probe("/readyz", 1, 2)).
 		WithLivenessProbe(probe("/healthz", 10, 3)).
-		WithResources(smallResources()).
+		WithResources(sidecarResources(fn.Spec.Runtime.ConcurrencyOrDefault())).
 		WithSecurityContext(restricted())
 }
 
@@ -277,13 +277,19 @@ func envVar(e corev1.EnvVar) *corev1ac.EnvVarApplyConfiguration {
 	return out
 }
 
-func smallResources() *corev1ac.ResourceRequirementsApplyConfiguration {
+// sidecarResources: the sidecar holds, for each slot it admits, at most a
+// request payload and a buffered response (6 MiB each, as on Lambda), so
+// its memory limit grows with the concurrency instead of letting a pod of
+// many slots be killed for doing its job. The request stays small: most
+// invocations are far below the limits.
+func sidecarResources(concurrency int32) *corev1ac.ResourceRequirementsApplyConfiguration {
+	const base, perSlot = 112 << 20, 16 << 20
 	return corev1ac.ResourceRequirements().
 		WithRequests(corev1.ResourceList{
 			corev1.ResourceCPU:    resource.MustParse("10m"),
 			corev1.ResourceMemory: resource.MustParse("16Mi"),
 		}).
-		WithLimits(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")})
+		WithLimits(corev1.ResourceList{corev1.ResourceMemory: *resource.NewQuantity(base+int64(concurrency)*perSlot, resource.BinarySI)})
 }
 
 // restricted passes the restricted Pod Security Standard; the function's

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptrace"
@@ -705,4 +706,63 @@ func TestStartWithin(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("the dropped invocation ran")
 	}
+}
+
+// Anyone who can reach a pod can post to its sidecar. With --max-inflight
+// (as in every function pod), 40 callers posting 6 MB payloads at once
+// cost the sidecar the buffers of its one slot, not of 40: the others are
+// refused before their bodies are read into memory.
+func TestDirectFloodStaysWithinTheSlots(t *testing.T) {
+	s := startSidecar(t, sidecarOpts{bootstrap: goBootstrap(), flags: []string{"--max-inflight", "1"}})
+	big := `{"action":"sleep","sleepMs":1500,"pad":"` + strings.Repeat("x", 6<<20-100) + `"}`
+	var wg sync.WaitGroup
+	codes := make(chan int, 40)
+	for range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Post(s.URL+invokePath, "application/json", strings.NewReader(big))
+			if err != nil {
+				codes <- 0
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	peak := peakRSS(t, s.cmd.Process.Pid)
+	t.Logf("40 posts of 6 MB: answers %v, the sidecar's peak RSS %d MiB", count, peak>>20)
+	if count[200] < 1 || count[200]+count[429] != 40 {
+		t.Errorf("answers %v, want one 200 at least and 429 busy for the rest", count)
+	}
+	if peak > 96<<20 {
+		t.Errorf("peak RSS %d MiB, want the buffers of one slot (under 96 MiB)", peak>>20)
+	}
+}
+
+// peakRSS is a process's peak resident set size (VmHWM), in bytes.
+func peakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
 }

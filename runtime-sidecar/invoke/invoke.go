@@ -115,6 +115,12 @@ func (h *Handler) ended(inv *invocation.Invocation, o invocation.Outcome) {
 	if inv.Event && o != invocation.OutcomeSuccess {
 		h.cfg.Log.Warn("event invocation failed", "requestId", inv.ID, "outcome", string(o))
 	}
+	h.leave()
+}
+
+// leave ends an admitted invocation's hold on its slot; the last one out
+// while draining lets the drain finish.
+func (h *Handler) leave() {
 	if h.inFlight.Add(-1) == 0 && h.draining.Load() {
 		h.idleMu.Lock()
 		if h.idle != nil {
@@ -219,37 +225,51 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName str
 		h.reject(w, invType.TooLarge(r.ContentLength), "too_large")
 		return
 	}
-	buf := invocation.GetBuffer()
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, int64(limit)+1))
-	if n > int64(limit) {
-		invocation.PutBuffer(buf)
-		discard(r.Body)
-		h.reject(w, invType.TooLarge(r.ContentLength), "too_large")
-		return
-	}
-	if err != nil {
-		invocation.PutBuffer(buf)
-		h.reject(w, invokeapi.InvalidContent("Could not read the request body: "+err.Error()), "bad_request")
-		return
-	}
-	// Unlike the activator, the sidecar takes a payload that is not JSON,
-	// as AWS's emulator does: the activator's Raw event format hands it
-	// HTTP bodies as they came.
-
 	if invType == invokeapi.DryRun {
-		invocation.PutBuffer(buf)
+		// Checked, not kept: a DryRun holds no buffer.
+		if n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, int64(limit)+1)); n > int64(limit) {
+			discard(r.Body)
+			h.reject(w, invType.TooLarge(r.ContentLength), "too_large")
+			return
+		}
 		w.Header()[invokeapi.HeaderRequestID] = []string{invokeapi.NewRequestID()}
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	if h.draining.Load() {
-		invocation.PutBuffer(buf)
+		discard(r.Body)
 		h.shuttingDown(w, "shutting_down")
 		return
 	}
+	// Admission comes before the body is read, so that the payloads held at
+	// once are bounded by the slots, not by how many callers post at once.
+	if n := h.inFlight.Add(1); h.cfg.MaxInFlight > 0 && n > int64(h.cfg.MaxInFlight) {
+		h.inFlight.Add(-1)
+		discard(r.Body)
+		w.Header()[contract.HeaderNotRun] = notRunBusy
+		h.reject(w, invokeapi.TooManyRequests("every one of the pod's "+strconv.Itoa(h.cfg.MaxInFlight)+
+			" concurrency slots is taken", time.Second), "busy")
+		return
+	}
+	buf := invocation.GetBuffer()
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	n, err := buf.ReadFrom(io.LimitReader(r.Body, int64(limit)+1))
+	if n > int64(limit) || err != nil {
+		h.leave()
+		invocation.PutBuffer(buf)
+		if n > int64(limit) {
+			discard(r.Body)
+			h.reject(w, invType.TooLarge(r.ContentLength), "too_large")
+		} else {
+			h.reject(w, invokeapi.InvalidContent("Could not read the request body: "+err.Error()), "bad_request")
+		}
+		return
+	}
+	// Unlike the activator, the sidecar takes a payload that is not JSON,
+	// as AWS's emulator does: the activator's Raw event format hands it
+	// HTTP bodies as they came.
 
 	inv := invocation.New(buf)
 	inv.Event = invType == invokeapi.Event
@@ -268,18 +288,10 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName str
 	}
 	inv.OnEnd = h.ended
 
-	if n := h.inFlight.Add(1); h.cfg.MaxInFlight > 0 && n > int64(h.cfg.MaxInFlight) {
-		h.inFlight.Add(-1)
-		invocation.PutBuffer(buf)
-		w.Header()[contract.HeaderNotRun] = notRunBusy
-		h.reject(w, invokeapi.TooManyRequests("every one of the pod's "+strconv.Itoa(h.cfg.MaxInFlight)+
-			" concurrency slots is taken", time.Second), "busy")
-		return
-	}
 	h.cfg.Metrics.InFlight.Inc()
 	if !h.queue.Offer(inv) {
 		inv.OnEnd = nil
-		h.inFlight.Add(-1)
+		h.leave()
 		h.cfg.Metrics.InFlight.Dec()
 		invocation.PutBuffer(buf)
 		h.reject(w, invokeapi.TooManyRequests("the function's invocation queue is full ("+strconv.Itoa(h.queue.Cap())+" waiting).", time.Second), "queue_full")
