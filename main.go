@@ -92,7 +92,10 @@ func run(cfg resources.Config, bo buildOptions, metricsAddr, probeAddr, autoscal
 		return fmt.Errorf("setting up the Function controller: %w", err)
 	}
 	if bo.webhookAddr != "0" {
-		hooks := &webhook.Handler{Functions: mgr.GetClient(), Secrets: mgr.GetAPIReader(), Trigger: r.Triggers}
+		// Every replica serves the hook; those that do not lead answer 503,
+		// as only the leader's reconciler would act on a push.
+		hooks := &webhook.Handler{Functions: mgr.GetClient(), Secrets: mgr.GetAPIReader(), Trigger: r.Triggers,
+			Leader: webhook.Elected(mgr.Elected())}
 		if err := mgr.Add(&webhook.Server{Addr: bo.webhookAddr, Handler: hooks}); err != nil {
 			return fmt.Errorf("adding the push webhook receiver: %w", err)
 		}

@@ -114,7 +114,7 @@ func TestBuilds(t *testing.T) {
 	var commitB string
 	t.Run("a signed GitHub push builds the new commit; forged and unsigned ones are refused", func(t *testing.T) {
 		commitB = repo.Commit(t, map[string]string{"main.go": "package main // B\n"}, "B")
-		body := githubPush("refs/heads/main", commitB)
+		body := githubPush(repo.URL, "refs/heads/main", commitB)
 		for _, forged := range []map[string]string{
 			{"X-GitHub-Event": "push"},
 			{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + webhook.Sign([]byte("guessed"), []byte(body))},
@@ -161,7 +161,7 @@ func TestBuilds(t *testing.T) {
 	var runC *tektonv1.PipelineRun
 	t.Run("a GitLab push hook with its token builds; a wrong token is refused", func(t *testing.T) {
 		commitC := repo.Commit(t, map[string]string{"main.go": "package main // C\n"}, "C")
-		body := gitlabPush("refs/heads/main", commitC)
+		body := gitlabPush(repo.URL, "refs/heads/main", commitC)
 		if code, msg := deliver(t, hooks, "default", "hello", body, map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "guessed"}); code != http.StatusForbidden {
 			t.Errorf("wrong token: %d %s", code, msg)
 		}
@@ -174,8 +174,8 @@ func TestBuilds(t *testing.T) {
 
 	t.Run("a Gitea push builds and supersedes the build in progress", func(t *testing.T) {
 		commitD := repo.Commit(t, map[string]string{"main.go": "package main // D\n"}, "D")
-		body := githubPush("refs/heads/main", commitD) // Gitea's push payload has the same shape
-		if code, msg := deliver(t, hooks, "default", "hello", body, map[string]string{"X-Gitea-Event": "push", "X-GitHub-Event": "push"}); code != http.StatusUnauthorized {
+		body := githubPush(repo.URL, "refs/heads/main", commitD) // Gitea's push payload has the same shape
+		if code, msg := deliver(t, hooks, "default", "hello", body, map[string]string{"X-Gitea-Event": "push", "X-GitHub-Event": "push"}); code != http.StatusForbidden {
 			t.Errorf("unsigned: %d %s", code, msg)
 		}
 		if code, msg := deliver(t, hooks, "default", "hello", body, map[string]string{"X-Gitea-Event": "push", "X-Gitea-Signature": webhook.Sign([]byte("guessed"), []byte(body))}); code != http.StatusForbidden {
@@ -409,15 +409,17 @@ func deliver(t *testing.T, srv *httptest.Server, ns, name, body string, headers 
 	return resp.StatusCode, string(b)
 }
 
-// githubPush is a push event as GitHub (and Gitea) send it, trimmed.
-func githubPush(ref, after string) string {
+// githubPush is a push event as GitHub (and Gitea) send it for the
+// repository at url, trimmed.
+func githubPush(url, ref, after string) string {
 	return fmt.Sprintf(`{"ref":%q,"before":"0000000000000000000000000000000000000000","after":%q,`+
-		`"repository":{"full_name":"example/hello","clone_url":"https://github.com/example/hello.git"},`+
-		`"pusher":{"name":"octocat"},"head_commit":{"id":%q,"message":"update"}}`, ref, after, after)
+		`"repository":{"full_name":"example/hello","clone_url":%q},`+
+		`"pusher":{"name":"octocat"},"head_commit":{"id":%q,"message":"update"}}`, ref, after, url, after)
 }
 
-// gitlabPush is a GitLab "Push Hook" event, trimmed.
-func gitlabPush(ref, after string) string {
+// gitlabPush is a GitLab "Push Hook" event for the repository at url,
+// trimmed.
+func gitlabPush(url, ref, after string) string {
 	return fmt.Sprintf(`{"object_kind":"push","event_name":"push","ref":%q,"before":"0000000000000000000000000000000000000000",`+
-		`"after":%q,"checkout_sha":%q,"project":{"path_with_namespace":"example/hello"},"total_commits_count":1}`, ref, after, after)
+		`"after":%q,"checkout_sha":%q,"project":{"path_with_namespace":"example/hello","git_http_url":%q},"total_commits_count":1}`, ref, after, after, url)
 }
