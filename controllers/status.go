@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -109,9 +110,30 @@ func (s *scope) about(condition string) *stepError {
 
 func (s *scope) set(condition string, status metav1.ConditionStatus, reason, message string) {
 	meta.SetStatusCondition(&s.fn.Status.Conditions, metav1.Condition{
-		Type: condition, Status: status, Reason: reason, Message: message,
+		Type: condition, Status: status, Reason: reason, Message: conditionMessage(message),
 		ObservedGeneration: s.fn.Generation,
 	})
+}
+
+// maxConditionMessage bounds a condition's message, in bytes. Messages
+// quote errors, and an error may quote whatever a server a Function names
+// answered: cut here, every condition stays readable, and small in the
+// Function and in the events that repeat it, and a status update is never
+// refused for a message over the API's limit of 32768 characters.
+const maxConditionMessage = 512
+
+// conditionMessage is message cut to maxConditionMessage bytes, at a rune
+// boundary, with "…" saying it was cut.
+func conditionMessage(message string) string {
+	if len(message) <= maxConditionMessage {
+		return message
+	}
+	const cutMark = "…"
+	n := maxConditionMessage - len(cutMark)
+	for n > 0 && !utf8.RuneStart(message[n]) {
+		n--
+	}
+	return message[:n] + cutMark
 }
 
 func (s *scope) remove(condition string) {

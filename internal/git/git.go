@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	neturl "net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -19,12 +21,16 @@ import (
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/pktline"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"github.com/go-git/go-git/v5/storage/memory"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/lambdapod/lambdapod/internal/httplimit"
 )
 
 // Secret keys, as Tekton's git credentials use them (kubernetes.io/basic-auth
@@ -175,7 +181,8 @@ func Resolve(ctx context.Context, url, revision string, creds Credentials) (Reso
 }
 
 // List returns the repository's references, with annotated tags peeled to
-// their commits.
+// their commits. Its errors name the URL without its password and carry
+// nothing of what the server answered: they become condition messages.
 func List(ctx context.Context, url string, creds Credentials) ([]*plumbing.Reference, error) {
 	auth, err := creds.Auth(url)
 	if err != nil {
@@ -186,12 +193,160 @@ func List(ctx context.Context, url string, creds Credentials) ([]*plumbing.Refer
 		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 	}
-	remote := gogit.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{url}})
-	refs, err := remote.ListContext(ctx, &gogit.ListOptions{Auth: auth, PeelingOption: gogit.AppendPeeled})
+	ep, err := transport.NewEndpoint(url)
 	if err != nil {
-		return nil, fmt.Errorf("git ls-remote %s: %w", url, err)
+		return nil, listError(url, err)
+	}
+	if ep.Protocol != "http" && ep.Protocol != "https" {
+		remote := gogit.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{url}})
+		refs, err := remote.ListContext(ctx, &gogit.ListOptions{Auth: auth, PeelingOption: gogit.AppendPeeled})
+		if err != nil {
+			return nil, listError(url, err)
+		}
+		return refs, nil
+	}
+	return listHTTP(ctx, url, ep, auth)
+}
+
+// Limits on what ls-remote reads from a git server over HTTP. go-git reads
+// the whole body of a 401, 403 or 404 into its error, and the whole
+// advertisement of a 200; a git URL may point at anything. An advertisement
+// lists every branch and tag (and, on GitHub, every pull request's refs):
+// a few MiB for the largest repositories.
+const (
+	maxAdvertisement = 32 << 20
+	maxErrorBody     = 4 << 10
+	// httpTimeout bounds one ls-remote over HTTP, redirects included, even
+	// when the caller's context allows more.
+	httpTimeout = time.Minute
+)
+
+// httpTransport is shared by every ls-remote over HTTP, for connection
+// reuse. It is given to go-git per call (see listHTTP) rather than
+// installed as go-git's http and https protocols, which would also bound
+// the packfiles of clones and fetches in this process.
+var httpTransport = &httplimit.Transport{Base: httplimit.NewBase(), MaxBody: maxAdvertisement, MaxErrorBody: maxErrorBody}
+
+// listHTTP is what go-git's Remote.List does, with an HTTP client of ours:
+// Remote takes no client, only the one installed for the protocol.
+func listHTTP(ctx context.Context, url string, ep *transport.Endpoint, auth transport.AuthMethod) (refs []*plumbing.Reference, err error) {
+	rec := &statusRecorder{next: httpTransport}
+	sess, err := githttp.NewClient(&http.Client{Transport: rec, Timeout: httpTimeout}).NewUploadPackSession(ep, auth)
+	if err != nil {
+		return nil, listError(url, err)
+	}
+	defer func() {
+		if cerr := sess.Close(); err == nil && cerr != nil {
+			err = listError(url, cerr)
+		}
+	}()
+	ar, err := sess.AdvertisedReferencesContext(ctx)
+	if err != nil {
+		if rec.status != 0 && (rec.status < 200 || rec.status > 299) {
+			return nil, &HTTPError{URL: redact(url), StatusCode: rec.status}
+		}
+		return nil, listError(url, err)
+	}
+	all, err := ar.AllReferences()
+	if err != nil {
+		return nil, listError(url, err)
+	}
+	iter, err := all.IterReferences()
+	if err != nil {
+		return nil, listError(url, err)
+	}
+	if err := iter.ForEach(func(r *plumbing.Reference) error {
+		refs = append(refs, r)
+		return nil
+	}); err != nil {
+		return nil, listError(url, err)
+	}
+	for name, hash := range ar.Peeled {
+		refs = append(refs, plumbing.NewReferenceFromStrings(name+"^{}", hash.String()))
 	}
 	return refs, nil
+}
+
+// statusRecorder keeps the status of the last answer it passed on: the
+// final one, after redirects. go-git's error for it quotes the body, and
+// the one for a status other than 401, 403 and 404 hides the code.
+type statusRecorder struct {
+	next   http.RoundTripper
+	status int
+}
+
+func (s *statusRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := s.next.RoundTrip(req)
+	if err == nil {
+		s.status = resp.StatusCode
+	}
+	return resp, err
+}
+
+// HTTPError is a git server's answer other than 2xx to ls-remote. It says
+// nothing of the body, which could be anything of any size, an internal
+// service's data included.
+type HTTPError struct {
+	// URL is the repository's, without its password.
+	URL        string
+	StatusCode int
+}
+
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("git server answered %d %s for %s", e.StatusCode, http.StatusText(e.StatusCode), e.URL)
+}
+
+// Unwrap is go-git's error for the status, if it has one, so that
+// errors.Is(err, transport.ErrAuthenticationRequired) holds as it does for
+// go-git's own errors.
+func (e *HTTPError) Unwrap() error {
+	switch e.StatusCode {
+	case http.StatusUnauthorized:
+		return transport.ErrAuthenticationRequired
+	case http.StatusForbidden:
+		return transport.ErrAuthorizationFailed
+	case http.StatusNotFound:
+		return transport.ErrRepositoryNotFound
+	}
+	return nil
+}
+
+// maxErrorText bounds what listError quotes of an error it does not know:
+// the caller's messages must stay short whatever a library put in them.
+const maxErrorText = 256
+
+// listError says that ls-remote of url failed with err, in few words:
+// go-git's error for an answer that is no git advertisement quotes the
+// answer, so it is replaced; others are cut at maxErrorText. It wraps err.
+func listError(url string, err error) error {
+	var data *packp.ErrUnexpectedData
+	text := err.Error()
+	switch {
+	case errors.As(err, &data), errors.Is(err, pktline.ErrInvalidPktLen):
+		text = "the answer is not a git reference advertisement"
+	case len(text) > maxErrorText:
+		text = strings.ToValidUTF8(text[:maxErrorText], "") + "…"
+	}
+	return &wrapped{text: fmt.Sprintf("git ls-remote %s: %s", redact(url), text), err: err}
+}
+
+// wrapped is err told as text.
+type wrapped struct {
+	text string
+	err  error
+}
+
+func (w *wrapped) Error() string { return w.text }
+func (w *wrapped) Unwrap() error { return w.err }
+
+// redact is url without the password it may carry, which would otherwise be
+// shown in the Function's status.
+func redact(url string) string {
+	u, err := neturl.Parse(url)
+	if err != nil || u.User == nil {
+		return url
+	}
+	return u.Redacted()
 }
 
 // Match picks revision among refs: a full reference name, then a branch,
