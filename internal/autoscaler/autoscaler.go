@@ -3,13 +3,22 @@
 // manager, on the leader only, and is the only writer of spec.replicas
 // (server-side apply, field manager lambdapod-autoscaler).
 //
-// The decision (Decide) is pure; this file only collects reports, keeps
-// the per-function history and writes the Deployments.
+// The decision (Decide) is pure; this file keeps the per-function history
+// and writes the Deployments, report.go takes the reports.
+//
+// The report endpoint is not authenticated yet: anyone who reaches :8083
+// can report load for any function. A later change has activators send
+// their ServiceAccount token, which the autoscaler checks with a
+// TokenReview. Until then what a report can cost and do is bounded: its
+// size and number of stats (package stats), the activators kept (64), only
+// stats of Functions that exist count, and their figures are clamped to
+// what the function's maxReplicas can take. A forged report can still ask
+// for up to maxReplicas, or keep a function from scaling to zero, as a real
+// one can.
 package autoscaler
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -60,11 +69,16 @@ type Autoscaler struct {
 	reports map[string]activatorReport
 	fns     map[types.NamespacedName]*fnState
 	now     func() time.Time
+
+	// known is the Functions of the last listing, and those looked up
+	// since: reports count only for them.
+	knownMu sync.RWMutex
+	known   map[types.NamespacedName]fnInfo
 }
 
 type activatorReport struct {
 	at    time.Time
-	stats []stats.Stat
+	loads []load
 }
 
 type fnState struct {
@@ -97,7 +111,7 @@ func New(c client.Client, opts Options) *Autoscaler {
 	}
 	return &Autoscaler{c: c, opts: opts, log: opts.Logger.With("component", "autoscaler"),
 		poke: make(chan types.NamespacedName, 256), reports: map[string]activatorReport{},
-		fns: map[types.NamespacedName]*fnState{}, now: time.Now}
+		fns: map[types.NamespacedName]*fnState{}, known: map[types.NamespacedName]fnInfo{}, now: time.Now}
 }
 
 // NeedLeaderElection makes the manager run the autoscaler on the leader only.
@@ -105,6 +119,14 @@ func (a *Autoscaler) NeedLeaderElection() bool { return true }
 
 // Start runs the autoscaler until ctx ends.
 func (a *Autoscaler) Start(ctx context.Context) error {
+	// Know the Functions before taking reports; else a report's stats
+	// would wait for lookups, a few a report, until the first decision.
+	var l lambdapodv1alpha1.FunctionList
+	if err := a.c.List(ctx, &l); err != nil {
+		a.log.Error("listing functions", "err", err)
+	} else {
+		a.setKnown(l.Items)
+	}
 	a.mu.Lock()
 	a.warm = a.now().Add(a.opts.ReportTTL)
 	a.mu.Unlock()
@@ -124,8 +146,11 @@ func (a *Autoscaler) Start(ctx context.Context) error {
 	}
 }
 
-// Handler takes activators' reports (POST stats.Path, a JSON stats.Report). A
-// manager that is not the leader answers 503.
+// Handler takes activators' reports (POST stats.Path, a JSON stats.Report)
+// from anyone for now (see the package doc). A manager that is not the
+// leader answers 503; a report over the limits of package stats 413 or 400.
+// Stats of functions that do not exist are ignored: an activator may know a
+// function before the autoscaler does, so the report is still accepted.
 func (a *Autoscaler) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -136,40 +161,8 @@ func (a *Autoscaler) Handler() http.Handler {
 			http.Error(w, "not the leader: the autoscaler runs on the leading manager", http.StatusServiceUnavailable)
 			return
 		}
-		var rep stats.Report
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<20)).Decode(&rep); err != nil {
-			http.Error(w, "bad report: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		a.Ingest(rep)
-		w.WriteHeader(http.StatusAccepted)
+		a.serveReport(w, r)
 	})
-}
-
-// Ingest records a report; functions with queued requests are evaluated at
-// once.
-func (a *Autoscaler) Ingest(rep stats.Report) {
-	now := a.now()
-	a.mu.Lock()
-	a.reports[rep.Activator] = activatorReport{at: now, stats: rep.Stats}
-	var pokes []types.NamespacedName
-	for _, s := range rep.Stats {
-		k := types.NamespacedName{Namespace: s.Namespace, Name: s.Name}
-		st := a.stateLocked(k)
-		if s.InFlight > 0 || s.Queued > 0 || s.Requests > 0 {
-			st.lastTraffic = now
-		}
-		if s.Queued > 0 {
-			pokes = append(pokes, k)
-		}
-	}
-	a.mu.Unlock()
-	for _, k := range pokes {
-		select {
-		case a.poke <- k:
-		default:
-		}
-	}
 }
 
 func (a *Autoscaler) stateLocked(k types.NamespacedName) *fnState {
@@ -194,14 +187,9 @@ func (a *Autoscaler) sampleLocked(now time.Time) {
 			delete(a.reports, id)
 			continue
 		}
-		for _, s := range r.stats {
-			k := types.NamespacedName{Namespace: s.Namespace, Name: s.Name}
-			c := s.Concurrency
-			if n := float64(s.InFlight + s.Queued); n > c {
-				c = n
-			}
-			sum[k] += c
-			queued[k] += s.Queued
+		for _, l := range r.loads {
+			sum[l.key] += l.concurrency
+			queued[l.key] += l.queued
 		}
 	}
 	for k, st := range a.fns {
@@ -225,6 +213,7 @@ func (a *Autoscaler) evaluate(ctx context.Context, only *types.NamespacedName) {
 			return
 		}
 		fns = l.Items
+		a.setKnown(fns)
 	}
 	now := a.now()
 	a.mu.Lock()

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 	"github.com/lambdapod/lambdapod/internal/stats"
 )
 
@@ -27,6 +29,8 @@ func TestStatsHandlerAndReporter(t *testing.T) {
 		t.Fatalf("non-leader answered %d, want 503", resp.StatusCode)
 	}
 	a.started.Store(true)
+	// Known from a listing, so that no client is needed.
+	a.setKnown([]lambdapodv1alpha1.Function{{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "fn"}}})
 	r := stats.NewReporter(srv.URL+stats.Path, "act-1", func() []stats.Stat {
 		return []stats.Stat{{Namespace: "ns", Name: "fn", Concurrency: 1.5, InFlight: 1, Queued: 2, Requests: 3}}
 	})

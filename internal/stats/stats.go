@@ -1,6 +1,12 @@
 // Package stats is the load report that activators send to the autoscaler
-// about once a second: the format and its sender. It is its own small
-// package so that the activator links it without the autoscaler.
+// about once a second: the format, its limits and its sender. It is its own
+// small package so that the activator links it without the autoscaler.
+//
+// The autoscaler does not yet authenticate the sender: anyone who reaches
+// its port can report. A later change has the activator send its
+// ServiceAccount token and the autoscaler check it (TokenReview). Until then
+// the limits below, and the autoscaler ignoring stats of functions that do
+// not exist and clamping the figures, bound what a report can cost and do.
 package stats
 
 import (
@@ -15,6 +21,22 @@ import (
 
 // Path is where the autoscaler takes reports.
 const Path = "/v1/stats"
+
+// Limits of a report. The autoscaler refuses a report over them, 413 for
+// its size or its number of stats, 400 for the activator's name, and keeps
+// nothing of it; Send refuses to send one.
+const (
+	// MaxReportBytes is the largest report body the autoscaler reads.
+	MaxReportBytes = 1 << 20
+	// MaxStats is the most stats one report may list: one per function
+	// with load at one activator. A stat takes at most about 250 bytes
+	// (two 63-character names and large figures), so any report within
+	// MaxStats also fits MaxReportBytes: the byte cap only refuses reports
+	// no activator sends.
+	MaxStats = 4096
+	// MaxActivatorLen is the longest activator name: a pod's name.
+	MaxActivatorLen = 253
+)
 
 // Stat is one function's load as one activator saw it.
 type Stat struct {
@@ -37,6 +59,16 @@ type Report struct {
 	// sender's previous one.
 	Activator string `json:"activator"`
 	Stats     []Stat `json:"stats"`
+}
+
+func (rep *Report) check() error {
+	if len(rep.Stats) > MaxStats {
+		return fmt.Errorf("report of %d stats: the autoscaler takes at most %d", len(rep.Stats), MaxStats)
+	}
+	if len(rep.Activator) > MaxActivatorLen {
+		return fmt.Errorf("activator name of %d bytes: the autoscaler takes at most %d", len(rep.Activator), MaxActivatorLen)
+	}
+	return nil
 }
 
 // Reporter sends an activator's reports to the autoscaler.
@@ -91,11 +123,18 @@ func (r *Reporter) Run(ctx context.Context) {
 
 // Send posts one report. A manager that is not the leader answers 503; the
 // report is then retried (a Service spreading requests over several manager
-// pods reaches the leader on a later connection).
+// pods reaches the leader on a later connection). A report over the limits
+// is not sent: the autoscaler would refuse it.
 func (r *Reporter) Send(ctx context.Context, rep Report) error {
+	if err := rep.check(); err != nil {
+		return err
+	}
 	b, err := json.Marshal(rep)
 	if err != nil {
 		return err
+	}
+	if len(b) > MaxReportBytes {
+		return fmt.Errorf("report of %d bytes: the autoscaler takes at most %d", len(b), MaxReportBytes)
 	}
 	var last error
 	for attempt := 0; attempt < 3; attempt++ {
