@@ -75,6 +75,10 @@ type Options struct {
 	// BodyTimeout bounds the reading of a request's body, so that a client
 	// sending it slowly cannot hold a connection and its buffer for ever.
 	BodyTimeout time.Duration
+	// MaxHeldBytes bounds the bytes of request bodies (and the events made
+	// of them) held at once, in flight or waiting; a request that would go
+	// past it is refused before its body is read, with the overflow status.
+	MaxHeldBytes int64
 }
 
 // maxAttempts bounds the pods tried for one request when pods cannot be
@@ -121,6 +125,9 @@ func New(o Options, fns Functions, pools Pools, inv Invoker, m *metrics.Metrics)
 	if o.OverflowStatus == 0 {
 		o.OverflowStatus = http.StatusTooManyRequests
 	}
+	if o.MaxHeldBytes <= 0 {
+		o.MaxHeldBytes = 256 << 20
+	}
 	if o.BodyTimeout <= 0 {
 		o.BodyTimeout = 30 * time.Second
 	}
@@ -133,7 +140,12 @@ func New(o Options, fns Functions, pools Pools, inv Invoker, m *metrics.Metrics)
 	o.Route.Region = o.Region
 	p := &Proxy{opts: o, invoker: inv}
 	w := &Wait{opts: o, pools: pools, metrics: m, next: p}
-	return &Chain{opts: o, fns: fns, metrics: m, payload: &Payload{pools: pools, next: w, bodyTimeout: o.BodyTimeout}}
+	overflow := Throttled
+	if o.OverflowStatus != http.StatusTooManyRequests {
+		overflow = Overloaded
+	}
+	return &Chain{opts: o, fns: fns, metrics: m, payload: &Payload{pools: pools, next: w, bodyTimeout: o.BodyTimeout,
+		budget: &budget{max: o.MaxHeldBytes}, overflow: overflow}}
 }
 
 // WaitAsync waits for the Event invocations running in the background.

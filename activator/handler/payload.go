@@ -2,10 +2,12 @@ package handler
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lambdapod/lambdapod/activator/event"
@@ -21,6 +23,9 @@ type Payload struct {
 	pools       Pools
 	next        stage
 	bodyTimeout time.Duration
+	budget      *budget
+	// overflow is the Kind of a request refused for the budget.
+	overflow Kind
 	// async counts background Event invocations, for a graceful stop.
 	async sync.WaitGroup
 }
@@ -34,9 +39,33 @@ func (h *Payload) serve(w http.ResponseWriter, r *http.Request, c *call) *Failur
 		}
 	}
 	limit := typ.PayloadLimit()
+	if r.ContentLength > int64(limit) {
+		return h.tooLarge(c, typ, r.ContentLength, limit)
+	}
+	// The bytes this request may hold (its body, and on HTTP routes the
+	// event made of it) are taken from the activator's budget before the
+	// body is read: a flood of large bodies is refused at the door, not
+	// held until the activator runs out of memory and loses every request.
+	need := int64(limit)
+	if r.ContentLength >= 0 {
+		need = r.ContentLength
+	}
+	if !c.invoke {
+		need *= 2
+	}
+	if !h.budget.take(need) {
+		return &Failure{Kind: h.overflow, RetryAfter: time.Second, Message: fmt.Sprintf(
+			"the activator holds at most %d MiB of request bodies at once, and that is spent; retry", h.budget.max>>20)}
+	}
+	held := true
+	defer func() {
+		if held {
+			h.budget.give(need)
+		}
+	}()
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(h.bodyTimeout))
-	body, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
+	body, err := readBody(r, limit)
 	if err != nil {
 		// The deadline stays: the server's reads of the rest fail too, and
 		// it closes the connection.
@@ -44,10 +73,7 @@ func (h *Payload) serve(w http.ResponseWriter, r *http.Request, c *call) *Failur
 	}
 	_ = rc.SetReadDeadline(time.Time{})
 	if len(body) > limit {
-		if c.invoke {
-			return refused(typ.TooLarge(r.ContentLength))
-		}
-		return fail(TooLarge, "the body exceeds %d bytes", limit)
+		return h.tooLarge(c, typ, r.ContentLength, limit)
 	}
 	if !c.invoke {
 		c.payload, err = event.Build(c.fn.EventFormat, &event.Request{
@@ -73,13 +99,16 @@ func (h *Payload) serve(w http.ResponseWriter, r *http.Request, c *call) *Failur
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	case invokeapi.Event:
-		return h.event(w, r, c)
+		f := h.event(w, r, c, need)
+		held = f != nil // the background invocation gives the bytes back
+		return f
 	}
 	return h.next.serve(w, r, c)
 }
 
-// event accepts an Event invocation and runs it in the background.
-func (h *Payload) event(w http.ResponseWriter, r *http.Request, c *call) *Failure {
+// event accepts an Event invocation and runs it in the background, which
+// gives its held bytes back to the budget when it ends.
+func (h *Payload) event(w http.ResponseWriter, r *http.Request, c *call, held int64) *Failure {
 	// The queue place is taken before the 202, so that an accepted Event
 	// never finds the queue full afterwards and is dropped.
 	res, err := h.pools.Get(c.key).Reserve()
@@ -96,6 +125,7 @@ func (h *Payload) event(w http.ResponseWriter, r *http.Request, c *call) *Failur
 	h.async.Add(1)
 	go func() {
 		defer h.async.Done()
+		defer h.budget.give(held)
 		defer res.Cancel() // if it was not used
 		defer func() {
 			if v := recover(); v != nil {
@@ -110,6 +140,51 @@ func (h *Payload) event(w http.ResponseWriter, r *http.Request, c *call) *Failur
 		}
 	}()
 	return nil
+}
+
+func (h *Payload) tooLarge(c *call, typ invokeapi.InvocationType, size int64, limit int) *Failure {
+	if c.invoke {
+		return refused(typ.TooLarge(size))
+	}
+	return fail(TooLarge, "the body exceeds %d bytes", limit)
+}
+
+// readBody reads at most limit+1 bytes of the body, into one allocation of
+// the declared length when there is one (reading into a growing buffer
+// would hold up to twice the body for a while).
+func readBody(r *http.Request, limit int) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= int64(limit) {
+		b := make([]byte, n, n+1)
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
+}
+
+// budget bounds the bytes of requests the activator holds at once.
+type budget struct {
+	used atomic.Int64
+	max  int64
+}
+
+// take reserves n bytes, or reports that they are not there.
+func (b *budget) take(n int64) bool {
+	if b == nil {
+		return true
+	}
+	if b.used.Add(n) > b.max {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (b *budget) give(n int64) {
+	if b != nil {
+		b.used.Add(-n)
+	}
 }
 
 func refused(e *invokeapi.Error) *Failure {
