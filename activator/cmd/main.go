@@ -90,7 +90,7 @@ func run() error {
 	fs.StringVar(&cfg.Handler.Route.Domain, "domain", env("domain", ""), "enables host routing {function}.{namespace}.<domain> (path routing /{namespace}/{function}/ always works)")
 	fs.StringVar(&cfg.Handler.Route.DefaultNamespace, "default-namespace", env("default-namespace", "default"), "namespace of Invoke API function names without a namespace")
 	fs.IntVar(&cfg.MaxConnections, "max-connections", envInt("max-connections", 20000), "open client connections at most; more wait to be accepted (0: no cap)")
-	fs.Int64Var(&cfg.Handler.MaxHeldBytes, "max-held-bytes", int64(envInt("max-held-bytes", 256<<20)), "request bodies (and events made of them) held at once, in bytes; a request past it is refused before its body is read, with the -overflow-status")
+	fs.Int64Var(&cfg.Handler.MaxHeldBytes, "max-held-bytes", int64(envInt("max-held-bytes", 128<<20)), "request bodies (and events made of them) held at once, in bytes; a request past it is refused before its body is read, with the -overflow-status")
 	fs.DurationVar(&cfg.Handler.BodyTimeout, "body-timeout", envDuration("body-timeout", 30*time.Second), "longest a client may take to send a request's body")
 	fs.IntVar(&cfg.MaxQueue, "max-queue", envInt("max-queue", 1000), "requests held per function while it has no free pod slot; more are refused (see -overflow-status)")
 	fs.DurationVar(&cfg.Handler.ActivationTimeout, "activation-timeout", envDuration("activation-timeout", 2*time.Minute), "longest a request waits for a free slot on a ready pod (cold start included); then 504")

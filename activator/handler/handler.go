@@ -126,7 +126,7 @@ func New(o Options, fns Functions, pools Pools, inv Invoker, m *metrics.Metrics)
 		o.OverflowStatus = http.StatusTooManyRequests
 	}
 	if o.MaxHeldBytes <= 0 {
-		o.MaxHeldBytes = 256 << 20
+		o.MaxHeldBytes = 128 << 20
 	}
 	if o.BodyTimeout <= 0 {
 		o.BodyTimeout = 30 * time.Second
