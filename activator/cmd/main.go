@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -90,6 +91,15 @@ func run() error {
 	fs.StringVar(&cfg.Handler.Route.Domain, "domain", env("domain", ""), "enables host routing {function}.{namespace}.<domain> (path routing /{namespace}/{function}/ always works)")
 	fs.StringVar(&cfg.Handler.Route.DefaultNamespace, "default-namespace", env("default-namespace", "default"), "namespace of Invoke API function names without a namespace")
 	fs.IntVar(&cfg.MaxConnections, "max-connections", envInt("max-connections", 20000), "open client connections at most; more wait to be accepted (0: no cap)")
+	fs.Func("trusted-proxies", "comma-separated CIDRs of the proxies in front of the activator (the Ingress) whose X-Forwarded-For/-Proto/-Port are believed; from anyone else sourceIp is the peer's address [trusted-proxies]", func(v string) error {
+		return parsePrefixes(v, &cfg.Handler.TrustedProxies)
+	})
+	if v := env("trusted-proxies", ""); v != "" {
+		if err := parsePrefixes(v, &cfg.Handler.TrustedProxies); err != nil {
+			fmt.Fprintln(os.Stderr, "activator:", err)
+			os.Exit(2)
+		}
+	}
 	fs.Int64Var(&cfg.Handler.MaxHeldBytes, "max-held-bytes", int64(envInt("max-held-bytes", 128<<20)), "request bodies (and events made of them) held at once, in bytes; a request past it is refused before its body is read, with the -overflow-status")
 	fs.DurationVar(&cfg.Handler.BodyTimeout, "body-timeout", envDuration("body-timeout", 30*time.Second), "longest a client may take to send a request's body")
 	fs.IntVar(&cfg.MaxQueue, "max-queue", envInt("max-queue", 1000), "requests held per function while it has no free pod slot; more are refused (see -overflow-status)")
@@ -142,4 +152,24 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	return a.Run(ctx)
+}
+
+// parsePrefixes parses comma-separated CIDRs (or single addresses).
+func parsePrefixes(v string, into *[]netip.Prefix) error {
+	*into = nil
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil {
+				return fmt.Errorf("trusted proxy %q: want a CIDR such as 10.0.0.0/8 or an address", f)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		*into = append(*into, p.Masked())
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -236,4 +237,45 @@ func (f *flushRecorder) Flush() {
 	b := f.Body.String()
 	f.flushed <- b[f.seen:]
 	f.seen = len(b)
+}
+
+// A client cannot choose its own sourceIp or protocol: X-Forwarded-* are
+// believed only from a trusted proxy (an Ingress), and then only up to the
+// first hop that is not one.
+func TestForwardedHeadersAreBelievedOnlyFromTrustedProxies(t *testing.T) {
+	ingress := netip.MustParsePrefix("10.0.0.0/24")
+	trusted := func(a netip.Addr) bool { return ingress.Contains(a) }
+	for _, tc := range []struct {
+		name, peer, xff, proto string
+		trusted                func(netip.Addr) bool
+		wantIP, wantProto      string
+	}{
+		{"forged from a client", "192.0.2.7", "203.0.113.9", "https", nil, "192.0.2.7", "http"},
+		{"forged, proxies configured", "192.0.2.7", "203.0.113.9", "https", trusted, "192.0.2.7", "http"},
+		{"through the Ingress", "10.0.0.5", "198.51.100.4", "https", trusted, "198.51.100.4", "https"},
+		{"a forged hop before the Ingress", "10.0.0.5", "203.0.113.9, 198.51.100.4", "https", trusted, "198.51.100.4", "https"},
+		{"two trusted hops", "10.0.0.5", "198.51.100.4, 10.0.0.6", "https", trusted, "198.51.100.4", "https"},
+		{"the Ingress without a header", "10.0.0.5", "", "", trusted, "10.0.0.5", "http"},
+	} {
+		r := newReq("GET", "/ns/fn/", "")
+		r.HTTP.RemoteAddr = tc.peer + ":4242"
+		if tc.xff != "" {
+			r.HTTP.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		if tc.proto != "" {
+			r.HTTP.Header.Set("X-Forwarded-Proto", tc.proto)
+		}
+		r.Trusted = tc.trusted
+		b, err := Build(HTTPAPIv2, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev events.APIGatewayV2HTTPRequest
+		if err := json.Unmarshal(b, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.RequestContext.HTTP.SourceIP != tc.wantIP || ev.Headers["x-forwarded-proto"] != tc.wantProto {
+			t.Errorf("%s: sourceIp %q proto %q, want %q %q", tc.name, ev.RequestContext.HTTP.SourceIP, ev.Headers["x-forwarded-proto"], tc.wantIP, tc.wantProto)
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -48,6 +49,10 @@ type Request struct {
 	Namespace, Function string
 	// Time is when the request arrived.
 	Time time.Time
+	// Trusted reports whether an address is a proxy in front of the
+	// activator (an Ingress) whose X-Forwarded-* headers are believed; nil
+	// trusts none, and sourceIp is the peer's address.
+	Trusted func(netip.Addr) bool
 }
 
 // Build returns the event for r in format f.
@@ -85,7 +90,7 @@ func buildV2(r *Request) *events.APIGatewayV2HTTPRequest {
 	if _, ok := headers["host"]; !ok && hr.Host != "" {
 		headers["host"] = hr.Host
 	}
-	forwarded(hr, func(k, v string) { headers[k] = v }, func(k string) string { return headers[k] })
+	forwarded(r, func(k, v string) { headers[k] = v }, func(k string) string { return headers[k] })
 	if hr.ContentLength > 0 {
 		if _, ok := headers["content-length"]; !ok {
 			headers["content-length"] = strconv.FormatInt(hr.ContentLength, 10)
@@ -122,7 +127,7 @@ func buildV2(r *Request) *events.APIGatewayV2HTTPRequest {
 				Method:    hr.Method,
 				Path:      unescape(r.Path),
 				Protocol:  hr.Proto,
-				SourceIP:  sourceIP(hr),
+				SourceIP:  sourceIP(r),
 				UserAgent: hr.UserAgent(),
 			},
 		},
@@ -147,7 +152,7 @@ func buildV1(r *Request) *events.APIGatewayProxyRequest {
 		headers["Host"] = hr.Host
 		mvh["Host"] = []string{hr.Host}
 	}
-	forwarded(hr, func(k, v string) {
+	forwarded(r, func(k, v string) {
 		k = http.CanonicalHeaderKey(k)
 		headers[k] = v
 		mvh[k] = []string{v}
@@ -183,7 +188,7 @@ func buildV1(r *Request) *events.APIGatewayProxyRequest {
 			RequestID:    r.RequestID,
 			Protocol:     hr.Proto,
 			Identity: events.APIGatewayRequestIdentity{
-				SourceIP:  sourceIP(hr),
+				SourceIP:  sourceIP(r),
 				UserAgent: hr.UserAgent(),
 			},
 			ResourcePath:     "/{proxy+}",
@@ -211,7 +216,7 @@ func buildALB(r *Request) *events.ALBTargetGroupRequest {
 	if _, ok := headers["host"]; !ok && hr.Host != "" {
 		headers["host"] = hr.Host
 	}
-	forwarded(hr, func(k, v string) { headers[k] = v }, func(k string) string { return headers[k] })
+	forwarded(r, func(k, v string) { headers[k] = v }, func(k string) string { return headers[k] })
 	var qsp map[string]string
 	if q := hr.URL.Query(); len(q) > 0 {
 		qsp = make(map[string]string, len(q))
@@ -239,8 +244,15 @@ func buildALB(r *Request) *events.ALBTargetGroupRequest {
 // forwarded sets x-forwarded-for (the client appended, as a proxy does),
 // x-forwarded-proto and x-forwarded-port, as API Gateway, function URLs and
 // ALB put them in events. get reads the header as set so far.
-func forwarded(hr *http.Request, set func(k, v string), get func(k string) string) {
+func forwarded(r *Request, set func(k, v string), get func(k string) string) {
+	hr := r.HTTP
 	ip := remoteIP(hr)
+	// What a client says of its own protocol and port is believed only
+	// from a trusted proxy.
+	if !r.trusted(ip) {
+		set("x-forwarded-proto", "")
+		set("x-forwarded-port", "")
+	}
 	if xff := get("x-forwarded-for"); xff != "" {
 		set("x-forwarded-for", xff+", "+ip)
 	} else {
@@ -298,14 +310,34 @@ func isText(ct string) bool {
 	return false
 }
 
-func sourceIP(r *http.Request) string {
-	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-		first, _, _ := strings.Cut(xff, ",")
-		if ip := strings.TrimSpace(first); ip != "" {
-			return ip
+// sourceIP is the client's address: the peer's, unless the peer is a
+// trusted proxy; then the last address in X-Forwarded-For that is not a
+// trusted proxy (the ones before it are the client's own claims, which
+// anyone can forge).
+func sourceIP(r *Request) string {
+	peer := remoteIP(r.HTTP)
+	if !r.trusted(peer) {
+		return peer
+	}
+	hops := strings.Split(strings.Join(r.HTTP.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		if hop == "" {
+			continue
+		}
+		if !r.trusted(hop) {
+			return hop
 		}
 	}
-	return remoteIP(r)
+	return peer
+}
+
+func (r *Request) trusted(ip string) bool {
+	if r.Trusted == nil {
+		return false
+	}
+	a, err := netip.ParseAddr(ip)
+	return err == nil && r.Trusted(a.Unmap())
 }
 
 func remoteIP(r *http.Request) string {

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"time"
 
@@ -79,6 +80,20 @@ type Options struct {
 	// of them) held at once, in flight or waiting; a request that would go
 	// past it is refused before its body is read, with the overflow status.
 	MaxHeldBytes int64
+	// TrustedProxies are the addresses of the proxies in front of the
+	// activator (the Ingress) whose X-Forwarded-* headers are believed;
+	// from anyone else sourceIp is the peer's address.
+	TrustedProxies []netip.Prefix
+}
+
+// trusts reports whether a is one of the trusted proxies.
+func (o *Options) trusts(a netip.Addr) bool {
+	for _, p := range o.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // maxAttempts bounds the pods tried for one request when pods cannot be
@@ -144,8 +159,12 @@ func New(o Options, fns Functions, pools Pools, inv Invoker, m *metrics.Metrics)
 	if o.OverflowStatus != http.StatusTooManyRequests {
 		overflow = Overloaded
 	}
+	var trusted func(netip.Addr) bool
+	if len(o.TrustedProxies) > 0 {
+		trusted = o.trusts
+	}
 	return &Chain{opts: o, fns: fns, metrics: m, payload: &Payload{pools: pools, next: w, bodyTimeout: o.BodyTimeout,
-		budget: &budget{max: o.MaxHeldBytes}, overflow: overflow}}
+		budget: &budget{max: o.MaxHeldBytes}, overflow: overflow, trusted: trusted}}
 }
 
 // WaitAsync waits for the Event invocations running in the background.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,7 @@ type Payload struct {
 	budget      *budget
 	// overflow is the Kind of a request refused for the budget.
 	overflow Kind
+	trusted  func(netip.Addr) bool
 	// async counts background Event invocations, for a graceful stop.
 	async sync.WaitGroup
 }
@@ -79,7 +81,7 @@ func (h *Payload) serve(w http.ResponseWriter, r *http.Request, c *call) *Failur
 		c.payload, err = event.Build(c.fn.EventFormat, &event.Request{
 			HTTP: r, Body: body, Path: c.target.Path, Prefix: c.target.Prefix,
 			RequestID: c.requestID, Namespace: c.target.Namespace, Function: c.target.Name,
-			Time: c.start,
+			Time: c.start, Trusted: h.trusted,
 		})
 		if err != nil {
 			return &Failure{Kind: Internal, Message: err.Error(), Err: err}
