@@ -14,6 +14,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -70,6 +71,38 @@ type conn struct {
 	net.Conn
 	br *bufio.Reader
 	bw *bufio.Writer
+	// head bounds the bytes read while an answer's head is parsed.
+	head *headLimit
+}
+
+// MaxResponseHead bounds the status line and headers of a pod's answer:
+// net/http.ReadResponse reads them whole, without a limit of its own, and
+// the pod runs code its author wrote.
+const MaxResponseHead = 64 << 10
+
+// headLimit is the connection's reader; while left is set, reading more
+// than it allows fails.
+type headLimit struct {
+	r       io.Reader
+	left    int
+	limited bool
+}
+
+var errHeadTooLarge = fmt.Errorf("the pod's answer has a head over %d bytes", MaxResponseHead)
+
+func (h *headLimit) Read(p []byte) (int, error) {
+	if !h.limited {
+		return h.r.Read(p)
+	}
+	if h.left <= 0 {
+		return 0, errHeadTooLarge
+	}
+	if len(p) > h.left {
+		p = p[:h.left]
+	}
+	n, err := h.r.Read(p)
+	h.left -= n
+	return n, err
 }
 
 // DialError wraps a failure to connect: the request never reached the pod.
@@ -127,7 +160,8 @@ func (i *Invoker) get(ctx context.Context, addr string) (*conn, bool, error) {
 	if err != nil {
 		return nil, false, &DialError{Err: err}
 	}
-	return &conn{Conn: nc, br: bufio.NewReaderSize(nc, 8<<10), bw: bufio.NewWriterSize(nc, 8<<10)}, false, nil
+	head := &headLimit{r: nc}
+	return &conn{Conn: nc, br: bufio.NewReaderSize(head, 8<<10), bw: bufio.NewWriterSize(nc, 8<<10), head: head}, false, nil
 }
 
 // alive checks, without blocking, that the pod did not close an idle
@@ -225,12 +259,12 @@ func (i *Invoker) roundTrip(ctx context.Context, c *conn, addr string, r *Reques
 		stop()
 		return nil, ctxErr(ctx, err), ctx.Err() == nil && isReset(err)
 	}
-	resp, err := http.ReadResponse(c.br, invokeReq)
+	resp, err := c.readHead()
 	for err == nil && resp.StatusCode == contract.StatusStarted {
 		if r.OnStart != nil {
 			r.OnStart()
 		}
-		resp, err = http.ReadResponse(c.br, invokeReq)
+		resp, err = c.readHead()
 	}
 	if err != nil {
 		stop()
@@ -238,6 +272,15 @@ func (i *Invoker) roundTrip(ctx context.Context, c *conn, addr string, r *Reques
 	}
 	resp.Body = &body{ReadCloser: resp.Body, c: c, inv: i, addr: addr, stop: stop, keep: !resp.Close}
 	return resp, nil, false
+}
+
+// readHead reads an answer's status line and headers, at most
+// MaxResponseHead bytes of them (and of what the buffer reads ahead).
+func (c *conn) readHead() (*http.Response, error) {
+	c.head.left, c.head.limited = MaxResponseHead+c.br.Size(), true
+	resp, err := http.ReadResponse(c.br, invokeReq)
+	c.head.limited = false
+	return resp, err
 }
 
 func validHeaderValue(v string) bool {

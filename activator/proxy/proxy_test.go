@@ -103,3 +103,41 @@ func TestInvokeErrors(t *testing.T) {
 		t.Fatalf("deadline: %v after %v", err, time.Since(start))
 	}
 }
+
+// A pod that answers with an endless head (a function's author controls
+// the pod) costs the activator at most MaxResponseHead, not all it sends.
+func TestEndlessResponseHeadIsCutOff(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var sent atomic.Int64
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		go func() { _, _ = io.Copy(io.Discard, c) }()
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		line := "X-Filler: " + strings.Repeat("a", 1000) + "\r\n"
+		for sent.Load() < 64<<20 {
+			n, err := io.WriteString(c, line)
+			sent.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	inv := New()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = inv.Invoke(ctx, ln.Addr().String(), &Request{Function: "fn", Payload: []byte(`{}`), Header: http.Header{}})
+	if err == nil || !strings.Contains(err.Error(), "head over") {
+		t.Fatalf("got %v, want the head refused", err)
+	}
+	if s := sent.Load(); s > 8<<20 {
+		t.Fatalf("the activator read on while the pod sent %d MiB", s>>20)
+	}
+}
