@@ -8,7 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
+	authenticationv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -24,7 +26,11 @@ import (
 	"github.com/lambdapod/lambdapod/internal/webhook"
 )
 
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// Leader election holds one Lease, in the manager's own namespace (the
+// in-cluster default of controller-runtime): a Role there, with what
+// client-go's lease lock does (get, create, update). A cluster-wide grant
+// would let the manager read and take over every other component's leases.
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update,namespace=system
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "build-step" {
@@ -36,6 +42,7 @@ func main() {
 		leaderElect            bool
 		cfg                    resources.Config
 		bo                     buildOptions
+		ra                     reporterAuth
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
@@ -48,13 +55,17 @@ func main() {
 	flag.StringVar(&bo.webhookAddr, "webhook-bind-address", envOr("LAMBDAPOD_WEBHOOK_BIND_ADDRESS", ":8082"), "where git push webhooks are received (POST /hooks/<namespace>/<function>); 0 turns it off")
 	flag.StringVar(&bo.configMap, "build-configmap", envOr("LAMBDAPOD_BUILD_CONFIGMAP", "lambdapod-build-config"), "the ConfigMap of build step images and settings, in the manager's namespace (POD_NAMESPACE)")
 	bo.namespace = envOr("POD_NAMESPACE", "lambdapod-system")
+	flag.BoolVar(&ra.enabled, "autoscaler-auth", true, "take autoscaler reports only with the token of an -autoscaler-reporters ServiceAccount, checked with a TokenReview; false takes them from anyone who reaches the port (development only)")
+	// The activator's ServiceAccount as config/default and the chart with
+	// release name lambdapod name it; the chart passes its own.
+	flag.StringVar(&ra.reporters, "autoscaler-reporters", autoscaler.ServiceAccountUser(bo.namespace, "lambdapod-activator"), "comma-separated ServiceAccounts (system:serviceaccount:<namespace>:<name>) whose tokens may report load to the autoscaler: the activators'")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
-	if err := run(cfg, bo, metricsAddr, probeAddr, autoscalerAddr, leaderElect); err != nil {
+	if err := run(cfg, bo, ra, metricsAddr, probeAddr, autoscalerAddr, leaderElect); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
@@ -65,7 +76,13 @@ type buildOptions struct {
 	webhookAddr, configMap, namespace string
 }
 
-func run(cfg resources.Config, bo buildOptions, metricsAddr, probeAddr, autoscalerAddr string, leaderElect bool) error {
+// reporterAuth says who may report load to the autoscaler.
+type reporterAuth struct {
+	enabled   bool
+	reporters string
+}
+
+func run(cfg resources.Config, bo buildOptions, ra reporterAuth, metricsAddr, probeAddr, autoscalerAddr string, leaderElect bool) error {
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                 scheme.New(),
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
@@ -101,8 +118,23 @@ func run(cfg resources.Config, bo buildOptions, metricsAddr, probeAddr, autoscal
 		}
 	}
 	// The autoscaler decides on the leader only; every replica receives
-	// reports, and non-leaders answer 503 so activators try again.
-	as := autoscaler.New(mgr.GetClient(), autoscaler.Options{})
+	// reports, and non-leaders answer 503 so activators try again. Only the
+	// activators may report: anyone else could scale any function to its
+	// maxReplicas, or keep it from scaling to zero.
+	var asOpts autoscaler.Options
+	if ra.enabled {
+		reviews, err := authenticationv1client.NewForConfig(mgr.GetConfig())
+		if err != nil {
+			return fmt.Errorf("the TokenReview client: %w", err)
+		}
+		if asOpts.Auth, err = autoscaler.NewReporterAuth(reviews.TokenReviews(), strings.Split(ra.reporters, ",")); err != nil {
+			return fmt.Errorf("-autoscaler-reporters: %w", err)
+		}
+		ctrl.Log.WithName("setup").Info("autoscaler reports need an activator's token", "reporters", asOpts.Auth.Reporters())
+	} else {
+		ctrl.Log.WithName("setup").Info("-autoscaler-auth=false: anyone who reaches the autoscaler's port can report load for any function")
+	}
+	as := autoscaler.New(mgr.GetClient(), asOpts)
 	if err := mgr.Add(as); err != nil {
 		return fmt.Errorf("adding the autoscaler: %w", err)
 	}

@@ -109,6 +109,7 @@ func run() error {
 	fs.DurationVar(&cfg.Handler.RetryAfter, "retry-after", envDuration("retry-after", time.Second), "Retry-After of overflow answers (rounded up to whole seconds)")
 	fs.StringVar(&cfg.Handler.Region, "region", env("region", invokeapi.DefaultRegion), "region in the ARNs of Invoke API error messages")
 	fs.StringVar(&cfg.AutoscalerURL, "autoscaler-url", env("autoscaler-url", ""), "the autoscaler's stats endpoint, e.g. http://lambdapod-autoscaler.lambdapod-system.svc:8083/v1/stats (empty: no reports)")
+	fs.StringVar(&cfg.AutoscalerTokenFile, "autoscaler-token-file", env("autoscaler-token-file", "/var/run/secrets/lambdapod/autoscaler/token"), "the projected ServiceAccount token (audience lambdapod-autoscaler) sent with reports; read again every minute, as the kubelet replaces it (empty: reports carry no token, for a manager run with -autoscaler-auth=false)")
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", envDuration("report-interval", time.Second), "interval of concurrency reports to the autoscaler")
 	fs.DurationVar(&cfg.DrainDelay, "drain-delay", envDuration("drain-delay", 5*time.Second), "how long /readyz fails before the listener closes at a stop")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", envDuration("shutdown-timeout", 15*time.Minute+30*time.Second), "longest wait for in-flight requests at a stop")

@@ -47,6 +47,10 @@ type Config struct {
 	MaxConnections int
 	AutoscalerURL  string
 	ReportInterval time.Duration
+
+	// AutoscalerTokenFile is the projected ServiceAccount token the
+	// autoscaler checks on every report ("": none).
+	AutoscalerTokenFile string
 	// DrainDelay is how long readiness fails before the listener closes.
 	DrainDelay time.Duration
 	// ShutdownTimeout bounds the wait for in-flight requests at a stop.
@@ -133,6 +137,7 @@ func New(cfg Config, rc *rest.Config) (*Activator, error) {
 	if cfg.AutoscalerURL != "" {
 		a.reporter = stats.NewReporter(cfg.AutoscalerURL, cfg.ActivatorID, a.collect)
 		a.reporter.Interval = cfg.ReportInterval
+		a.reporter.TokenFile = cfg.AutoscalerTokenFile
 	}
 	a.pools.OnCold = func(k queue.Key) {
 		if a.reporter != nil {

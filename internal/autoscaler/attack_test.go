@@ -28,11 +28,13 @@ import (
 	"github.com/lambdapod/lambdapod/internal/testenv"
 )
 
-// TestReportEndpoint runs the attacks on the unauthenticated report endpoint
-// against the real handler and autoscaler, with a real API server and a
-// cached client as the manager gives it, and checks what a user sees: the
-// answers, the Deployments' replicas and the manager's heap. A real
-// activator's report must still work as before.
+// TestReportEndpoint runs the attacks of whoever may report against the
+// real handler and autoscaler, with a real API server and a cached client as
+// the manager gives it, and checks what a user sees: the answers, the
+// Deployments' replicas and the manager's heap. It runs without
+// authentication (-autoscaler-auth=false): the limits hold for an activator
+// gone wrong as for anyone; TestReportAuthentication (auth_test.go) keeps
+// everyone else out. A real activator's report must still work as before.
 func TestReportEndpoint(t *testing.T) {
 	e := testenv.Start(t)
 	c := cachedClient(t, e)

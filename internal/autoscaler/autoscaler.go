@@ -6,15 +6,16 @@
 // The decision (Decide) is pure; this file keeps the per-function history
 // and writes the Deployments, report.go takes the reports.
 //
-// The report endpoint is not authenticated yet: anyone who reaches :8083
-// can report load for any function. A later change has activators send
-// their ServiceAccount token, which the autoscaler checks with a
-// TokenReview. Until then what a report can cost and do is bounded: its
-// size and number of stats (package stats), the activators kept (64), only
-// stats of Functions that exist count, and their figures are clamped to
-// what the function's maxReplicas can take. A forged report can still ask
-// for up to maxReplicas, or keep a function from scaling to zero, as a real
-// one can.
+// Reports are authenticated (auth.go): an activator sends its projected
+// ServiceAccount token for the audience stats.TokenAudience, the autoscaler
+// checks it with a TokenReview and takes reports only from the allowed
+// ServiceAccounts (the manager's -autoscaler-reporters), answering 401 or
+// 403 before it reads a byte of the body. Decisions are cached for a
+// minute, so an activator costs a TokenReview a minute, not a report. What
+// an accepted report can cost and do is still bounded, against an activator
+// gone wrong: its size and number of stats (package stats), the activators
+// kept (64), only stats of Functions that exist count, and their figures
+// are clamped to what the function's maxReplicas can take.
 package autoscaler
 
 import (
@@ -52,6 +53,10 @@ type Options struct {
 	ReportTTL time.Duration
 	// Logger, slog.Default() if nil.
 	Logger *slog.Logger
+	// Auth admits reports from the activators' ServiceAccounts only. Nil
+	// takes reports from anyone who reaches the port: for development
+	// only (the manager's -autoscaler-auth=false).
+	Auth *ReporterAuth
 }
 
 // Autoscaler implements manager.Runnable and LeaderElectionRunnable.
@@ -74,6 +79,11 @@ type Autoscaler struct {
 	// since: reports count only for them.
 	knownMu sync.RWMutex
 	known   map[types.NamespacedName]fnInfo
+
+	// authErrLogged is when a failed token check was last logged (Unix
+	// nanoseconds): a failing API server must not become a log line a
+	// report.
+	authErrLogged atomic.Int64
 }
 
 type activatorReport struct {
@@ -146,16 +156,34 @@ func (a *Autoscaler) Start(ctx context.Context) error {
 	}
 }
 
-// Handler takes activators' reports (POST stats.Path, a JSON stats.Report)
-// from anyone for now (see the package doc). A manager that is not the
-// leader answers 503; a report over the limits of package stats 413 or 400.
-// Stats of functions that do not exist are ignored: an activator may know a
-// function before the autoscaler does, so the report is still accepted.
+// Handler takes activators' reports (POST stats.Path, a JSON stats.Report).
+// With Options.Auth, a report without a valid token for stats.TokenAudience
+// is answered 401, one with the token of another identity than the allowed
+// reporters 403, before its body is read; 503 if the token could not be
+// checked. A manager that is not the leader answers 503; a report over the
+// limits of package stats 413 or 400. Stats of functions that do not exist
+// are ignored: an activator may know a function before the autoscaler
+// does, so the report is still accepted.
 func (a *Autoscaler) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			http.Error(w, "POST a report", http.StatusMethodNotAllowed)
 			return
+		}
+		// Every replica checks the token, leader or not: who may not
+		// report learns nothing, not even which replica leads.
+		if a.opts.Auth != nil {
+			code, msg, err := a.opts.Auth.check(r)
+			if err != nil {
+				a.logAuthError(err)
+			}
+			if code != 0 {
+				if code == http.StatusUnauthorized {
+					w.Header().Set("WWW-Authenticate", `Bearer realm="lambdapod-autoscaler"`)
+				}
+				a.refuse(w, code, msg)
+				return
+			}
 		}
 		if !a.started.Load() {
 			http.Error(w, "not the leader: the autoscaler runs on the leading manager", http.StatusServiceUnavailable)
@@ -163,6 +191,16 @@ func (a *Autoscaler) Handler() http.Handler {
 		}
 		a.serveReport(w, r)
 	})
+}
+
+// logAuthError logs a failed token check at most every 10 s.
+func (a *Autoscaler) logAuthError(err error) {
+	now := time.Now().UnixNano()
+	last := a.authErrLogged.Load()
+	if now-last < int64(10*time.Second) || !a.authErrLogged.CompareAndSwap(last, now) {
+		return
+	}
+	a.log.Error("checking a reporter's token", "err", err)
 }
 
 func (a *Autoscaler) stateLocked(k types.NamespacedName) *fnState {
@@ -325,7 +363,9 @@ func (s *StatsServer) NeedLeaderElection() bool { return false }
 func (s *StatsServer) Start(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle(stats.Path, s.Handler)
-	srv := &http.Server{Addr: s.Addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// A report's headers are a bearer token (stats.MaxTokenBytes) and a
+	// few short ones: 64 KiB is ample, and less to hold than Go's 1 MiB.
+	srv := &http.Server{Addr: s.Addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	select {

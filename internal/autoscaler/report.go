@@ -19,8 +19,9 @@ import (
 )
 
 // What a caller of the report endpoint can make the autoscaler keep and do.
-// The endpoint does not authenticate the sender yet (see the package doc),
-// so these bound memory and decisions whoever reports; the report's own
+// Only the activators' ServiceAccounts may report (see the package doc);
+// these bound memory and decisions all the same, for an activator gone
+// wrong and for a manager run with -autoscaler-auth=false. The report's own
 // limits (size, number of stats) are in package stats.
 const (
 	// maxActivators is the most activators whose reports are kept (the
@@ -368,5 +369,9 @@ func (a *Autoscaler) serveReport(w http.ResponseWriter, r *http.Request) {
 func (a *Autoscaler) refuse(w http.ResponseWriter, code int, msg string) {
 	// Debug: whoever can reach the port could otherwise fill the log.
 	a.log.Debug("report refused", "code", code, "reason", msg)
+	// The body may be unread (a refused token, a report over the cap):
+	// without this, net/http reads up to 256 KiB of it before it answers,
+	// as long as the sender cares to take sending it.
+	w.Header().Set("Connection", "close")
 	http.Error(w, msg, code)
 }

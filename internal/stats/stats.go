@@ -2,11 +2,14 @@
 // about once a second: the format, its limits and its sender. It is its own
 // small package so that the activator links it without the autoscaler.
 //
-// The autoscaler does not yet authenticate the sender: anyone who reaches
-// its port can report. A later change has the activator send its
-// ServiceAccount token and the autoscaler check it (TokenReview). Until then
-// the limits below, and the autoscaler ignoring stats of functions that do
-// not exist and clamping the figures, bound what a report can cost and do.
+// A report carries the activator's projected ServiceAccount token for the
+// audience TokenAudience (Reporter.TokenFile) as a bearer token; the
+// autoscaler checks it with a TokenReview and takes reports only from the
+// activators' ServiceAccounts, so a caller that merely reaches its port
+// cannot scale a function up or keep it from scaling to zero. The limits
+// below, and the autoscaler ignoring stats of functions that do not exist
+// and clamping the figures, still bound what an accepted report can cost
+// and do.
 package stats
 
 import (
@@ -16,6 +19,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -36,7 +42,17 @@ const (
 	MaxStats = 4096
 	// MaxActivatorLen is the longest activator name: a pod's name.
 	MaxActivatorLen = 253
+	// MaxTokenBytes is the longest bearer token the autoscaler takes: a
+	// projected ServiceAccount token has about 1 KiB; a longer one is
+	// refused (401) without a TokenReview.
+	MaxTokenBytes = 8 << 10
 )
+
+// TokenAudience is the audience of the token an activator sends with its
+// reports. The autoscaler's TokenReview asks for it, so a token the API
+// server takes (audience the API server) is refused, and the activator's
+// report token cannot be replayed to the API server.
+const TokenAudience = "lambdapod-autoscaler"
 
 // Stat is one function's load as one activator saw it.
 type Stat struct {
@@ -84,8 +100,22 @@ type Reporter struct {
 	Client   *http.Client
 	// OnResult, if set, learns whether each report was taken.
 	OnResult func(err error)
+	// TokenFile, if set, holds the bearer token sent with every report:
+	// the activator's projected ServiceAccount token for TokenAudience.
+	// The kubelet replaces the file before the token expires, so it is
+	// read again once TokenRefresh has passed, and after a 401.
+	TokenFile string
+	// TokenRefresh is how long a token read from TokenFile is sent before
+	// the file is read again; 1 minute by default. The kubelet replaces a
+	// token at 80% of its life (48 minutes of an hour), well before the
+	// old one stops being valid.
+	TokenRefresh time.Duration
 
 	poke chan struct{}
+
+	tokenMu   sync.Mutex
+	token     string
+	tokenRead time.Time
 }
 
 // NewReporter returns a reporter; call Run.
@@ -123,8 +153,10 @@ func (r *Reporter) Run(ctx context.Context) {
 
 // Send posts one report. A manager that is not the leader answers 503; the
 // report is then retried (a Service spreading requests over several manager
-// pods reaches the leader on a later connection). A report over the limits
-// is not sent: the autoscaler would refuse it.
+// pods reaches the leader on a later connection). A 401 is retried with the
+// token read again from TokenFile (the kubelet may just have replaced it);
+// a 403 (the token is valid but not an activator's) is not retried. A
+// report over the limits is not sent: the autoscaler would refuse it.
 func (r *Reporter) Send(ctx context.Context, rep Report) error {
 	if err := rep.check(); err != nil {
 		return err
@@ -137,12 +169,20 @@ func (r *Reporter) Send(ctx context.Context, rep Report) error {
 		return fmt.Errorf("report of %d bytes: the autoscaler takes at most %d", len(b), MaxReportBytes)
 	}
 	var last error
+	rereadToken := false
 	for attempt := 0; attempt < 3; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(b))
 		if err != nil {
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
+		if r.TokenFile != "" {
+			token, err := r.bearer(rereadToken)
+			if err != nil {
+				return fmt.Errorf("the token for the autoscaler: %w", err)
+			}
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
 		if attempt > 0 {
 			req.Close = true // a new connection may reach another manager pod
 		}
@@ -157,6 +197,54 @@ func (r *Reporter) Send(ctx context.Context, rep Report) error {
 			return nil
 		}
 		last = fmt.Errorf("autoscaler answered %s", resp.Status)
+		switch resp.StatusCode {
+		case http.StatusUnauthorized:
+			rereadToken = true
+		case http.StatusForbidden:
+			return last
+		}
 	}
 	return last
+}
+
+// bearer is the token to send: the one read last, unless it is older than
+// TokenRefresh or reread is set.
+func (r *Reporter) bearer(reread bool) (string, error) {
+	refresh := r.TokenRefresh
+	if refresh <= 0 {
+		refresh = time.Minute
+	}
+	r.tokenMu.Lock()
+	defer r.tokenMu.Unlock()
+	if !reread && r.token != "" && time.Since(r.tokenRead) < refresh {
+		return r.token, nil
+	}
+	token, err := readToken(r.TokenFile)
+	if err != nil {
+		return "", err
+	}
+	r.token, r.tokenRead = token, time.Now()
+	return token, nil
+}
+
+// readToken reads a token file of at most MaxTokenBytes, without the
+// surrounding white space.
+func readToken(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxTokenBytes+1))
+	if err != nil {
+		return "", err
+	}
+	token := strings.TrimSpace(string(b))
+	switch {
+	case token == "":
+		return "", fmt.Errorf("%s is empty", path)
+	case len(token) > MaxTokenBytes:
+		return "", fmt.Errorf("%s holds over %d bytes: not a ServiceAccount token", path, MaxTokenBytes)
+	}
+	return token, nil
 }

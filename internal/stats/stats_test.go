@@ -6,9 +6,14 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // The byte cap must never refuse a report the stats cap allows: MaxStats
@@ -56,5 +61,109 @@ func TestSendRefusesAReportOverTheLimits(t *testing.T) {
 	}
 	if n := posts.Load(); n != 1 {
 		t.Errorf("%d reports posted, want only the one within the limits", n)
+	}
+}
+
+// The reporter sends the token of its file, keeps it for TokenRefresh, and
+// reads the file again when the autoscaler answers 401 (the kubelet
+// replaced the token) or once TokenRefresh has passed.
+func TestReporterSendsTheToken(t *testing.T) {
+	var mu sync.Mutex
+	valid := "token-1"
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		h := r.Header.Get("Authorization")
+		seen = append(seen, h)
+		switch h {
+		case "Bearer " + valid:
+			w.WriteHeader(http.StatusAccepted)
+		case "Bearer other":
+			w.WriteHeader(http.StatusForbidden)
+		default:
+			w.WriteHeader(http.StatusUnauthorized)
+		}
+	}))
+	defer srv.Close()
+	file := filepath.Join(t.TempDir(), "token")
+	write := func(s string) {
+		if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sent := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		out := seen
+		seen = nil
+		return out
+	}
+	r := NewReporter(srv.URL+Path, "act", nil)
+	r.TokenFile = file
+	ctx := context.Background()
+
+	write("token-1\n")
+	if err := r.Send(ctx, Report{Activator: "act"}); err != nil {
+		t.Fatal(err)
+	}
+	// The kubelet writes a new token: the old one is still valid and sent
+	// until TokenRefresh.
+	write("token-2\n")
+	if err := r.Send(ctx, Report{Activator: "act"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sent(); !slices.Equal(got, []string{"Bearer token-1", "Bearer token-1"}) {
+		t.Errorf("sent %q, want token-1 twice", got)
+	}
+	// The old one expires: a 401, then the new token at once.
+	mu.Lock()
+	valid = "token-2"
+	mu.Unlock()
+	if err := r.Send(ctx, Report{Activator: "act"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sent(); !slices.Equal(got, []string{"Bearer token-1", "Bearer token-2"}) {
+		t.Errorf("sent %q, want token-1 refused then token-2", got)
+	}
+	// Past TokenRefresh the file is read again without a 401.
+	write("token-3")
+	mu.Lock()
+	valid = "token-3"
+	mu.Unlock()
+	r.TokenRefresh = time.Nanosecond
+	if err := r.Send(ctx, Report{Activator: "act"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sent(); !slices.Equal(got, []string{"Bearer token-3"}) {
+		t.Errorf("sent %q, want token-3", got)
+	}
+	// A 403 is not retried: another token would not come.
+	write("other")
+	if err := r.Send(ctx, Report{Activator: "act"}); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("error %v, want the 403", err)
+	}
+	if got := sent(); len(got) != 1 {
+		t.Errorf("a 403 was sent %d times, want once", len(got))
+	}
+	// No token to read: nothing is sent.
+	for _, bad := range []string{"", strings.Repeat("a", MaxTokenBytes+1)} {
+		write(bad)
+		if err := r.Send(ctx, Report{Activator: "act"}); err == nil {
+			t.Errorf("a token file of %d bytes: no error", len(bad))
+		}
+	}
+	r.TokenFile = filepath.Join(t.TempDir(), "missing")
+	if err := r.Send(ctx, Report{Activator: "act"}); err == nil || !strings.Contains(err.Error(), "token") {
+		t.Errorf("a missing token file: error %v", err)
+	}
+	if got := sent(); len(got) != 0 {
+		t.Errorf("sent %q without a token", got)
+	}
+	// Without a token file, no Authorization at all.
+	r.TokenFile = ""
+	_ = r.Send(ctx, Report{Activator: "act"})
+	if got := sent(); !slices.Equal(got, []string{"", "", ""}) {
+		t.Errorf("sent %q, want three attempts without Authorization", got)
 	}
 }
