@@ -72,8 +72,23 @@ type ImageConfigs interface {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=tekton.dev,resources=pipelineruns,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=tekton.dev,resources=taskruns,verbs=get
+
+// Secrets: get only, cluster-wide. The manager reads one Secret per
+// Function, the one spec.source.git.secretRef names in the Function's
+// namespace (git credentials for builds, the webhook secret for push
+// hooks), always by name through the APIReader: no cache or informer holds
+// Secrets, so it never needs list or watch, which would let it read every
+// Secret. Functions can be in any namespace, and no narrower grant covers
+// Secrets named by users in namespaces not known at install time.
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
+
+// The build ConfigMap (--build-configmap, in the manager's own namespace) is
+// the only ConfigMap the manager reads: a Role in that namespace, for that
+// name only. "system" and "build-config" are config/'s names before
+// config/default's namespace and namePrefix, which kustomize rewrites here as
+// it does in config/manager; the chart renders the Role in the release's
+// namespace for <fullname>-build-config.
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get,resourceNames=build-config,namespace=system
 
 // Reconcile is one pass over a Function. Its steps, in order, leave what
 // they found on one scope and return what stands in their way; summarize

@@ -139,9 +139,11 @@ type BuildSpec struct {
 	// +optional
 	Strategy BuildStrategy `json:"strategy,omitempty"`
 
-	// dockerfile is the Dockerfile's path relative to the context directory.
+	// dockerfile is the Dockerfile's path inside the context directory,
+	// relative to it (no '..').
 	// +kubebuilder:default=Dockerfile
 	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.contains('..')",message="spec.build.dockerfile must be a relative path inside the context directory, without '..': to build a Dockerfile elsewhere in the repository, set spec.source.git.contextDir to a directory that holds it"
 	// +optional
 	Dockerfile string `json:"dockerfile,omitempty"`
 

@@ -118,6 +118,16 @@ spec:
   source:
     git: {url: https://git.example/org/fn.git, contextDir: ../etc}
   build: {image: example/fn}`, []string{"spec.source.git.contextDir", "relative path"}},
+		{"dockerfile escaping the context directory", `
+spec:
+  source:
+    git: {url: https://git.example/org/fn.git, contextDir: fn}
+  build: {image: example/fn, dockerfile: ../other/Dockerfile}`, []string{"spec.build.dockerfile", "relative path inside the context directory", "set spec.source.git.contextDir"}},
+		{"absolute dockerfile", `
+spec:
+  source:
+    git: {url: https://git.example/org/fn.git}
+  build: {image: example/fn, dockerfile: /etc/Dockerfile}`, []string{"spec.build.dockerfile", "relative path"}},
 		{"poll interval too short", `
 spec:
   source:

@@ -92,7 +92,9 @@ func TestFloodDoesNotReachBystanders(t *testing.T) {
 	}
 	cancel()
 	wg.Wait()
-	failed, lat := checkAll(t, results, func(i int) string { return helloBody(fmt.Sprintf("c%d", i), fmt.Sprintf("/calm/%d", i), bystander.Name) })
+	failed, lat := checkAll(t, results, func(i int) string {
+		return helloBody(fmt.Sprintf("c%d", i), fmt.Sprintf("/calm/%d", i), bystander.Name)
+	})
 	t.Logf("flood: %d bodies of 6 MB sent in %s (%d refused at the door); bystander: %d ok, %d failed", posted.Load(), floodFor, refused.Load(), len(lat), failed)
 	if len(lat) > 0 {
 		t.Logf("bystander latency: median %s p90 %s max %s", lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)*9/10].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))

@@ -153,8 +153,8 @@ func TestAgainstAPIServer(t *testing.T) {
 			sa    string
 			rules []any
 		}{
-			{"lambdapod-manager", rbacRules(t, "config/rbac/role.yaml")},
-			{"lambdapod-activator", rbacRules(t, "config/rbac/activator/role.yaml")},
+			{"lambdapod-manager", rbacRules(t, "config/rbac/role.yaml", "ClusterRole")},
+			{"lambdapod-activator", rbacRules(t, "config/rbac/activator/role.yaml", "ClusterRole")},
 		} {
 			user := "system:serviceaccount:" + namespace + ":" + x.sa
 			granted := map[string][]string{} // group/resource -> verbs
@@ -176,16 +176,48 @@ func TestAgainstAPIServer(t *testing.T) {
 					}
 				}
 			}
-			for _, gr := range []string{"/secrets", "/pods", "rbac.authorization.k8s.io/clusterroles", "/nodes"} {
+			// ConfigMaps and Leases too: the manager's are in its own
+			// namespace only (below).
+			for _, gr := range []string{"/secrets", "/pods", "rbac.authorization.k8s.io/clusterroles", "/nodes", "/configmaps", "coordination.k8s.io/leases"} {
 				if _, ok := granted[gr]; ok {
 					continue
 				}
 				group, resource, _ := strings.Cut(gr, "/")
-				for _, verb := range []string{"get", "create"} {
-					if allowed(ctx, t, c, user, group, resource, verb, "team-a") {
-						t.Errorf("%s may %s %s, which its role does not grant", x.sa, verb, gr)
+				for _, verb := range allVerbs {
+					for _, ns := range []string{"team-a", "kube-system"} {
+						if allowed(ctx, t, c, user, group, resource, verb, ns) {
+							t.Errorf("%s may %s %s in %s, which its role does not grant", x.sa, verb, gr, ns)
+						}
 					}
 				}
+			}
+		}
+
+		// The manager's Role: in its own namespace, its build ConfigMap by
+		// name and its leader election Lease; in no other namespace.
+		manager := "system:serviceaccount:" + namespace + ":lambdapod-manager"
+		for _, x := range []struct {
+			group, resource, verb, ns, name string
+			want                            bool
+		}{
+			{"", "configmaps", "get", namespace, "lambdapod-build-config", true},
+			{"", "configmaps", "get", namespace, "kube-root-ca.crt", false},
+			{"", "configmaps", "list", namespace, "", false},
+			{"", "configmaps", "watch", namespace, "", false},
+			{"", "configmaps", "update", namespace, "lambdapod-build-config", false},
+			{"", "configmaps", "get", "team-a", "lambdapod-build-config", false},
+			{"coordination.k8s.io", "leases", "get", namespace, "lambdapod-manager.lambdapod.io", true},
+			{"coordination.k8s.io", "leases", "create", namespace, "", true},
+			{"coordination.k8s.io", "leases", "update", namespace, "lambdapod-manager.lambdapod.io", true},
+			{"coordination.k8s.io", "leases", "list", namespace, "", false},
+			{"coordination.k8s.io", "leases", "watch", namespace, "", false},
+			{"coordination.k8s.io", "leases", "patch", namespace, "lambdapod-manager.lambdapod.io", false},
+			{"coordination.k8s.io", "leases", "delete", namespace, "lambdapod-manager.lambdapod.io", false},
+			{"coordination.k8s.io", "leases", "get", "kube-system", "kube-controller-manager", false},
+			{"coordination.k8s.io", "leases", "update", "kube-node-lease", "node-1", false},
+		} {
+			if got := allowedNamed(ctx, t, c, manager, x.group, x.resource, x.verb, x.ns, x.name); got != x.want {
+				t.Errorf("lambdapod-manager may %s %s/%s %q in %s: %v, want %v", x.verb, x.group, x.resource, x.name, x.ns, got, x.want)
 			}
 		}
 	})
@@ -210,11 +242,17 @@ func dryRunApply(ctx context.Context, c client.Client, o *unstructured.Unstructu
 
 func allowed(ctx context.Context, t *testing.T, c client.Client, user, group, resource, verb, ns string) bool {
 	t.Helper()
+	return allowedNamed(ctx, t, c, user, group, resource, verb, ns, "")
+}
+
+// allowedNamed asks about one object, by name ("" for any).
+func allowedNamed(ctx context.Context, t *testing.T, c client.Client, user, group, resource, verb, ns, name string) bool {
+	t.Helper()
 	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 		User:   user,
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
 		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Namespace: ns, Group: group, Resource: resource, Verb: verb,
+			Namespace: ns, Group: group, Resource: resource, Verb: verb, Name: name,
 		},
 	}}
 	sub := ""

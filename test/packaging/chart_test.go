@@ -95,7 +95,8 @@ func TestChartRenders(t *testing.T) {
 		}
 		m := container(t, r.mustFind(t, "Deployment", "lambdapod-manager"))
 		wantArgs := []string{"--leader-elect", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
-			"--webhook-bind-address=:8082", "--autoscaler-bind-address=:8083", "--build-configmap=lambdapod-build-config"}
+			"--webhook-bind-address=:8082", "--autoscaler-bind-address=:8083", "--build-configmap=lambdapod-build-config",
+			"--autoscaler-reporters=system:serviceaccount:$(POD_NAMESPACE):lambdapod-activator"}
 		if got := strs(m["args"]); !slices.Equal(got, wantArgs) {
 			t.Errorf("manager args = %q, want %q", got, wantArgs)
 		}
@@ -139,7 +140,7 @@ func TestChartRenders(t *testing.T) {
 		if data, _, _ := unstructured.NestedStringMap(cm.Object, "data"); data["kanikoImage"] == "" || data["helperImage"] != "lambdapod/manager:latest" {
 			t.Errorf("build ConfigMap data = %v", data)
 		}
-		for _, kind := range []string{"Ingress", "ServiceMonitor", "Namespace", "Role", "RoleBinding"} {
+		for _, kind := range []string{"Ingress", "ServiceMonitor", "Namespace"} {
 			if got := r.ofKind(kind); len(got) > 0 {
 				t.Errorf("default values render a %s", kind)
 			}
@@ -303,8 +304,13 @@ func restrictedProblems(d *unstructured.Unstructured) []string {
 			out = append(out, f)
 		}
 	}
-	if len(nested(pod, "volumes")) > 0 {
-		out = append(out, "volumes (restricted allows only some types; none are expected)")
+	for _, v := range nested(pod, "volumes") {
+		// The volume types the restricted level allows.
+		for f := range v.(map[string]any) {
+			if f != "name" && !slices.Contains([]string{"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}, f) {
+				out = append(out, fmt.Sprintf("volume %v: type %s", v.(map[string]any)["name"], f))
+			}
+		}
 	}
 	containers, _, _ := unstructured.NestedSlice(pod, "containers")
 	inits, _, _ := unstructured.NestedSlice(pod, "initContainers")

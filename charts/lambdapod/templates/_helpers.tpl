@@ -74,17 +74,38 @@ the activator Ingress host, else the activator Service.
 {{- printf "http://%s-autoscaler.%s.svc:8083/v1/stats" (include "lambdapod.fullname" .) .Release.Namespace }}
 {{- end }}
 
-{{/* A generated file under files/ read as YAML; fails the render if it does not parse. */}}
+{{/*
+An object of a generated file under files/, as JSON. Call with (dict "ctx" $
+"path" "files/..." "kind" "Role"): the file's one document of that kind; without
+"kind", its only document. A file may hold several documents (the manager's
+role file has a ClusterRole and a Role), and fromYaml alone would read the
+first and drop the others without a word, so each is read and the render
+fails if the file is missing, a document does not parse, or there is not
+exactly one document to return.
+*/}}
 {{- define "lambdapod.generated" -}}
 {{- $raw := .ctx.Files.Get .path }}
 {{- if not $raw }}
 {{- fail (printf "%s is missing from the chart: run `make chart-sync`" .path) }}
 {{- end }}
-{{- $obj := $raw | fromYaml }}
+{{- $found := list }}
+{{- $count := 0 }}
+{{- range regexSplit "(?m)^---[ \t]*$" $raw -1 }}
+{{- $obj := fromYaml . }}
 {{- if hasKey $obj "Error" }}
-{{- fail (printf "%s does not parse: %s" .path $obj.Error) }}
+{{- fail (printf "%s does not parse: %s" $.path $obj.Error) }}
 {{- end }}
-{{- toJson $obj }}
+{{- if $obj }}
+{{- $count = add1 $count }}
+{{- if or (not $.kind) (eq $.kind (toString $obj.kind)) }}
+{{- $found = append $found $obj }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if ne (len $found) 1 }}
+{{- fail (printf "%s has %d documents of kind %q (of %d): want exactly one" .path (len $found) (default "any" .kind) $count) }}
+{{- end }}
+{{- toJson (first $found) }}
 {{- end }}
 
 {{/*
