@@ -51,9 +51,6 @@ func newSidecar(t *testing.T, fn func(w http.ResponseWriter, r *http.Request, pa
 		if r.Header.Get(contract.HeaderStartWithin) == "" {
 			t.Errorf("the activator did not bound the start: no %s", contract.HeaderStartWithin)
 		}
-		// As the runtime sidecar does when a bootstrap takes the
-		// invocation: the function's timeout runs from here.
-		w.WriteHeader(contract.StatusStarted)
 		if !strings.HasPrefix(r.URL.Path, "/2015-03-31/functions/") || r.Header.Get("X-Amz-Invocation-Type") != "RequestResponse" {
 			t.Errorf("sidecar got %s %s type %q", r.Method, r.URL.Path, r.Header.Get("X-Amz-Invocation-Type"))
 		}
@@ -208,7 +205,10 @@ func TestHTTPErrorsAndTimeouts(t *testing.T) {
 		}
 	})
 	fns := fakeFunctions{"default/hello": {Timeout: 100 * time.Millisecond, Concurrency: 10, EventFormat: event.HTTPAPIv2}}
-	e := newEnv(t, Options{TimeoutGrace: 20 * time.Millisecond}, fns, 10)
+	// The activator's own limit is only a backstop for a pod that says
+	// nothing (this fake one): the start bound (the activation timeout)
+	// plus the function's timeout plus the grace.
+	e := newEnv(t, Options{TimeoutGrace: 20 * time.Millisecond, ActivationTimeout: 300 * time.Millisecond}, fns, 10)
 	e.pools.SetEndpoints(queue.Key{Namespace: "default", Name: "hello"}, []string{sc.addr()})
 	check := func(w *httptest.ResponseRecorder, code int, body string) {
 		t.Helper()

@@ -62,9 +62,6 @@ type Request struct {
 	// StartWithin, when positive, bounds the wait for a bootstrap to take
 	// the invocation: the sidecar drops it past that and answers not-run.
 	StartWithin time.Duration
-	// OnStart, if set, is called when the sidecar says a bootstrap took
-	// the invocation (its interim answer), before Invoke returns.
-	OnStart func()
 }
 
 type conn struct {
@@ -260,12 +257,6 @@ func (i *Invoker) roundTrip(ctx context.Context, c *conn, addr string, r *Reques
 		return nil, ctxErr(ctx, err), ctx.Err() == nil && isReset(err)
 	}
 	resp, err := c.readHead()
-	for err == nil && resp.StatusCode == contract.StatusStarted {
-		if r.OnStart != nil {
-			r.OnStart()
-		}
-		resp, err = c.readHead()
-	}
 	if err != nil {
 		stop()
 		return nil, ctxErr(ctx, err), false

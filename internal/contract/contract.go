@@ -68,8 +68,9 @@ const (
 
 // Between the activator and the runtime sidecar. A pod admits at most its
 // concurrency of invocations, whichever activator sends them; the activators
-// hold the others. The function's timeout counts from the moment the
-// bootstrap takes the invocation (/next), which the sidecar announces.
+// hold the others. The sidecar is the one clock of an invocation: it drops
+// one that no bootstrap took within the caller's bound, and counts the
+// function's timeout from the moment a bootstrap takes it (/next).
 const (
 	// HeaderNotRun marks an answer for an invocation that no bootstrap
 	// ever saw, so the activator may send it elsewhere or later without
@@ -87,10 +88,6 @@ const (
 	// answers NotRunNotStarted, so the caller's activation timeout and the
 	// pod agree on whether it ran. Sent by the activator.
 	HeaderStartWithin = "X-Lambdapod-Start-Within"
-	// StatusStarted is the interim (1xx) answer the sidecar sends when a
-	// bootstrap takes an invocation whose caller sent HeaderStartWithin:
-	// the function's timeout runs from then on.
-	StatusStarted = 102
 )
 
 // Environment variables the manager renders into the sidecar's container

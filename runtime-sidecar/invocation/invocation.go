@@ -191,7 +191,6 @@ type Invocation struct {
 	state   atomic.Int32
 	ended   atomic.Bool
 	result  chan *Result
-	started chan struct{}
 	timerMu sync.Mutex
 	timer   *time.Timer
 	payBuf  *bytes.Buffer
@@ -200,8 +199,7 @@ type Invocation struct {
 // New returns a queued invocation with a fresh request id. payload is a
 // pooled buffer owned by the invocation from now on.
 func New(payload *bytes.Buffer) *Invocation {
-	inv := &Invocation{ID: invokeapi.NewRequestID(), result: make(chan *Result, 1), started: make(chan struct{}),
-		payBuf: payload, Accepted: time.Now()}
+	inv := &Invocation{ID: invokeapi.NewRequestID(), result: make(chan *Result, 1), payBuf: payload, Accepted: time.Now()}
 	if payload != nil {
 		inv.Payload = payload.Bytes()
 	}
@@ -235,17 +233,12 @@ func (inv *Invocation) Cancel() bool {
 }
 
 // SetTimer arms the function timeout when a bootstrap takes the
-// invocation; f runs when it fires. Started is closed then.
+// invocation; f runs when it fires.
 func (inv *Invocation) SetTimer(d time.Duration, f func()) {
 	inv.timerMu.Lock()
 	inv.timer = time.AfterFunc(d, f)
 	inv.timerMu.Unlock()
-	close(inv.started)
 }
-
-// Started is closed once a bootstrap took the invocation and its timeout
-// runs.
-func (inv *Invocation) Started() <-chan struct{} { return inv.started }
 
 func (inv *Invocation) stopTimer() {
 	inv.timerMu.Lock()

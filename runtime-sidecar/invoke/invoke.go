@@ -312,17 +312,14 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName str
 	}
 }
 
-// await waits for a synchronous invocation's result. A caller that sent
-// HeaderStartWithin (the activator) is told when a bootstrap takes the
-// invocation (an interim StatusStarted answer), and the invocation is
-// dropped, answered not-run, if none takes it within that time: the
-// caller's wait and the pod then agree on whether it ran. nil: answered
-// already, or the caller is gone.
+// await waits for a synchronous invocation's result. When the caller sent
+// HeaderStartWithin (the activator, with what is left of its activation
+// timeout), the invocation is dropped and answered not-run if no bootstrap
+// takes it within that time: the caller's wait and the pod then agree on
+// whether it ran. nil: answered already, or the caller is gone.
 func (h *Handler) await(w http.ResponseWriter, r *http.Request, inv *invocation.Invocation) *invocation.Result {
-	var started <-chan struct{}
 	var startBy <-chan time.Time
 	if ms, err := strconv.ParseInt(r.Header.Get(contract.HeaderStartWithin), 10, 64); err == nil && ms >= 0 {
-		started = inv.Started()
 		t := time.NewTimer(time.Duration(ms) * time.Millisecond)
 		defer t.Stop()
 		startBy = t.C
@@ -331,9 +328,6 @@ func (h *Handler) await(w http.ResponseWriter, r *http.Request, inv *invocation.
 		select {
 		case res := <-inv.Result():
 			return res
-		case <-started:
-			started, startBy = nil, nil
-			w.WriteHeader(contract.StatusStarted)
 		case <-startBy:
 			startBy = nil
 			if inv.Cancel() {
