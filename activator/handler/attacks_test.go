@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +21,7 @@ import (
 	"github.com/lambdapod/lambdapod/activator/proxy"
 	"github.com/lambdapod/lambdapod/activator/queue"
 	"github.com/lambdapod/lambdapod/activator/route"
+	"github.com/lambdapod/lambdapod/internal/memtest"
 )
 
 // Each test here is an attack a client or a function author could mount on
@@ -217,7 +217,7 @@ func TestHeldBytesStayWithinTheBudget(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		budget int64
-		within uint64
+		within int64
 	}{
 		{"no budget to speak of", 1 << 40, 0},
 		{"a 48 MiB budget", 48 << 20, 80 << 20},
@@ -227,61 +227,41 @@ func TestHeldBytesStayWithinTheBudget(t *testing.T) {
 			srv := httptest.NewServer(e.h)
 			defer srv.Close()
 			body := `"` + strings.Repeat("x", 6<<20-2) + `"`
-			base := heapInUse()
-			var peak atomic.Uint64
-			stop := make(chan struct{})
-			go func() {
-				for {
-					select {
-					case <-stop:
-						return
-					case <-time.After(5 * time.Millisecond):
-						if h := heapInUse(); h > base && h-base > peak.Load() {
-							peak.Store(h - base)
-						}
-					}
-				}
-			}()
 			codes := make(chan int, 30)
-			var wg sync.WaitGroup
-			for range 30 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					resp, err := http.Post(srv.URL+"/2015-03-31/functions/hello/invocations", "application/json", strings.NewReader(body))
-					if err != nil {
-						codes <- 0
-						return
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					codes <- resp.StatusCode
-				}()
-			}
-			wg.Wait()
-			close(stop)
+			_, use := memtest.Measure(func() error {
+				var wg sync.WaitGroup
+				for range 30 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						resp, err := http.Post(srv.URL+"/2015-03-31/functions/hello/invocations", "application/json", strings.NewReader(body))
+						if err != nil {
+							codes <- 0
+							return
+						}
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						codes <- resp.StatusCode
+					}()
+				}
+				wg.Wait()
+				return nil
+			})
 			close(codes)
 			count := map[int]int{}
 			for c := range codes {
 				count[c]++
 			}
-			t.Logf("30 held requests of 6 MB, budget %d MiB: answers %v, heap peak +%d MiB", tc.budget>>20, count, peak.Load()>>20)
+			t.Logf("30 held requests of 6 MB, budget %d MiB: answers %v, heap %s", tc.budget>>20, count, use)
 			if tc.within == 0 {
 				return // the figure to compare with
 			}
-			if peak.Load() > tc.within {
-				t.Errorf("heap grew by %d MiB, want within %d MiB", peak.Load()>>20, tc.within>>20)
+			if use.Peak > tc.within {
+				t.Errorf("heap grew by %s, want within %s", memtest.Size(use.Peak), memtest.Size(tc.within))
 			}
 			if count[429] == 0 || count[504] == 0 || count[429]+count[504] != 30 {
 				t.Errorf("answers %v: want 504 (held, no pod came) for what fit and 429 for the rest", count)
 			}
 		})
 	}
-}
-
-func heapInUse() uint64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapInuse
 }

@@ -8,13 +8,9 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
-	"runtime/metrics"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -24,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/lambdapod/lambdapod/controllers/imageconfig"
+	"github.com/lambdapod/lambdapod/internal/memtest"
 )
 
 // secret stands for what an internal service answers: it must never reach
@@ -64,56 +61,6 @@ func fakeRegistry(t *testing.T, manifest, blob http.HandlerFunc) string {
 	}))
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://")
-}
-
-// memUse is what a call cost the heap: its highest point above where it
-// started, sampled while the call ran, and what stayed live after it with
-// the call's result still referenced.
-type memUse struct{ peak, retained int64 }
-
-func (m memUse) String() string { return size(m.peak) + " peak, " + size(m.retained) + " retained" }
-
-func size(n int64) string {
-	if n < 1<<20 {
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-}
-
-// heapOf runs f and measures the heap around it. The sampler reads
-// runtime/metrics, which does not stop the world, every millisecond.
-func heapOf(f func() error) (error, memUse) {
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	read := func() int64 {
-		metrics.Read(sample)
-		return int64(sample[0].Value.Uint64())
-	}
-	runtime.GC()
-	base := read()
-	var peak int64
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(time.Millisecond)
-		defer t.Stop()
-		for {
-			peak = max(peak, read())
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	err := f()
-	close(done)
-	wg.Wait()
-	runtime.GC()
-	retained := read() - base
-	runtime.KeepAlive(err)
-	return err, memUse{peak: max(peak, read()) - base, retained: retained}
 }
 
 // An image reference to a local port: the manager reads whatever answers
@@ -167,7 +114,7 @@ func TestHostileRegistry(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			image := fakeRegistry(t, tc.manifest, tc.blob) + "/fn/app:1"
-			err, use := heapOf(func() error {
+			err, use := memtest.Measure(func() error {
 				_, err := imageconfig.New().Config(context.Background(), image)
 				return err
 			})
@@ -185,7 +132,7 @@ func TestHostileRegistry(t *testing.T) {
 			if !strings.Contains(msg, image) {
 				t.Errorf("the message does not name the image: %.300q", msg)
 			}
-			if use.peak > 24<<20 || use.retained > 4<<20 {
+			if use.Peak > 24<<20 || use.Retained > 4<<20 {
 				t.Errorf("heap grew by %s", use)
 			}
 		})

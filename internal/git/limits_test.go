@@ -7,16 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
-	"runtime/metrics"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 
 	"github.com/lambdapod/lambdapod/internal/git"
+	"github.com/lambdapod/lambdapod/internal/memtest"
 )
 
 // secret stands for what an internal service answers: it must never reach
@@ -42,58 +39,6 @@ func streamBody(status int, size int64) http.HandlerFunc {
 	}
 }
 
-// memUse is what a call cost the heap: its highest point above where it
-// started, sampled while the call ran, and what stayed live after it with
-// the call's result still referenced.
-type memUse struct{ peak, retained int64 }
-
-func (m memUse) String() string {
-	return mib(m.peak) + " peak, " + mib(m.retained) + " retained"
-}
-
-func mib(n int64) string {
-	if n < 1<<20 {
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-}
-
-// heapOf runs f and measures the heap around it. The sampler reads
-// runtime/metrics, which does not stop the world, every millisecond.
-func heapOf(f func() error) (error, memUse) {
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	read := func() int64 {
-		metrics.Read(sample)
-		return int64(sample[0].Value.Uint64())
-	}
-	runtime.GC()
-	base := read()
-	var peak int64
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(time.Millisecond)
-		defer t.Stop()
-		for {
-			peak = max(peak, read())
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	err := f()
-	close(done)
-	wg.Wait()
-	runtime.GC()
-	retained := read() - base
-	runtime.KeepAlive(err)
-	return err, memUse{peak: max(peak, read()) - base, retained: retained}
-}
-
 // A git URL answering 401, 403 or 404 with a huge body: go-git reads all of
 // it into its error, which became the GitUnreachable condition's message.
 func TestListErrorBodyIsBoundedAndKeptOut(t *testing.T) {
@@ -111,7 +56,7 @@ func TestListErrorBodyIsBoundedAndKeptOut(t *testing.T) {
 			srv := httptest.NewServer(streamBody(tc.status, tc.size))
 			defer srv.Close()
 			url := srv.URL + "/org/repo.git"
-			err, use := heapOf(func() error {
+			err, use := memtest.Measure(func() error {
 				_, err := git.Resolve(context.Background(), url, "main", git.Credentials{})
 				return err
 			})
@@ -119,7 +64,7 @@ func TestListErrorBodyIsBoundedAndKeptOut(t *testing.T) {
 				t.Fatal("Resolve succeeded")
 			}
 			msg := err.Error()
-			t.Logf("%d with a %s body: heap %s; message %d bytes", tc.status, mib(tc.size), use, len(msg))
+			t.Logf("%d with a %s body: heap %s; message %d bytes", tc.status, memtest.Size(tc.size), use, len(msg))
 			if strings.Contains(msg, "s3cr3t") || strings.Contains(msg, "xxxx") {
 				t.Errorf("the message carries the server's body: %.200q", msg)
 			}
@@ -129,7 +74,7 @@ func TestListErrorBodyIsBoundedAndKeptOut(t *testing.T) {
 			if !strings.Contains(msg, tc.want+url) {
 				t.Errorf("message = %.300q, want it to say %q", msg, tc.want+url)
 			}
-			if use.peak > 16<<20 || use.retained > 4<<20 {
+			if use.Peak > 16<<20 || use.Retained > 4<<20 {
 				t.Errorf("heap grew by %s", use)
 			}
 		})
@@ -189,7 +134,7 @@ func TestListAdvertisementIsBounded(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	err, use := heapOf(func() error {
+	err, use := memtest.Measure(func() error {
 		_, err := git.List(context.Background(), srv.URL+"/org/repo.git", git.Credentials{})
 		return err
 	})
@@ -203,7 +148,7 @@ func TestListAdvertisementIsBounded(t *testing.T) {
 	}
 	// Parsing 32 MiB of refs takes about twice that; what matters is that
 	// it stops there and keeps nothing.
-	if use.peak > 128<<20 || use.retained > 4<<20 {
+	if use.Peak > 128<<20 || use.Retained > 4<<20 {
 		t.Errorf("heap grew by %s", use)
 	}
 }
