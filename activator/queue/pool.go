@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,7 +33,7 @@ type Pod struct {
 	// activator's requests, which this pool cannot see); it gets none of
 	// this pool's requests until then, and busyStreak doubles the wait.
 	busyUntil  time.Time
-	busyStreak int
+	busyStreak atomic.Int32
 	wake       *time.Timer
 }
 
@@ -372,8 +373,8 @@ func (p *Pool) try(wctx context.Context, e entry, startBy time.Time, fn func(*Le
 func (p *Pool) rest(pod *Pod) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	pod.busyStreak++
-	d := min(busyFirstWait<<min(pod.busyStreak-1, 8), busyMaxWait)
+	streak := pod.busyStreak.Add(1)
+	d := min(busyFirstWait<<min(streak-1, 8), busyMaxWait)
 	pod.busyUntil = p.now().Add(d)
 	if pod.wake == nil {
 		pod.wake = time.AfterFunc(d, func() {
@@ -386,11 +387,12 @@ func (p *Pool) rest(pod *Pod) {
 	pod.wake.Reset(d)
 }
 
-// calm forgets that the pod was busy: it took a request.
+// calm forgets that the pod was busy: it took a request. On every
+// request, so it takes no lock when there is nothing to forget.
 func (p *Pool) calm(pod *Pod) {
-	p.mu.Lock()
-	pod.busyStreak = 0
-	p.mu.Unlock()
+	if pod.busyStreak.Load() != 0 {
+		pod.busyStreak.Store(0)
+	}
 }
 
 func (p *Pool) pushFrontLocked(w *waiter) {
