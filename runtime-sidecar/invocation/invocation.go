@@ -266,8 +266,11 @@ func (inv *Invocation) completeFrom(from State, r *Result) bool {
 		return false
 	}
 	inv.stopTimer()
-	inv.deliver(r)
+	// Ended before the caller has its answer: a caller that sends the next
+	// invocation as soon as it has this one's answer (the activator, to a
+	// pod it thinks has a free slot) must find the slot free, not busy.
 	inv.end(r.Outcome)
+	inv.deliver(r)
 	return true
 }
 
