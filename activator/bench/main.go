@@ -43,6 +43,7 @@ import (
 
 	"github.com/lambdapod/lambdapod/activator/handler"
 	"github.com/lambdapod/lambdapod/activator/metrics"
+	"github.com/lambdapod/lambdapod/activator/park"
 	"github.com/lambdapod/lambdapod/activator/proxy"
 	"github.com/lambdapod/lambdapod/activator/queue"
 )
@@ -174,6 +175,9 @@ func serveActivator(listen, control string, conc int) error {
 	go func() { _ = http.Serve(cln, mux) }()
 	fmt.Fprintf(os.Stdout, "listening %s control %s\n", ln.Addr(), cln.Addr())
 	srv := &http.Server{Handler: chain, ReadHeaderTimeout: 30 * time.Second}
+	parker := park.New(srv) // as in the activator: held requests park
+	chain.SetParker(parker)
+	go func() { _ = parker.Serve() }()
 	return srv.Serve(ln)
 }
 
@@ -425,7 +429,7 @@ func drive(sidecarBin, bootstrapBin string, rate int, phase time.Duration, phase
 		}
 	}
 	if want("memory") {
-		return memory(actAddr, control, held)
+		return memory(actAddr, control, scAddr, held)
 	}
 	return nil
 }
@@ -507,29 +511,38 @@ func readyToForwarded(actAddr, control, scAddr string) error {
 	return nil
 }
 
-func memory(actAddr, control string, held int) error {
+func memory(actAddr, control, scAddr string, held int) error {
 
 	// 4. Memory per held request.
 	fmt.Fprintf(out, "\n### Memory per request held at zero (%d held, HTTP/1.1, one connection each)\n\n", held)
-	before, err := getStats(control, "held", true)
+	// The held requests are for the sidecar's function, at zero pods.
+	if _, err := setEndpoints(control, "fn", nil, false); err != nil {
+		return err
+	}
+	before, err := getStats(control, "fn", true)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	holdClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: -1, DisableKeepAlives: true, DisableCompression: true}}
 	var hw sync.WaitGroup
-	var holdErrs atomic.Int32
+	var holdErrs, answered atomic.Int32
 	for i := 0; i < held; i++ {
 		hw.Add(1)
 		go func() {
 			defer hw.Done()
-			req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+actAddr+"/2015-03-31/functions/bench.held/invocations", strings.NewReader(`{"hello":"bench"}`))
+			req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+actAddr+"/2015-03-31/functions/bench.fn/invocations", strings.NewReader(`{"hello":"bench"}`))
 			resp, err := holdClient.Do(req)
 			if err != nil {
 				if ctx.Err() == nil {
 					holdErrs.Add(1)
 				}
 				return
+			}
+			if _, err := io.Copy(io.Discard, resp.Body); err == nil && resp.StatusCode == http.StatusOK {
+				answered.Add(1)
+			} else if os.Getenv("BENCH_DEBUG") != "" {
+				fmt.Fprintln(os.Stderr, resp.StatusCode, err, resp.Header)
 			}
 			resp.Body.Close()
 		}()
@@ -539,7 +552,7 @@ func memory(actAddr, control string, held int) error {
 	}
 	var after stats
 	for i := 0; ; i++ {
-		after, err = getStats(control, "held", false)
+		after, err = getStats(control, "fn", false)
 		if err != nil {
 			cancel()
 			return err
@@ -549,13 +562,27 @@ func memory(actAddr, control string, held int) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	after, _ = getStats(control, "held", true)
+	after, _ = getStats(control, "fn", true)
 	if os.Getenv("BENCH_PAUSE") != "" {
 		fmt.Fprintln(os.Stderr, "holding for 15s (BENCH_PAUSE)")
 		time.Sleep(15 * time.Second)
 	}
+	// Then the function's pod turns ready: every held request is answered.
+	released := time.Now()
+	if _, err := setEndpoints(control, "fn", []string{scAddr}, false); err != nil {
+		cancel()
+		return err
+	}
+	allDone := make(chan struct{})
+	go func() { hw.Wait(); close(allDone) }()
+	select {
+	case <-allDone:
+	case <-time.After(2 * time.Minute):
+		cancel()
+		<-allDone
+	}
+	drained := time.Since(released)
 	cancel()
-	hw.Wait()
 	n := float64(after.Queued)
 	if n == 0 {
 		return fmt.Errorf("no request was held (%d errors)", holdErrs.Load())
@@ -569,6 +596,11 @@ func memory(actAddr, control string, held int) error {
 	fmt.Fprintf(out, "| heap + stacks | | | %s |\n", kib(after.HeapInuse+after.StackInuse, before.HeapInuse+before.StackInuse))
 	result["heldKiB"] = (float64(after.HeapInuse+after.StackInuse) - float64(before.HeapInuse+before.StackInuse)) / n / 1024
 	fmt.Fprintf(out, "| process RSS | %.1f MiB | %.1f MiB | %s |\n", mib(before.RSS), mib(after.RSS), kib(after.RSS, before.RSS))
+	fmt.Fprintf(out, "\nThen the pod turned ready: %d of %d held requests answered 200 in %.1f s.\n", answered.Load(), after.Queued, drained.Seconds())
+	result["heldAnswered"] = float64(answered.Load())
+	if int(answered.Load()) < after.Queued {
+		return fmt.Errorf("only %d of %d held requests were answered 200 once the pod was ready", answered.Load(), after.Queued)
+	}
 	return nil
 }
 

@@ -28,6 +28,7 @@ import (
 
 	"github.com/lambdapod/lambdapod/activator/event"
 	"github.com/lambdapod/lambdapod/activator/metrics"
+	"github.com/lambdapod/lambdapod/activator/park"
 	"github.com/lambdapod/lambdapod/activator/proxy"
 	"github.com/lambdapod/lambdapod/activator/queue"
 	"github.com/lambdapod/lambdapod/activator/route"
@@ -116,6 +117,11 @@ type call struct {
 	payload []byte
 	// reservation holds the queue place of an accepted Event invocation.
 	reservation *queue.Reservation
+	// held is the bytes taken from the budget for this request.
+	held int64
+	// parked is set while the request waits without its goroutine (see
+	// park.go); the resumed request's handler owns the call then.
+	parked *parked
 }
 
 // stage serves a call: it answers the caller, or returns a *Failure that
@@ -130,6 +136,8 @@ type Chain struct {
 	fns     Functions
 	metrics *metrics.Metrics
 	payload *Payload
+	wait    *Wait
+	budget  *budget
 }
 
 // New returns the request chain.
@@ -163,20 +171,38 @@ func New(o Options, fns Functions, pools Pools, inv Invoker, m *metrics.Metrics)
 	if len(o.TrustedProxies) > 0 {
 		trusted = o.trusts
 	}
-	return &Chain{opts: o, fns: fns, metrics: m, payload: &Payload{pools: pools, next: w, bodyTimeout: o.BodyTimeout,
-		budget: &budget{max: o.MaxHeldBytes}, overflow: overflow, trusted: trusted}}
+	ch := &Chain{opts: o, fns: fns, metrics: m, wait: w, budget: &budget{max: o.MaxHeldBytes}}
+	ch.payload = &Payload{pools: pools, next: w, bodyTimeout: o.BodyTimeout,
+		budget: ch.budget, overflow: overflow, trusted: trusted}
+	w.finish = ch.finish
+	return ch
 }
+
+// SetParker makes requests that must wait park without their goroutine
+// (see package park); p's server must be serving. Without a parker they
+// wait on their goroutines.
+func (ch *Chain) SetParker(p *park.Parker) { ch.wait.parker = p }
 
 // WaitAsync waits for the Event invocations running in the background.
 func (ch *Chain) WaitAsync() { ch.payload.async.Wait() }
 
 func (ch *Chain) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c := &call{start: time.Now(), requestID: invokeapi.NewRequestID(), region: ch.opts.Region}
 	sw := &statusWriter{ResponseWriter: w}
+	var f *Failure
+	c := resumed(r)
+	if c == nil {
+		c = &call{start: time.Now(), requestID: invokeapi.NewRequestID(), region: ch.opts.Region}
+	}
 	defer ch.recover(sw, c)
-	f := ch.route(r, c)
-	if f == nil {
+	if c.parked != nil {
+		// A parked request, back: it goes on where it stopped.
+		f = ch.wait.serve(sw, r, c)
+	} else if f = ch.route(r, c); f == nil {
 		f = ch.payload.serve(sw, r, c)
+	}
+	if f == parkedAway {
+		// The call is the resumed request's now.
+		return
 	}
 	code := sw.code
 	if f != nil {
@@ -185,6 +211,13 @@ func (ch *Chain) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if code == 0 {
 		code = 499 // the caller went away before an answer
 	}
+	ch.finish(c, code)
+}
+
+// finish gives the request's bytes back and records it.
+func (ch *Chain) finish(c *call, code int) {
+	ch.budget.give(c.held)
+	c.held = 0
 	ch.observe(c, code)
 }
 
@@ -219,7 +252,7 @@ func (ch *Chain) recover(sw *statusWriter, c *call) {
 		// no 5xx on the Invoke API.
 		code = render(sw, c, fail(ConnectionLost, "the activator failed while serving the invocation"))
 	}
-	ch.observe(c, code)
+	ch.finish(c, code)
 }
 
 // route finds the function and chooses the answer's format.

@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/lambdapod/lambdapod/activator/event"
+	"github.com/lambdapod/lambdapod/activator/park"
 	"github.com/lambdapod/lambdapod/activator/proxy"
 	"github.com/lambdapod/lambdapod/activator/queue"
 	"github.com/lambdapod/lambdapod/internal/contract"
@@ -66,9 +68,14 @@ func newSidecar(t *testing.T, fn func(w http.ResponseWriter, r *http.Request, pa
 func (s *sidecar) addr() string { return strings.TrimPrefix(s.URL, "http://") }
 
 type env struct {
-	h     http.Handler
+	h     *Chain
 	pools *queue.Registry
 	colds atomic.Int32
+	// url is a real server of the chain, whose held requests park (as in
+	// the activator); do calls it.
+	url    string
+	parker *park.Parker
+	client *http.Client
 }
 
 func newEnv(t *testing.T, o Options, fns fakeFunctions, maxQueue int) *env {
@@ -85,10 +92,54 @@ func newEnv(t *testing.T, o Options, fns fakeFunctions, maxQueue int) *env {
 	}
 	o.Route.DefaultNamespace = "default"
 	e.h = New(o, fns, e.pools, proxy.New(), nil)
+	srv := &http.Server{Handler: e.h, ReadHeaderTimeout: 10 * time.Second}
+	e.parker = park.New(srv)
+	e.h.SetParker(e.parker)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.url = "http://" + ln.Addr().String()
+	go func() { _ = srv.Serve(ln) }()
+	go func() { _ = e.parker.Serve() }()
+	e.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 100, DisableCompression: true}}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		_ = e.parker.Shutdown(ctx)
+		e.client.CloseIdleConnections()
+	})
 	return e
 }
 
+// do sends a request to the chain's server and records the answer.
 func (e *env) do(method, target, body string, hdr ...string) *httptest.ResponseRecorder {
+	r, err := http.NewRequest(method, e.url+target, strings.NewReader(body))
+	if err != nil {
+		panic(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Set(hdr[i], hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	resp, err := e.client.Do(r)
+	if err != nil {
+		w.WriteHeader(599)
+		fmt.Fprint(w, err)
+		return w
+	}
+	defer resp.Body.Close()
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+	return w
+}
+
+// direct serves a request on the chain without a server (no parking).
+func (e *env) direct(method, target, body string, hdr ...string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(method, target, strings.NewReader(body))
 	for i := 0; i+1 < len(hdr); i += 2 {
 		r.Header.Set(hdr[i], hdr[i+1])

@@ -59,12 +59,7 @@ func (h *Payload) serve(w http.ResponseWriter, r *http.Request, c *call) *Failur
 		return &Failure{Kind: h.overflow, RetryAfter: time.Second, Message: fmt.Sprintf(
 			"the activator holds at most %d MiB of request bodies at once, and that is spent; retry", h.budget.max>>20)}
 	}
-	held := true
-	defer func() {
-		if held {
-			h.budget.give(need)
-		}
-	}()
+	c.held = need // the chain gives it back when the request ends
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(h.bodyTimeout))
 	body, err := readBody(r, limit)
@@ -101,16 +96,14 @@ func (h *Payload) serve(w http.ResponseWriter, r *http.Request, c *call) *Failur
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	case invokeapi.Event:
-		f := h.event(w, r, c, need)
-		held = f != nil // the background invocation gives the bytes back
-		return f
+		return h.event(w, r, c)
 	}
 	return h.next.serve(w, r, c)
 }
 
 // event accepts an Event invocation and runs it in the background, which
 // gives its held bytes back to the budget when it ends.
-func (h *Payload) event(w http.ResponseWriter, r *http.Request, c *call, held int64) *Failure {
+func (h *Payload) event(w http.ResponseWriter, r *http.Request, c *call) *Failure {
 	// The queue place is taken before the 202, so that an accepted Event
 	// never finds the queue full afterwards and is dropped.
 	res, err := h.pools.Get(c.key).Reserve()
@@ -124,6 +117,8 @@ func (h *Payload) event(w http.ResponseWriter, r *http.Request, c *call, held in
 	// The caller has its answer; the invocation outlives its request.
 	r2 := r.Clone(context.WithoutCancel(r.Context()))
 	r2.Header.Del(invokeapi.HeaderInvocationType)
+	held := c.held
+	c.held = 0 // the background invocation gives the bytes back
 	h.async.Add(1)
 	go func() {
 		defer h.async.Done()

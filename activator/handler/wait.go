@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/lambdapod/lambdapod/activator/metrics"
+	"github.com/lambdapod/lambdapod/activator/park"
 	"github.com/lambdapod/lambdapod/activator/queue"
 )
 
@@ -20,6 +21,10 @@ type Wait struct {
 	pools   Pools
 	metrics *metrics.Metrics
 	next    *Proxy
+	// parker, if set, parks requests that must wait (park.go).
+	parker *park.Parker
+	// finish ends a request that will not come back to the chain.
+	finish func(*call, int)
 }
 
 func (h *Wait) serve(w http.ResponseWriter, r *http.Request, c *call) *Failure {
@@ -31,10 +36,16 @@ func (h *Wait) serve(w http.ResponseWriter, r *http.Request, c *call) *Failure {
 		return h.next.forward(w, r, c, l.Pod.Addr, l.StartBy)
 	}
 	var err error
-	if c.reservation != nil {
+	switch {
+	case c.parked != nil:
+		err = h.resume(r, c, pool, run)
+	case c.reservation != nil:
 		err = pool.TryReserved(r.Context(), c.reservation, h.opts.ActivationTimeout, maxAttempts, run)
-	} else {
-		err = pool.Try(r.Context(), h.opts.ActivationTimeout, maxAttempts, run)
+	default:
+		var away bool
+		if away, err = h.park(w, r, c, pool, run); away {
+			return parkedAway
+		}
 	}
 	var f *Failure
 	var unreachable *queue.Unreachable

@@ -71,10 +71,18 @@ func (l *Lease) Release() {
 // it back.
 func (l *Lease) Retire() { l.pool.retire(l.Pod) }
 
+// waiter is a request in the queue. deliver hands it a lease, under the
+// pool's lock (so it must not block or take the lock): false means the
+// request no longer wants it, and the slot goes to the next waiter.
 type waiter struct {
-	ch         chan *Pod // buffered 1: the dispatcher never blocks
+	deliver    func(*Lease) bool
+	start      time.Time
+	cold       bool
 	next, prev *waiter
 }
+
+// Waiter is a parked request's place in the queue (see Park).
+type Waiter struct{ w *waiter }
 
 // Stats is a snapshot of a pool for the autoscaler.
 type Stats struct {
@@ -191,8 +199,10 @@ const (
 	retry
 )
 
-// acquire is Acquire for a request that comes as e says.
-func (p *Pool) acquire(ctx context.Context, e entry) (*Lease, error) {
+// enqueue takes a slot at once, or puts a waiter with deliver in the
+// queue (nil, nil: it waits), or refuses an arrival when the queue is at
+// its bound.
+func (p *Pool) enqueue(e entry, deliver func(*Lease) bool) (*Lease, *waiter, error) {
 	p.mu.Lock()
 	p.tick()
 	switch e {
@@ -206,42 +216,76 @@ func (p *Pool) acquire(ctx context.Context, e entry) (*Lease, error) {
 		pod.inflight++
 		p.inflight++
 		p.mu.Unlock()
-		return &Lease{Pod: pod, pool: p}, nil
+		return &Lease{Pod: pod, pool: p}, nil, nil
 	}
 	if e == arrival && p.queued+p.reserved >= p.maxQueue {
 		p.mu.Unlock()
-		return nil, ErrQueueFull
+		return nil, nil, ErrQueueFull
 	}
-	w := &waiter{ch: make(chan *Pod, 1)}
+	w := &waiter{deliver: deliver, start: p.now(), cold: len(p.pods) == 0}
 	if e == again {
 		p.pushFrontLocked(w)
 	} else {
 		p.pushLocked(w)
 	}
-	cold := len(p.pods) == 0
 	p.mu.Unlock()
-	start := p.now()
-	if cold && p.OnCold != nil {
+	if w.cold && p.OnCold != nil {
 		p.OnCold()
 	}
+	return nil, w, nil
+}
+
+// acquire is Acquire for a request that comes as e says.
+func (p *Pool) acquire(ctx context.Context, e entry) (*Lease, error) {
+	ch := make(chan *Lease, 1) // the dispatcher never blocks
+	lease, w, err := p.enqueue(e, func(l *Lease) bool { ch <- l; return true })
+	if w == nil {
+		return lease, err
+	}
 	select {
-	case pod := <-w.ch:
-		return &Lease{Pod: pod, pool: p, Waited: p.now().Sub(start), Cold: cold}, nil
+	case l := <-ch:
+		return l, nil
 	case <-ctx.Done():
-		p.mu.Lock()
-		if w.ch != nil && p.unlinkLocked(w) {
-			p.tick()
-			p.queued--
-			p.mu.Unlock()
+		if p.dequeue(w) {
 			return nil, ctx.Err()
 		}
-		p.mu.Unlock()
 		// A slot was handed over as the context ended: give it back.
-		pod := <-w.ch
-		p.release(pod)
+		(<-ch).Release()
 		return nil, ctx.Err()
 	}
 }
+
+// dequeue takes w out of the queue; false if a lease was handed to it
+// already.
+func (p *Pool) dequeue(w *waiter) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.unlinkLocked(w) {
+		return false
+	}
+	p.tick()
+	p.queued--
+	return true
+}
+
+// Park is Acquire for a request that waits without a goroutine: it
+// returns a lease at once when a pod has a free slot; otherwise the
+// request takes its place in the queue (ErrQueueFull at the bound), and
+// deliver is called with its lease when a slot frees up. deliver runs
+// under the pool's lock: it must not block nor call the pool, and returns
+// false when the request is gone (the slot then goes to the next waiter).
+// Unpark takes a request that stops waiting out of the queue.
+func (p *Pool) Park(deliver func(*Lease) bool) (*Lease, *Waiter, error) {
+	lease, w, err := p.enqueue(arrival, deliver)
+	if w == nil {
+		return lease, nil, err
+	}
+	return nil, &Waiter{w: w}, nil
+}
+
+// Unpark takes a parked request out of the queue; false if its lease was
+// delivered (or refused) already.
+func (p *Pool) Unpark(w *Waiter) bool { return p.dequeue(w.w) }
 
 // NotRun is what a Try callback returns when its request never ran on the
 // lease's pod (it could not be reached, or answered that it is shutting
@@ -279,7 +323,7 @@ func (e *Unreachable) Error() string {
 // while waiting (context.DeadlineExceeded once wait has passed), and fn's
 // other errors as they are.
 func (p *Pool) Try(ctx context.Context, wait time.Duration, attempts int, fn func(*Lease) error) error {
-	return p.tryFrom(ctx, arrival, wait, attempts, fn)
+	return p.tryFrom(ctx, arrival, nil, time.Now().Add(wait), attempts, fn)
 }
 
 // TryReserved is Try for a request whose place r holds: it is never
@@ -287,17 +331,24 @@ func (p *Pool) Try(ctx context.Context, wait time.Duration, attempts int, fn fun
 func (p *Pool) TryReserved(ctx context.Context, r *Reservation, wait time.Duration, attempts int, fn func(*Lease) error) error {
 	first := arrival
 	r.once.Do(func() { first = reserved })
-	return p.tryFrom(ctx, first, wait, attempts, fn)
+	return p.tryFrom(ctx, first, nil, time.Now().Add(wait), attempts, fn)
 }
 
-func (p *Pool) tryFrom(ctx context.Context, first entry, wait time.Duration, attempts int, fn func(*Lease) error) error {
-	wctx, cancel := context.WithTimeout(ctx, wait)
+// TryLeased is Try for a request that holds a lease already (a parked
+// request that was handed one): its first attempt runs on it, and the
+// wait for any other ends at startBy.
+func (p *Pool) TryLeased(ctx context.Context, l *Lease, startBy time.Time, attempts int, fn func(*Lease) error) error {
+	return p.tryFrom(ctx, retry, l, startBy, attempts, fn)
+}
+
+func (p *Pool) tryFrom(ctx context.Context, first entry, lease *Lease, startBy time.Time, attempts int, fn func(*Lease) error) error {
+	wctx, cancel := context.WithDeadline(ctx, startBy)
 	defer cancel()
-	startBy, _ := wctx.Deadline()
 	var last error
 	e := first
 	for attempt := 1; attempt <= max(attempts, 1); {
-		nr, err := p.try(wctx, e, startBy, fn)
+		nr, err := p.try(wctx, e, lease, startBy, fn)
+		lease = nil
 		if nr == nil || ctx.Err() != nil {
 			return err
 		}
@@ -346,14 +397,16 @@ func (p *Pool) pickLocked() *Pod {
 
 // try is one attempt of Try. The slot is released however fn returns, a
 // panic included, so that no slot leaks.
-func (p *Pool) try(wctx context.Context, e entry, startBy time.Time, fn func(*Lease) error) (*NotRun, error) {
-	lease, err := p.acquire(wctx, e)
-	if err != nil {
-		return nil, err
+func (p *Pool) try(wctx context.Context, e entry, lease *Lease, startBy time.Time, fn func(*Lease) error) (*NotRun, error) {
+	if lease == nil {
+		var err error
+		if lease, err = p.acquire(wctx, e); err != nil {
+			return nil, err
+		}
 	}
 	defer lease.Release()
 	lease.StartBy = startBy
-	err = fn(lease)
+	err := fn(lease)
 	var nr *NotRun
 	errors.As(err, &nr)
 	switch {
@@ -449,9 +502,11 @@ func (p *Pool) dispatchLocked() {
 		p.unlinkLocked(w)
 		p.tick()
 		p.queued--
-		pod.inflight++
-		p.inflight++
-		w.ch <- pod
+		l := &Lease{Pod: pod, pool: p, Waited: p.now().Sub(w.start), Cold: w.cold}
+		if w.deliver(l) {
+			pod.inflight++
+			p.inflight++
+		}
 	}
 }
 

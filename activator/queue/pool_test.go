@@ -289,3 +289,46 @@ func TestTryWaitsOutABusyPod(t *testing.T) {
 		t.Fatalf("always busy: %v, want the wait bound", err)
 	}
 }
+
+func TestParkedRequestsGetSlotsInOrderAndAGoneOneIsSkipped(t *testing.T) {
+	p := New(1, 3)
+	var got []string
+	park := func(name string, wants bool) *Waiter {
+		t.Helper()
+		l, w, err := p.Park(func(l *Lease) bool {
+			if wants {
+				got = append(got, name)
+			}
+			return wants
+		})
+		if l != nil || err != nil || w == nil {
+			t.Fatalf("park %s: lease %v, err %v", name, l, err)
+		}
+		return w
+	}
+	a := park("a", true)
+	park("gone", false) // its client left as the slot came
+	c := park("c", true)
+	if _, _, err := p.Park(func(*Lease) bool { return true }); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("fourth parked request: %v, want ErrQueueFull", err)
+	}
+	if !p.Unpark(c) {
+		t.Fatal("Unpark of a waiting request reported false")
+	}
+	p.SetEndpoints([]string{"pod:1", "pod:2"})
+	if len(got) != 1 || got[0] != "a" {
+		t.Fatalf("delivered to %v, want [a] (the gone one skipped, the unparked one out)", got)
+	}
+	if p.Unpark(a) {
+		t.Fatal("Unpark after the lease was delivered reported true")
+	}
+	in, q, _ := p.Counts()
+	if in != 1 || q != 0 {
+		t.Fatalf("inflight %d queued %d, want 1 and 0: the refused slot is free again", in, q)
+	}
+	// A free slot is taken at once, without parking.
+	l, w, err := p.Park(func(*Lease) bool { t.Fatal("delivered to a request that had a slot at once"); return false })
+	if l == nil || w != nil || err != nil {
+		t.Fatalf("Park with a free slot: lease %v waiter %v err %v", l, w, err)
+	}
+}

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/net/netutil"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -30,6 +29,7 @@ import (
 	"github.com/lambdapod/lambdapod/activator/functions"
 	"github.com/lambdapod/lambdapod/activator/handler"
 	"github.com/lambdapod/lambdapod/activator/metrics"
+	"github.com/lambdapod/lambdapod/activator/park"
 	"github.com/lambdapod/lambdapod/activator/proxy"
 	"github.com/lambdapod/lambdapod/activator/queue"
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
@@ -78,6 +78,8 @@ type Activator struct {
 	tracker  *endpoints.Tracker
 	reporter *stats.Reporter
 	chain    *handler.Chain
+	srv      *http.Server
+	parker   *park.Parker
 	reg      *prometheus.Registry
 	metrics  *metrics.Metrics
 	ready    atomic.Bool
@@ -168,6 +170,19 @@ func New(cfg Config, rc *rest.Config) (*Activator, error) {
 	// no request goes there again to find them closed.
 	a.pools.OnGone = inv.CloseIdle
 	a.chain = handler.New(cfg.Handler, a.fns, a.pools, inv, a.metrics)
+	// No ReadTimeout or WriteTimeout: an invocation may take 15 minutes.
+	// The header has ReadHeaderTimeout, the body the chain's own read
+	// deadline, an idle connection IdleTimeout.
+	a.srv = &http.Server{Handler: a.chain, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
+	// Requests held while their function has no free pod park without a
+	// goroutine or buffers each (package park).
+	a.parker = park.New(a.srv)
+	a.chain.SetParker(a.parker)
+	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lambdapod_activator_parked_requests",
+		Help: "Requests held without a goroutine of their own while their function has no free pod (a subset of the queued requests).",
+	}, func() float64 { return float64(a.parker.Parked()) }))
 	return a, nil
 }
 
@@ -259,14 +274,11 @@ func (a *Activator) Run(ctx context.Context) error {
 	}
 	a.addr.Store(ln.Addr().String())
 	a.adminAddr.Store(aln.Addr().String())
-	// No ReadTimeout or WriteTimeout: an invocation may take 15 minutes.
-	// The header has ReadHeaderTimeout, the body the chain's own read
-	// deadline, an idle connection IdleTimeout.
-	srv := &http.Server{Handler: a.chain, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
+	srv, parker := a.srv, a.parker
 	if a.cfg.MaxConnections > 0 {
-		ln = netutil.LimitListener(ln, a.cfg.MaxConnections)
+		ln = newLimitListener(ln, a.cfg.MaxConnections)
 	}
+	go func() { _ = parker.Serve() }()
 	adm := &http.Server{Handler: a.admin(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = adm.Serve(aln) }()
 	defer adm.Close()
@@ -299,6 +311,11 @@ func (a *Activator) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	err = srv.Shutdown(sctx)
+	// Then the parked requests: each is resumed (a slot, or the end of
+	// its wait) and answered on the parker's server.
+	if perr := parker.Shutdown(sctx); err == nil {
+		err = perr
+	}
 	done := make(chan struct{})
 	go func() { a.chain.WaitAsync(); close(done) }()
 	select {

@@ -1,0 +1,108 @@
+package handler
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/lambdapod/lambdapod/activator/park"
+	"github.com/lambdapod/lambdapod/activator/queue"
+)
+
+// parkedAway is what Wait returns for a request it parked: the call
+// belongs to the request's resumption from then on, and the handler that
+// parked it returns without a word.
+var parkedAway = &Failure{Kind: Internal, Message: "parked"}
+
+// parked is a request waiting for a slot without its goroutine: its
+// connection is hijacked and watched (package park), its place in the
+// queue is a callback, and a timer ends the wait at the activation
+// timeout. Whichever comes first resumes the request, through net/http
+// again, where Wait goes on (resume).
+type parked struct {
+	ticket  *park.Ticket
+	waiter  *queue.Waiter
+	timer   *time.Timer
+	startBy time.Time
+	// lease is the slot handed over while parked; nil when the wait timed
+	// out. Written under the pool's lock before the ticket is resumed.
+	lease *queue.Lease
+}
+
+// resumed returns the call of a parked request that was resumed, or nil.
+func resumed(r *http.Request) *call {
+	t := park.Resumed(r.Context())
+	if t == nil {
+		return nil
+	}
+	return t.Value.(*call)
+}
+
+// park waits for a slot for the request without its goroutine when it
+// can: it returns parkedAway once the request is parked, else the
+// result of trying the request here (a slot was free at once, or the
+// request cannot be parked).
+func (h *Wait) park(w http.ResponseWriter, r *http.Request, c *call, pool *queue.Pool, run func(*queue.Lease) error) (away bool, err error) {
+	t, err := h.parker.NewTicket(r, c)
+	if err != nil {
+		return false, pool.Try(r.Context(), h.opts.ActivationTimeout, maxAttempts, run)
+	}
+	pk := &parked{ticket: t, startBy: time.Now().Add(h.opts.ActivationTimeout)}
+	lease, wt, err := pool.Park(func(l *queue.Lease) bool {
+		pk.lease = l
+		return t.Resume()
+	})
+	if err != nil {
+		return false, err
+	}
+	if lease != nil {
+		return false, pool.TryLeased(r.Context(), lease, pk.startBy, maxAttempts, run)
+	}
+	pk.waiter = wt
+	pk.timer = time.AfterFunc(h.opts.ActivationTimeout, func() {
+		if pool.Unpark(wt) {
+			t.Resume()
+		}
+	})
+	c.parked = pk
+	gone := func() {
+		// The client went away while parked: no slot was handed over.
+		pk.timer.Stop()
+		pool.Unpark(wt)
+		h.finish(c, 499)
+	}
+	abandon := func() {
+		// Resumed, but the connection closed before the handler ran (the
+		// server stops).
+		pk.timer.Stop()
+		if pk.lease != nil {
+			pk.lease.Release()
+		}
+		h.finish(c, 499)
+	}
+	if t.Park(w, gone, abandon) == nil {
+		return true, nil
+	}
+	// The connection cannot be hijacked: wait here instead.
+	c.parked = nil
+	pk.timer.Stop()
+	if pool.Unpark(wt) {
+		return false, pool.TryLeased(r.Context(), nil, pk.startBy, maxAttempts, run)
+	}
+	if pk.lease == nil {
+		return false, context.DeadlineExceeded
+	}
+	return false, pool.TryLeased(r.Context(), pk.lease, pk.startBy, maxAttempts, run)
+}
+
+// resume goes on with a parked request, resumed with a slot or at the end
+// of its wait.
+func (h *Wait) resume(r *http.Request, c *call, pool *queue.Pool, run func(*queue.Lease) error) error {
+	pk := c.parked
+	c.parked = nil
+	pk.timer.Stop()
+	if pk.lease == nil {
+		return context.DeadlineExceeded
+	}
+	return pool.TryLeased(r.Context(), pk.lease, pk.startBy, maxAttempts, run)
+}
