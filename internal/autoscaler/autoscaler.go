@@ -21,12 +21,14 @@ package autoscaler
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/netutil"
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -350,10 +352,17 @@ func (a *Autoscaler) StatsServer(addr string) *StatsServer {
 	return &StatsServer{Addr: addr, Handler: a.Handler()}
 }
 
+// MaxStatsConnections caps the stats receiver's open connections.
+const MaxStatsConnections = 256
+
 // StatsServer serves the autoscaler's stats receiver.
 type StatsServer struct {
 	Addr    string
 	Handler http.Handler
+	// ReadTimeout bounds the reading of a whole report (10 s if zero).
+	ReadTimeout time.Duration
+	// listening, if set, is sent the bound address (for tests).
+	listening chan<- string
 }
 
 // NeedLeaderElection is false: every replica takes reports.
@@ -365,9 +374,24 @@ func (s *StatsServer) Start(ctx context.Context) error {
 	mux.Handle(stats.Path, s.Handler)
 	// A report's headers are a bearer token (stats.MaxTokenBytes) and a
 	// few short ones: 64 KiB is ample, and less to hold than Go's 1 MiB.
-	srv := &http.Server{Addr: s.Addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	// A report is a few KiB sent at once: 10 s for all of it, and an idle
+	// activator connection is closed after a minute. The cap bounds what
+	// connections that never send anything cost; activators are a few.
+	read := s.ReadTimeout
+	if read <= 0 {
+		read = 10 * time.Second
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: read, ReadTimeout: read,
+		IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10}
+	ln, err := net.Listen("tcp", s.Addr)
+	if err != nil {
+		return err
+	}
+	if s.listening != nil {
+		s.listening <- ln.Addr().String()
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	go func() { errc <- srv.Serve(netutil.LimitListener(ln, MaxStatsConnections)) }()
 	select {
 	case err := <-errc:
 		return err

@@ -7,10 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -178,5 +180,30 @@ func TestHandlerRefusesAStreamedReportOverTheCap(t *testing.T) {
 	resp.Body.Close()
 	if req.ContentLength != 0 || resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(msg), "at most 1048576 bytes") {
 		t.Fatalf("a streamed report over the cap (length %d) answered %d %q, want 413", req.ContentLength, resp.StatusCode, msg)
+	}
+}
+
+// Attack: a report whose body never ends, or comes a byte at a time, held
+// a connection and its goroutine on the manager for ever. The whole report
+// has a deadline: the connection is closed.
+func TestStatsServerCutsASlowReport(t *testing.T) {
+	a, _ := testAutoscaler(t, nil)
+	addr := make(chan string, 1)
+	s := &StatsServer{Addr: "127.0.0.1:0", Handler: a.Handler(), ReadTimeout: 300 * time.Millisecond, listening: addr}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+	defer func() { cancel(); <-done }()
+	c, err := net.Dial("tcp", <-addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: manager\r\nContent-Length: 1000\r\n\r\n{\"activator\":", stats.Path)
+	start := time.Now()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.ReadAll(c) // whatever is answered, until the server closes
+	if err != nil || time.Since(start) > 2*time.Second {
+		t.Fatalf("a stalled report's connection: %v after %v, want closed within the read timeout", err, time.Since(start))
 	}
 }

@@ -197,10 +197,12 @@ func (r *Reporter) Send(ctx context.Context, rep Report) error {
 			return nil
 		}
 		last = fmt.Errorf("autoscaler answered %s", resp.Status)
-		switch resp.StatusCode {
-		case http.StatusUnauthorized:
+		switch {
+		case resp.StatusCode == http.StatusUnauthorized:
+			// The token may have been rotated since it was read.
 			rereadToken = true
-		case http.StatusForbidden:
+		case resp.StatusCode/100 == 4:
+			// The same report would get the same answer.
 			return last
 		}
 	}

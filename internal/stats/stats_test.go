@@ -167,3 +167,32 @@ func TestReporterSendsTheToken(t *testing.T) {
 		t.Errorf("sent %q, want three attempts without Authorization", got)
 	}
 }
+
+// A refusal for the report itself is not sent again (the same report gets
+// the same answer); the leader's absence (503) and a lost connection are.
+func TestSendRetriesOnlyWhatMayPassNextTime(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		tries  int32
+	}{
+		{http.StatusBadRequest, 1},
+		{http.StatusRequestEntityTooLarge, 1},
+		{http.StatusForbidden, 1},
+		{http.StatusServiceUnavailable, 3},
+		{http.StatusInternalServerError, 3},
+	} {
+		var tries atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			tries.Add(1)
+			w.WriteHeader(tc.status)
+		}))
+		err := NewReporter(srv.URL+Path, "act", nil).Send(context.Background(), Report{Activator: "act"})
+		srv.Close()
+		if err == nil || !strings.Contains(err.Error(), http.StatusText(tc.status)) {
+			t.Errorf("%d: error %v", tc.status, err)
+		}
+		if got := tries.Load(); got != tc.tries {
+			t.Errorf("%d: sent %d times, want %d", tc.status, got, tc.tries)
+		}
+	}
+}

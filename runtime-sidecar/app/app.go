@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/lambdapod/lambdapod/runtime-sidecar/invocation"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/invoke"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/lambdaenv"
@@ -127,13 +129,16 @@ func Run(cfg Config, log *slog.Logger) error {
 		Metrics:      m,
 		Ready:        pool.Ready,
 		MaxInFlight:  cfg.MaxInFlight,
+		BodyTimeout:  cfg.BodyTimeout,
 	}, queue)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
 		// No read or write timeout: an invocation may take the whole
-		// function timeout (up to 15 minutes).
+		// function timeout (up to 15 minutes). The payload has the
+		// handler's own deadline (--body-timeout).
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 
@@ -144,7 +149,7 @@ func Run(cfg Config, log *slog.Logger) error {
 		"timeout", cfg.Timeout, "concurrency", cfg.Concurrency, "mode", cfg.Mode)
 	pool.Start()
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(invokeLn) }()
+	go func() { serveErr <- srv.Serve(netutil.LimitListener(invokeLn, cfg.MaxConns)) }()
 
 	var terminating <-chan struct{}
 	if remote != nil {

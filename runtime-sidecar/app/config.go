@@ -35,6 +35,8 @@ type Config struct {
 	Concurrency   int
 	QueueSize     int
 	MaxInFlight   int
+	BodyTimeout   time.Duration
+	MaxConns      int
 	FunctionName  string
 	Version       string
 	Memory        string
@@ -85,6 +87,10 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		"bootstrap processes, each running one invocation at a time [LAMBDAPOD_CONCURRENCY]")
 	maxInFlight := fs.String("max-inflight", env(contract.EnvMaxInFlight, "0"),
 		"invocations admitted at once; another gets 429 marked not-run busy at once instead of waiting in the queue (0: no limit) ["+contract.EnvMaxInFlight+"]")
+	fs.DurationVar(&c.BodyTimeout, "body-timeout", 30*time.Second,
+		"longest time a caller may take to send an invocation's payload; a slower one is refused and gives its slot back")
+	fs.IntVar(&c.MaxConns, "max-connections", 1000,
+		"Invoke API connections open at once; more wait in the listen backlog (each costs memory whether or not it sends anything)")
 	queue := fs.String("queue-size", env("LAMBDAPOD_QUEUE_SIZE", "100"),
 		"invocations that may wait for a free bootstrap; more get 429 [LAMBDAPOD_QUEUE_SIZE]")
 	fs.StringVar(&c.FunctionName, "function-name", getenv(contract.EnvFunctionName),
@@ -134,6 +140,12 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	if c.MaxInFlight, err = strconv.Atoi(*maxInFlight); err != nil || c.MaxInFlight < 0 {
 		return c, fmt.Errorf("invalid max in-flight %q: want an integer >= 0", *maxInFlight)
+	}
+	if c.BodyTimeout <= 0 {
+		return c, fmt.Errorf("invalid body timeout %s: want a positive duration", c.BodyTimeout)
+	}
+	if c.MaxConns < 1 {
+		return c, fmt.Errorf("invalid max connections %d: want at least 1", c.MaxConns)
 	}
 	if c.QueueSize, err = strconv.Atoi(*queue); err != nil || c.QueueSize < 0 {
 		return c, fmt.Errorf("invalid queue size %q: want an integer >= 0", *queue)

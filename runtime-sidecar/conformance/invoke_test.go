@@ -1,12 +1,14 @@
 package conformance
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -744,4 +746,34 @@ func peakRSS(t *testing.T, pid int) int64 {
 	}
 	t.Fatal("no VmHWM")
 	return 0
+}
+
+// Attack: a caller that takes a slot and then sends its payload a byte at
+// a time kept the slot for as long as it liked; with --max-inflight, the
+// function was busy for everyone else. The payload has a deadline: the
+// slow caller is refused and the slot is free again.
+func TestASlowPayloadGivesItsSlotBack(t *testing.T) {
+	s := startSidecar(t, sidecarOpts{bootstrap: goBootstrap(), flags: []string{"--max-inflight", "1", "--body-timeout", "400ms"}})
+	c, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: sidecar\r\nContent-Length: 100\r\n\r\n{\"action\":", invokePath)
+	time.Sleep(100 * time.Millisecond) // it holds the only slot now
+	if resp, _ := s.post(invokePath, `{"action":"echo"}`, nil); resp.StatusCode != 429 {
+		t.Fatalf("while the slow caller holds the slot: %d, want 429", resp.StatusCode)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("the slow caller got no answer: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("the slow caller: %d, want 400", resp.StatusCode)
+	}
+	if resp, body := s.post(invokePath, `{"action":"echo"}`, nil); resp.StatusCode != 200 {
+		t.Fatalf("after the slow caller's deadline: %d %s, want 200 (the slot is free)", resp.StatusCode, body)
+	}
 }

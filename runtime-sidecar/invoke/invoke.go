@@ -39,6 +39,9 @@ type Config struct {
 	// the pod, its concurrency holds, and no invocation waits in the pod
 	// where its caller's timers cannot see it.
 	MaxInFlight int
+	// BodyTimeout bounds the reading of a payload, so that a caller that
+	// sends it slowly cannot keep a slot (30s if zero).
+	BodyTimeout time.Duration
 }
 
 // Handler is the invoke side of the sidecar.
@@ -255,7 +258,12 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName str
 	if r.ContentLength > 0 {
 		buf.Grow(int(r.ContentLength))
 	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(h.bodyTimeout()))
 	n, err := buf.ReadFrom(io.LimitReader(r.Body, int64(limit)+1))
+	if err == nil {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	if n > int64(limit) || err != nil {
 		h.leave()
 		invocation.PutBuffer(buf)
@@ -428,6 +436,13 @@ func (h *Handler) shuttingDown(w http.ResponseWriter, reason string) {
 	e := invokeapi.ServiceException(http.StatusServiceUnavailable, "The function instance is shutting down; retry.")
 	e.RetryAfter = time.Second
 	h.reject(w, e, reason)
+}
+
+func (h *Handler) bodyTimeout() time.Duration {
+	if h.cfg.BodyTimeout > 0 {
+		return h.cfg.BodyTimeout
+	}
+	return 30 * time.Second
 }
 
 func discard(body io.Reader) {
