@@ -20,6 +20,12 @@ const (
 	DefaultMaxReplicas      = 10
 	DefaultScaleToZeroAfter = 5 * time.Minute
 	DefaultEventFormat      = EventFormatHTTPAPIv2
+	DefaultAuthType         = AuthRBAC
+	// DefaultEphemeralStorageMiB is Lambda's default /tmp.
+	DefaultEphemeralStorageMiB = 512
+	// DefaultRunAsUser is the uid of Lambda's sbx_user1051, for images
+	// whose user is root or a name.
+	DefaultRunAsUser = 993
 )
 
 const mebibyte = 1 << 20
@@ -119,4 +125,20 @@ func (h *HTTPSpec) EventFormatOrDefault() EventFormat {
 		return DefaultEventFormat
 	}
 	return h.EventFormat
+}
+
+// AuthTypeOrDefault says who may invoke the function.
+func (spec *FunctionSpec) AuthTypeOrDefault() AuthType {
+	if spec.AuthType == "" {
+		return DefaultAuthType
+	}
+	return spec.AuthType
+}
+
+// EphemeralStorageMiB bounds the function's writable storage, in MiB.
+func (r *RuntimeSpec) EphemeralStorageMiB() int64 {
+	if r.EphemeralStorage == nil || r.EphemeralStorage.IsZero() {
+		return DefaultEphemeralStorageMiB
+	}
+	return r.EphemeralStorage.Value() / mebibyte
 }

@@ -62,7 +62,30 @@ type FunctionSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	HTTP HTTPSpec `json:"http,omitempty"`
+
+	// authType says who may invoke the function, through its HTTP routes
+	// and the Invoke API alike, as a Lambda Function URL's AuthType.
+	// RBAC, the default: the caller presents credentials (a bearer token
+	// that the API server accepts, or an AWS Signature Version 4 made with
+	// a lambdapod access key) of an identity that Kubernetes RBAC allows
+	// the verb invoke on this Function (resource functions, group
+	// lambdapod.io). None: anyone who reaches the activator may invoke
+	// it; an explicit choice, as NONE is on Lambda.
+	// +kubebuilder:default=RBAC
+	// +optional
+	AuthType AuthType `json:"authType,omitempty"`
 }
+
+// AuthType says who may invoke a Function.
+// +kubebuilder:validation:Enum=RBAC;None
+type AuthType string
+
+const (
+	// AuthRBAC: callers RBAC allows the verb invoke on the Function.
+	AuthRBAC AuthType = "RBAC"
+	// AuthNone: anyone.
+	AuthNone AuthType = "None"
+)
 
 // Source is exactly one of git or image.
 //
@@ -170,6 +193,8 @@ type BuildSpec struct {
 }
 
 // RuntimeSpec configures the function's pods and the Lambda environment.
+//
+// +kubebuilder:validation:XValidation:rule="!(has(self.runAsRoot) && self.runAsRoot && has(self.runAsUser))",message="spec.runtime.runAsUser and spec.runtime.runAsRoot exclude each other: a Function that runs as root runs as the image's user"
 type RuntimeSpec struct {
 	// handler is passed to the bootstrap as _HANDLER.
 	// +kubebuilder:validation:MaxLength=128
@@ -213,6 +238,32 @@ type RuntimeSpec struct {
 	// +kubebuilder:validation:Maximum=1000
 	// +optional
 	Concurrency int32 `json:"concurrency,omitempty"`
+
+	// ephemeralStorage bounds what the function may write to its
+	// container's file system (/tmp), as Lambda's ephemeral storage from
+	// 512Mi to 10Gi.
+	// +kubebuilder:default="512Mi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('512Mi')) >= 0 && quantity(string(self)).compareTo(quantity('10Gi')) <= 0",message="spec.runtime.ephemeralStorage must be between 512Mi and 10Gi, as on Lambda"
+	// +optional
+	EphemeralStorage *resource.Quantity `json:"ephemeralStorage,omitempty"`
+
+	// runAsUser is the uid the function's processes run as. By default the
+	// image's user when it is a uid other than 0, else 993, the uid of
+	// Lambda's sbx_user1051.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=2147483647
+	// +optional
+	RunAsUser *int64 `json:"runAsUser,omitempty"`
+
+	// runAsRoot opts out of confinement, for an image that must run as
+	// root: the function's container then runs as the image says, may gain
+	// privileges and keeps the default capabilities. Function pods are
+	// otherwise confined as the restricted Pod Security Standard asks
+	// (non-root, no privilege escalation, all capabilities dropped,
+	// seccomp RuntimeDefault), and a namespace that enforces that standard
+	// refuses the pods of a Function that opts out.
+	// +optional
+	RunAsRoot bool `json:"runAsRoot,omitempty"`
 }
 
 // ScaleSpec bounds the number of pods.

@@ -43,6 +43,26 @@ spec:
 spec:
   source: {image: example/fn:1}
   runtime: {timeout: 16m}`, []string{"spec.runtime.timeout", "between 1s and 15m"}},
+		{"ephemeral storage over 10Gi", `
+spec:
+  source: {image: example/fn:1}
+  runtime: {ephemeralStorage: 11Gi}`, []string{"spec.runtime.ephemeralStorage", "between 512Mi and 10Gi"}},
+		{"ephemeral storage under 512Mi", `
+spec:
+  source: {image: example/fn:1}
+  runtime: {ephemeralStorage: 100Mi}`, []string{"spec.runtime.ephemeralStorage", "between 512Mi and 10Gi"}},
+		{"runAsUser root", `
+spec:
+  source: {image: example/fn:1}
+  runtime: {runAsUser: 0}`, []string{"spec.runtime.runAsUser"}},
+		{"runAsUser with runAsRoot", `
+spec:
+  source: {image: example/fn:1}
+  runtime: {runAsUser: 1000, runAsRoot: true}`, []string{"spec.runtime", "runAsUser and spec.runtime.runAsRoot exclude each other"}},
+		{"an unknown authType", `
+spec:
+  source: {image: example/fn:1}
+  authType: AWS_IAM`, []string{"spec.authType", "RBAC", "None"}},
 		{"timeout under a second", `
 spec:
   source: {image: example/fn:1}
@@ -176,19 +196,21 @@ spec:
 		}
 		got := map[string]any{}
 		want := map[string]any{
-			"spec.runtime.timeout":         "30s",
-			"spec.runtime.memory":          "128Mi",
-			"spec.runtime.concurrency":     int64(1),
-			"spec.scale.minReplicas":       int64(0),
-			"spec.scale.maxReplicas":       int64(10),
-			"spec.scale.scaleToZeroAfter":  "5m",
-			"spec.http.eventFormat":        "HTTPAPIv2",
-			"spec.source.git.revision":     "main",
-			"spec.source.git.pollInterval": "1m",
-			"spec.build.strategy":          "Dockerfile",
-			"spec.build.dockerfile":        "Dockerfile",
-			"spec.build.timeout":           "10m",
-			"status.observedGeneration":    int64(-1),
+			"spec.runtime.timeout":          "30s",
+			"spec.runtime.memory":           "128Mi",
+			"spec.runtime.concurrency":      int64(1),
+			"spec.scale.minReplicas":        int64(0),
+			"spec.scale.maxReplicas":        int64(10),
+			"spec.scale.scaleToZeroAfter":   "5m",
+			"spec.http.eventFormat":         "HTTPAPIv2",
+			"spec.source.git.revision":      "main",
+			"spec.source.git.pollInterval":  "1m",
+			"spec.build.strategy":           "Dockerfile",
+			"spec.build.dockerfile":         "Dockerfile",
+			"spec.build.timeout":            "10m",
+			"spec.authType":                 "RBAC",
+			"spec.runtime.ephemeralStorage": "512Mi",
+			"status.observedGeneration":     int64(-1),
 		}
 		for path := range want {
 			v, _, _ := unstructured.NestedFieldNoCopy(obj.Object, strings.Split(path, ".")...)
@@ -220,6 +242,8 @@ type defaulted struct {
 	Memory                                   int64
 	Concurrency, Min, Max, Target            int32
 	Format                                   v1alpha1.EventFormat
+	Auth                                     v1alpha1.AuthType
+	EphemeralStorage                         int64
 }
 
 func defaults(f *v1alpha1.Function) defaulted {
@@ -231,7 +255,8 @@ func defaults(f *v1alpha1.Function) defaulted {
 		ScaleToZero: s.Scale.ScaleToZeroAfterOrDefault(), Memory: s.Runtime.MemoryMiB(),
 		Concurrency: s.Runtime.ConcurrencyOrDefault(), Min: s.Scale.MinReplicas,
 		Max: s.Scale.MaxReplicasOrDefault(), Target: s.TargetConcurrency(),
-		Format: s.HTTP.EventFormatOrDefault(),
+		Format: s.HTTP.EventFormatOrDefault(), Auth: s.AuthTypeOrDefault(),
+		EphemeralStorage: s.Runtime.EphemeralStorageMiB(),
 	}
 }
 
