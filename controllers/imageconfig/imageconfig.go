@@ -1,11 +1,12 @@
-// Package imageconfig reads an image's ENTRYPOINT, CMD and labels from its
-// registry.
+// Package imageconfig reads an image's ENTRYPOINT, CMD, USER and labels from
+// its registry.
 //
 // A function's container runs the supervisor as its command, which hides
 // the image's own; the supervisor must be told what the image would have
 // run. That is what Lambda runs too: for AWS's base images it is
 // /lambda-entrypoint.sh with the handler as CMD. A label may say that the
-// image carries the supervisor itself.
+// image carries the supervisor itself. The image's user decides the uid a
+// confined function runs as.
 package imageconfig
 
 import (
@@ -58,6 +59,9 @@ type Config struct {
 	Command []string
 	// Labels are the image config's labels.
 	Labels map[string]string
+	// User is the image config's USER as written: empty, a user or uid,
+	// or user:group with either a name or a number.
+	User string
 }
 
 // Resolver reads and caches image configs. A digest reference never
@@ -143,6 +147,7 @@ func (r *Resolver) read(ctx context.Context, ref name.Reference) (Config, error)
 	return Config{
 		Command: append(append([]string{}, cf.Config.Entrypoint...), cf.Config.Cmd...),
 		Labels:  cf.Config.Labels,
+		User:    cf.Config.User,
 	}, nil
 }
 

@@ -157,7 +157,7 @@ func TestConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	cf = cf.DeepCopy()
-	cf.Config = v1.Config{Entrypoint: []string{"/lambda-entrypoint.sh"}, Cmd: []string{"app.handler"}, Labels: map[string]string{"a": "b"}}
+	cf.Config = v1.Config{Entrypoint: []string{"/lambda-entrypoint.sh"}, Cmd: []string{"app.handler"}, Labels: map[string]string{"a": "b"}, User: "1000:1000"}
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(got.Command, []string{"/lambda-entrypoint.sh", "app.handler"}) || got.Labels["a"] != "b" {
+	if !slices.Equal(got.Command, []string{"/lambda-entrypoint.sh", "app.handler"}) || got.Labels["a"] != "b" || got.User != "1000:1000" {
 		t.Errorf("Config = %+v", got)
 	}
 }

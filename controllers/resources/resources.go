@@ -88,6 +88,10 @@ type ImageRun struct {
 	// contract.SupervisorLabel); empty, the runtime sidecar installs it in a volume
 	// shared with the function container.
 	Supervisor string
+	// User is the image config's USER ("", "name", "uid", "uid:gid",
+	// ...), from which a confined function takes its uid when
+	// spec.runtime.runAsUser is not set; empty when unknown.
+	User string
 }
 
 // Deployment runs image under the supervisor, with the runtime sidecar
@@ -96,16 +100,16 @@ type ImageRun struct {
 func Deployment(cfg Config, fn *lambdapodv1alpha1.Function, image string, run ImageRun, replicas *int32) *appsv1ac.DeploymentApplyConfiguration {
 	timeout := fn.Spec.Runtime.TimeoutOrDefault()
 	grace := int64(math.Ceil((timeout + drainGrace).Seconds()))
-	memory := resource.NewQuantity(fn.Spec.Runtime.MemoryMiB()<<20, resource.BinarySI)
 
 	function := corev1ac.Container().
 		WithName(contract.FunctionContainer).
 		WithImage(image).
 		WithArgs(supervisorArgs(run.Bootstrap)...).
 		WithEnv(functionEnv(cfg, fn)...).
-		WithResources(corev1ac.ResourceRequirements().
-			WithRequests(corev1.ResourceList{corev1.ResourceMemory: *memory}).
-			WithLimits(corev1.ResourceList{corev1.ResourceMemory: *memory}))
+		WithResources(functionResources(&fn.Spec.Runtime))
+	if !fn.Spec.Runtime.RunAsRoot {
+		function.WithSecurityContext(confined(&fn.Spec.Runtime, run.User))
+	}
 	sidecar := sidecar(cfg, fn)
 	// (With* on the pod copies a container: both are finished first.)
 	pod := corev1ac.PodSpec().
@@ -292,8 +296,110 @@ func sidecarResources(concurrency int32) *corev1ac.ResourceRequirementsApplyConf
 		WithLimits(corev1.ResourceList{corev1.ResourceMemory: *resource.NewQuantity(base+int64(concurrency)*perSlot, resource.BinarySI)})
 }
 
-// restricted passes the restricted Pod Security Standard; the function's
-// own container is left as its image wants it, as Lambda images expect.
+// Lambda gives a function one vCPU at 1,769 MB of memory and CPU in
+// proportion below and above that. Lambda's "MB" are the MiB of the memory
+// setting (its 128 MB function has AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 and
+// 128 MiB), so spec.runtime.memory in MiB is the number Lambda's figure is
+// about.
+const (
+	vcpuMemoryMiB = 1769
+	// ephemeralRequest is what the scheduler reserves of the node's disk
+	// for the function container: its logs and a little /tmp, not
+	// spec.runtime.ephemeralStorage, which bounds what it may write. Most
+	// functions write little, and reserving the whole of it (512Mi by
+	// default, up to 10Gi) would fill a node's disk with reservations long
+	// before its pods fill it with files; under disk pressure the kubelet
+	// evicts first the pods that use more than they requested.
+	ephemeralRequest = 64 << 20
+)
+
+// CPUMillis is the CPU request of a function of memoryMiB: one vCPU at
+// 1,769 MiB, as Lambda allocates it, rounded up to the millicore.
+func CPUMillis(memoryMiB int64) int64 {
+	return (memoryMiB*1000 + vcpuMemoryMiB - 1) / vcpuMemoryMiB
+}
+
+// functionResources: memory requested and limited at spec.runtime.memory,
+// as on Lambda, where it is the function's whole memory. CPU is requested
+// in proportion to the memory (CPUMillis) and not limited: a CFS quota
+// throttles a function for the rest of each 100 ms period once it has used
+// its share, which adds tail latency to invocations that burst (a cold
+// start's init, above all), while a request alone gives it its share of a
+// busy node, as Lambda's proportional CPU does, and whatever is idle on a
+// quiet one. Ephemeral storage is limited at spec.runtime.ephemeralStorage,
+// Lambda's /tmp size; a container that writes more (its writable layer and
+// logs) is evicted by the kubelet.
+func functionResources(rt *lambdapodv1alpha1.RuntimeSpec) *corev1ac.ResourceRequirementsApplyConfiguration {
+	memory := *resource.NewQuantity(rt.MemoryMiB()<<20, resource.BinarySI)
+	return corev1ac.ResourceRequirements().
+		WithRequests(corev1.ResourceList{
+			corev1.ResourceCPU:              *resource.NewMilliQuantity(CPUMillis(rt.MemoryMiB()), resource.DecimalSI),
+			corev1.ResourceMemory:           memory,
+			corev1.ResourceEphemeralStorage: *resource.NewQuantity(min(ephemeralRequest, rt.EphemeralStorageMiB()<<20), resource.BinarySI),
+		}).
+		WithLimits(corev1.ResourceList{
+			corev1.ResourceMemory:           memory,
+			corev1.ResourceEphemeralStorage: *resource.NewQuantity(rt.EphemeralStorageMiB()<<20, resource.BinarySI),
+		})
+}
+
+// confined is the function container's security context: the restricted
+// Pod Security Standard, without readOnlyRootFilesystem (functions write
+// to /tmp and elsewhere, as on Lambda), as the uid and gid RunAs says.
+func confined(rt *lambdapodv1alpha1.RuntimeSpec, imageUser string) *corev1ac.SecurityContextApplyConfiguration {
+	uid, gid := RunAs(rt, imageUser)
+	sc := corev1ac.SecurityContext().
+		WithRunAsNonRoot(true).
+		WithRunAsUser(uid)
+	if gid != nil {
+		sc.WithRunAsGroup(*gid)
+	}
+	return sc.
+		WithAllowPrivilegeEscalation(false).
+		WithCapabilities(corev1ac.Capabilities().WithDrop("ALL")).
+		WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))
+}
+
+// maxID is the largest uid or gid a pod may name.
+const maxID = math.MaxInt32
+
+// RunAs is the uid and, if one is set, the gid a confined function runs
+// as, given its image's USER:
+//
+//   - spec.runtime.runAsUser, without a gid: the container runtime takes
+//     the uid's group from the image's /etc/passwd, else 0, as for any
+//     pod's runAsUser.
+//   - else the image's uid, when its USER is a number other than 0
+//     ("1000", "1000:1000", "1000:staff"), with the image's gid when that
+//     is a number too: what the image runs as. It is set even so: without
+//     runAsUser the kubelet's runAsNonRoot check relies on the container
+//     runtime reading the image's USER as a uid, for every form of it.
+//   - else (root, a user name, no USER, or an image whose config could not
+//     be read) uid and gid DefaultRunAsUser, 993, Lambda's sbx_user1051. A
+//     user name would need the image's /etc/passwd to become a uid, which
+//     the kubelet cannot check as non-root. The gid is set because the
+//     runtime would otherwise run a uid that /etc/passwd does not know
+//     with gid 0, giving the function whatever the image lets group root
+//     write; a group of its own, as useradd makes, gives it nothing more
+//     than what every user may.
+func RunAs(rt *lambdapodv1alpha1.RuntimeSpec, imageUser string) (uid int64, gid *int64) {
+	if rt.RunAsUser != nil {
+		return *rt.RunAsUser, nil
+	}
+	user, group, hasGroup := strings.Cut(strings.TrimSpace(imageUser), ":")
+	if u, err := strconv.ParseInt(user, 10, 64); err == nil && u > 0 && u <= maxID {
+		if g, err := strconv.ParseInt(group, 10, 64); hasGroup && err == nil && g >= 0 && g <= maxID {
+			return u, &g
+		}
+		return u, nil
+	}
+	def := int64(lambdapodv1alpha1.DefaultRunAsUser)
+	return def, &def
+}
+
+// restricted passes the restricted Pod Security Standard, and keeps the
+// sidecar's file system read-only; the function's container is confined
+// too (confined), unless spec.runtime.runAsRoot opts out.
 func restricted() *corev1ac.SecurityContextApplyConfiguration {
 	return corev1ac.SecurityContext().
 		WithRunAsNonRoot(true).

@@ -37,6 +37,7 @@ func base() *lambdapodv1alpha1.Function {
 
 func TestDeploymentGolden(t *testing.T) {
 	zero, three := int32(0), int32(3)
+	storage, uid := resource.MustParse("2Gi"), int64(1000)
 	cases := []struct {
 		golden   string
 		fn       func() *lambdapodv1alpha1.Function
@@ -56,16 +57,25 @@ func TestDeploymentGolden(t *testing.T) {
 					{Name: "DB_PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 						LocalObjectReference: corev1.LocalObjectReference{Name: "db"}, Key: "password"}}},
 				},
-				Memory:      &mem,
-				Timeout:     &metav1.Duration{Duration: 15 * 60e9},
-				Concurrency: 4,
+				Memory:           &mem,
+				Timeout:          &metav1.Duration{Duration: 15 * 60e9},
+				Concurrency:      4,
+				EphemeralStorage: &storage,
+				RunAsUser:        &uid,
 			}
 			return fn
-		}, resources.ImageRun{Bootstrap: []string{"/var/task/bootstrap", "--verbose"}}, &three},
+		}, resources.ImageRun{Bootstrap: []string{"/var/task/bootstrap", "--verbose"}, User: "root"}, &three},
 		{"deployment-replicas-claimed.yaml", base, resources.ImageRun{Bootstrap: []string{"/lambda-entrypoint.sh", "app.handler"}}, nil},
 		// an image that carries the supervisor (a Go build's): no volume,
 		// no postStart hook
-		{"deployment-supervisor-in-image.yaml", base, resources.ImageRun{Bootstrap: []string{"/var/task/bootstrap"}, Supervisor: contract.SupervisorPath}, &zero},
+		{"deployment-supervisor-in-image.yaml", base, resources.ImageRun{Bootstrap: []string{"/var/task/bootstrap"}, Supervisor: contract.SupervisorPath, User: "65532:65532"}, &zero},
+		// opted out of confinement: the function container has no
+		// security context, the sidecar keeps its own
+		{"deployment-run-as-root.yaml", func() *lambdapodv1alpha1.Function {
+			fn := base()
+			fn.Spec.Runtime.RunAsRoot = true
+			return fn
+		}, resources.ImageRun{User: "0"}, &zero},
 	}
 	for _, tc := range cases {
 		t.Run(tc.golden, func(t *testing.T) {

@@ -151,8 +151,15 @@ func TestImageOnScratch(t *testing.T) {
 	if cf.OS != "linux" || cf.Architecture != "arm64" || len(cf.Config.Entrypoint) != 1 || cf.Config.Entrypoint[0] != "/var/task/bootstrap" {
 		t.Errorf("config: os %s arch %s entrypoint %q", cf.OS, cf.Architecture, cf.Config.Entrypoint)
 	}
-	if layers, _ := pushed.Layers(); len(layers) != 1 {
-		t.Errorf("%d layers, want only the bootstrap's", len(layers))
+	layers, _ := pushed.Layers()
+	if len(layers) != 1 {
+		t.Fatalf("%d layers, want only the bootstrap's", len(layers))
+	}
+	// A function that runs as a user other than root (its pods are
+	// confined) can write /tmp, as on Lambda.
+	files, _ := layerFiles(t, layers[0])
+	if h := files["tmp/"]; h == nil || h.Typeflag != tar.TypeDir || h.Mode != 0o1777 {
+		t.Errorf("/tmp in the layer: %+v, want a directory of mode 1777", h)
 	}
 }
 

@@ -156,6 +156,9 @@ func bootstrapLayer(bootstrap []byte, entrypoint string, supervisor []byte) (v1.
 	if supervisor != nil {
 		files = append(files, layerFile{Path: contract.SupervisorPath, Data: supervisor})
 	}
+	// Lambda gives every function a writable /tmp; a scratch base has
+	// none, and a confined function (not root) could not make one.
+	files = append(files, layerFile{Path: "/tmp", Dir: true})
 	return filesLayer(files)
 }
 
@@ -165,11 +168,15 @@ func supervisorLayer(supervisor []byte) (v1.Layer, error) {
 	return filesLayer([]layerFile{{Path: contract.SupervisorPath, Data: supervisor}})
 }
 
-// layerFile is an executable file (mode 0755) or, if Link is set, a
-// symbolic link to Link, at the absolute Path.
+// layerFile is an executable file (mode 0755), or, if Link is set, a
+// symbolic link to Link, or, if Dir is set, a directory, at the absolute
+// Path.
 type layerFile struct {
 	Path, Link string
 	Data       []byte
+	// Dir makes it a directory that anyone may write, sticky (mode 1777),
+	// as /tmp is.
+	Dir bool
 }
 
 // filesLayer holds files in their order, each after the directories
@@ -196,6 +203,12 @@ func filesLayer(files []layerFile) (v1.Layer, error) {
 			}
 		}
 		name := strings.TrimPrefix(f.Path, "/")
+		if f.Dir {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: 0o1777, ModTime: epoch}); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if f.Link != "" {
 			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: f.Link, Mode: 0o777, ModTime: epoch}); err != nil {
 				return nil, err
