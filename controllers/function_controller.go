@@ -58,7 +58,7 @@ type FunctionReconciler struct {
 	tektonInstalled bool
 }
 
-// ImageConfigs returns an image's ENTRYPOINT, CMD and labels.
+// ImageConfigs returns an image's ENTRYPOINT, CMD, USER and labels.
 type ImageConfigs interface {
 	Config(ctx context.Context, image string) (imageconfig.Config, error)
 }
@@ -67,7 +67,7 @@ type ImageConfigs interface {
 // +kubebuilder:rbac:groups=lambdapod.io,resources=functions/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=list
-// +kubebuilder:rbac:groups="",resources=pods,verbs=list
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=tekton.dev,resources=pipelineruns,verbs=get;list;watch;create;delete
@@ -190,12 +190,14 @@ func (r *FunctionReconciler) reconcileDeployment(ctx context.Context, s *scope) 
 }
 
 // imageRun is what the pod needs of the image: the bootstrap the
-// supervisor runs (spec.runtime.command, else what the image would run) and
+// supervisor runs (spec.runtime.command, else what the image would run),
 // where the image carries the supervisor, if it does (its
-// contract.SupervisorLabel, which builds set). An image whose config
-// cannot be read still gets a pod, whose supervisor comes through a volume
-// and looks for /var/runtime/bootstrap, /var/task/bootstrap and
-// /opt/bootstrap; a warning says so when that matters.
+// contract.SupervisorLabel, which builds set), and its user, for the uid.
+// An image whose config cannot be read still gets a pod: its supervisor
+// comes through a volume and looks for /var/runtime/bootstrap,
+// /var/task/bootstrap and /opt/bootstrap (a warning says so when
+// spec.runtime.command is not set), and it runs as uid 993 unless
+// spec.runtime sets runAsUser or runAsRoot.
 func (r *FunctionReconciler) imageRun(ctx context.Context, fn *lambdapodv1alpha1.Function, image string) resources.ImageRun {
 	run := resources.ImageRun{Bootstrap: fn.Spec.Runtime.Command}
 	if r.Images == nil {
@@ -213,6 +215,7 @@ func (r *FunctionReconciler) imageRun(ctx context.Context, fn *lambdapodv1alpha1
 		run.Bootstrap = config.Command
 	}
 	run.Supervisor = config.Labels[contract.SupervisorLabel]
+	run.User = config.User
 	return run
 }
 
@@ -288,8 +291,8 @@ func (r *FunctionReconciler) patchStatus(ctx context.Context, s *scope) (ctrl.Re
 }
 
 // SetupWithManager registers the controller: Functions, the Deployments,
-// Services and (when Tekton is installed) PipelineRuns they own, and the
-// push webhook's triggers.
+// Services and (when Tekton is installed) PipelineRuns they own, their
+// pods' failures to start, and the push webhook's triggers.
 func (r *FunctionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Triggers == nil {
 		r.Triggers = NewTriggers()
@@ -298,6 +301,9 @@ func (r *FunctionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&lambdapodv1alpha1.Function{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
+		// A pod that cannot start (its image, a crash loop) changes nothing
+		// in its Deployment's status: its own updates say so.
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podFunction), builder.WithPredicates(podStartChanged())).
 		WatchesRawSource(source.Channel(r.Triggers.ch, &handler.EnqueueRequestForObject{})).
 		Named("function")
 	// Without Tekton's CRDs the manager still runs image Functions; git
@@ -312,10 +318,11 @@ func (r *FunctionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return b.Complete(r)
 }
 
-// CacheOptions cache only lambdapod's own Deployments, Services and
+// CacheOptions cache only lambdapod's own Deployments, Services, pods and
 // PipelineRuns (every object read through the cache but Functions carries
 // the managed-by label), so the manager's memory follows the number of
-// Functions, not of workloads or builds. A default selector rather than one
+// Functions, not of workloads or builds; pods are trimmed to what tells
+// whether they can start (trimPod). A default selector rather than one
 // per kind, because a per-kind entry for PipelineRuns would stop the manager
 // from starting on a cluster without Tekton.
 func CacheOptions() cache.Options {
@@ -324,6 +331,7 @@ func CacheOptions() cache.Options {
 		DefaultLabelSelector: ours,
 		ByObject: map[client.Object]cache.ByObject{
 			&lambdapodv1alpha1.Function{}: {Label: labels.Everything()},
+			&corev1.Pod{}:                 {Transform: trimPod},
 		},
 	}
 }

@@ -38,8 +38,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lambdapod/lambdapod/activator/auth"
 	"github.com/lambdapod/lambdapod/activator/event"
 	"github.com/prometheus/client_golang/prometheus"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/lambdapod/lambdapod/activator/handler"
 	"github.com/lambdapod/lambdapod/activator/metrics"
@@ -93,8 +97,35 @@ func main() {
 
 type staticFunctions struct{ conc int }
 
+// Functions of the namespace bench are public; those of benchauth need a
+// caller RBAC lets invoke them (authType RBAC).
 func (s staticFunctions) Lookup(ns, name string) (handler.Function, bool) {
-	return handler.Function{Timeout: 30 * time.Second, Concurrency: s.conc, EventFormat: event.HTTPAPIv2}, ns == "bench"
+	return handler.Function{Timeout: 30 * time.Second, Concurrency: s.conc, EventFormat: event.HTTPAPIv2, Public: ns == "bench"},
+		ns == "bench" || ns == authNS
+}
+
+// The authenticated path: the caller sends benchToken, which the
+// activator's Authorizer takes to the API server once, then from its cache
+// (the cached decision is what every request of a steady caller costs).
+const (
+	authNS     = "benchauth"
+	benchToken = "bench-token"
+)
+
+// benchReviews answer as an API server would for the bench's one caller:
+// its token is user bench, who may invoke everything.
+type benchReviews struct{}
+
+func (benchReviews) Create(_ context.Context, tr *authenticationv1.TokenReview, _ metav1.CreateOptions) (*authenticationv1.TokenReview, error) {
+	tr.Status = authenticationv1.TokenReviewStatus{Authenticated: tr.Spec.Token == benchToken, User: authenticationv1.UserInfo{Username: "bench"}}
+	return tr, nil
+}
+
+type benchAccess struct{}
+
+func (benchAccess) Create(_ context.Context, sar *authorizationv1.SubjectAccessReview, _ metav1.CreateOptions) (*authorizationv1.SubjectAccessReview, error) {
+	sar.Status.Allowed = sar.Spec.User == "bench"
+	return sar, nil
 }
 
 // firstInvoke records when the first invocation after a reset leaves.
@@ -138,6 +169,9 @@ func serveActivator(listen, control string, conc int) error {
 	// nanoseconds from the update to that moment.
 	mux.HandleFunc("/endpoints", func(w http.ResponseWriter, r *http.Request) {
 		k := queue.Key{Namespace: "bench", Name: r.URL.Query().Get("fn")}
+		if ns := r.URL.Query().Get("ns"); ns != "" {
+			k.Namespace = ns
+		}
 		var addrs []string
 		if a := r.URL.Query().Get("addrs"); a != "" {
 			addrs = strings.Split(a, ",")
@@ -174,6 +208,7 @@ func serveActivator(listen, control string, conc int) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	go func() { _ = http.Serve(cln, mux) }()
 	fmt.Fprintf(os.Stdout, "listening %s control %s\n", ln.Addr(), cln.Addr())
+	chain.SetAuthorizer(auth.New(benchReviews{}, benchAccess{}, nil, auth.Options{TTL: time.Hour}))
 	srv := &http.Server{Handler: chain, ReadHeaderTimeout: 30 * time.Second}
 	parker := park.New(srv) // as in the activator: held requests park
 	chain.SetParker(parker)
@@ -248,7 +283,15 @@ var client = &http.Client{Transport: &http.Transport{
 
 func invoke(url string) (time.Duration, error) {
 	t0 := time.Now()
-	resp, err := client.Post(url, "application/json", strings.NewReader(`{"hello":"bench"}`))
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"hello":"bench"}`))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if strings.Contains(url, "/functions/"+authNS+".") {
+		req.Header.Set("Authorization", "Bearer "+benchToken)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -345,6 +388,16 @@ func getStats(control, fn string, gc bool) (stats, error) {
 		HeapInuse: uint64(m["heapInuse"]), StackInuse: uint64(m["stackInuse"]), Sys: uint64(m["sys"]), RSS: uint64(m["rss"])}, nil
 }
 
+// setEndpointsNS sets the endpoints of a function of another namespace.
+func setEndpointsNS(control, ns, fn string, addrs []string) (time.Duration, error) {
+	resp, err := http.Get("http://" + control + "/endpoints?ns=" + ns + "&fn=" + fn + "&addrs=" + strings.Join(addrs, ","))
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return 0, nil
+}
+
 func setEndpoints(control, fn string, addrs []string, wait bool) (time.Duration, error) {
 	u := "http://" + control + "/endpoints?fn=" + fn + "&addrs=" + strings.Join(addrs, ",")
 	if wait {
@@ -405,10 +458,15 @@ func drive(sidecarBin, bootstrapBin string, rate int, phase time.Duration, phase
 	}
 	direct := "http://" + scAddr + "/2015-03-31/functions/fn/invocations"
 	via := "http://" + actAddr + "/2015-03-31/functions/bench.fn/invocations"
+	viaAuth := "http://" + actAddr + "/2015-03-31/functions/" + authNS + ".fn/invocations"
+	if _, err := setEndpointsNS(control, authNS, "fn", []string{scAddr}); err != nil {
+		return err
+	}
 
 	// Warm up both paths.
 	openLoop(direct, rate, 500*time.Millisecond)
 	openLoop(via, rate, 500*time.Millisecond)
+	openLoop(viaAuth, rate, 500*time.Millisecond)
 
 	if os.Getenv("BENCH_PAUSE") != "" {
 		fmt.Fprintln(out, "control", control)
@@ -416,7 +474,7 @@ func drive(sidecarBin, bootstrapBin string, rate int, phase time.Duration, phase
 	// 1. Latency at a fixed rate, alternating phases.
 	if want("latency") {
 		cpu0 := cpuTime(act.cmd.Process.Pid)
-		n := latency(direct, via, rate, phase, phases)
+		n := latency(direct, via, viaAuth, rate, phase, phases)
 		cpu := cpuTime(act.cmd.Process.Pid) - cpu0
 		fmt.Fprintf(out, "\nActivator CPU time (user+system, from /proc/<pid>/stat) per request through it: %.0f µs\n", float64(cpu.Microseconds())/float64(n))
 	}
@@ -434,26 +492,37 @@ func drive(sidecarBin, bootstrapBin string, rate int, phase time.Duration, phase
 	return nil
 }
 
-func latency(direct, via string, rate int, phase time.Duration, phases int) int {
-	var ld, la []time.Duration
-	var ed, ea int
+func latency(direct, via, viaAuth string, rate int, phase time.Duration, phases int) int {
+	var ld, la, lz []time.Duration
+	var ed, ea, ez int
 	for i := 0; i < phases; i++ {
 		l, e := openLoop(direct, rate, phase)
 		ld, ed = append(ld, l...), ed+e
 		l, e = openLoop(via, rate, phase)
 		la, ea = append(la, l...), ea+e
+		l, e = openLoop(viaAuth, rate, phase)
+		lz, ez = append(lz, l...), ez+e
 	}
 	slices.Sort(ld)
 	slices.Sort(la)
+	slices.Sort(lz)
 	fmt.Fprintf(out, "\n### Latency at %d requests/s (open loop, %d alternating phases of %v per path, Invoke API, %d-byte event)\n\n", rate, phases, phase, len(`{"hello":"bench"}`))
 	fmt.Fprintln(out, "| path | requests | errors | p50 | p95 | p99 |")
 	fmt.Fprintln(out, "|---|---|---|---|---|---|")
-	fmt.Fprintf(out, "| sidecar directly | %d | %d | %s | %s | %s |\n", len(ld), ed, ms(pct(ld, .5)), ms(pct(ld, .95)), ms(pct(ld, .99)))
-	fmt.Fprintf(out, "| through the activator | %d | %d | %s | %s | %s |\n", len(la), ea, ms(pct(la, .5)), ms(pct(la, .95)), ms(pct(la, .99)))
-	fmt.Fprintf(out, "| **added by the activator** | | | %s | %s | %s |\n", ms(pct(la, .5)-pct(ld, .5)), ms(pct(la, .95)-pct(ld, .95)), ms(pct(la, .99)-pct(ld, .99)))
+	row := func(name string, l []time.Duration, e int) {
+		fmt.Fprintf(out, "| %s | %d | %d | %s | %s | %s |\n", name, len(l), e, ms(pct(l, .5)), ms(pct(l, .95)), ms(pct(l, .99)))
+	}
+	added := func(name string, l []time.Duration) {
+		fmt.Fprintf(out, "| **%s** | | | %s | %s | %s |\n", name, ms(pct(l, .5)-pct(ld, .5)), ms(pct(l, .95)-pct(ld, .95)), ms(pct(l, .99)-pct(ld, .99)))
+	}
+	row("sidecar directly", ld, ed)
+	row("through the activator, public function", la, ea)
+	row("through the activator, authenticated caller (bearer token, cached decision)", lz, ez)
+	added("added by the activator", la)
+	added("added by the activator with authorisation", lz)
 	result["addedP95ms"] = float64((pct(la, .95) - pct(ld, .95)).Microseconds()) / 1000
-	return len(la) + ea
-
+	result["addedAuthP95ms"] = float64((pct(lz, .95) - pct(ld, .95)).Microseconds()) / 1000
+	return len(la) + ea + len(lz) + ez
 }
 
 func throughput(direct, via string) {
@@ -664,6 +733,9 @@ func writeDoc(path string, rate, held int) error {
 	}
 	if v, ok := result["addedP95ms"]; ok {
 		fmt.Fprintf(&b, "- added latency at p95 at %d requests/s: %.3f ms (target <= 0.5 ms: %s).\n", rate, v, verdict(v <= 0.5))
+	}
+	if v, ok := result["addedAuthP95ms"]; ok {
+		fmt.Fprintf(&b, "- added latency at p95 at %d requests/s with authorisation on (a bearer token, cached decision): %.3f ms (target <= 0.5 ms: %s).\n", rate, v, verdict(v <= 0.5))
 	}
 	if v, ok := result["heldKiB"]; ok {
 		fmt.Fprintf(&b, "- memory per held request (Go heap + stacks, %d held): %.1f KiB (target < 10 KiB: %s).\n", held, v, verdict(v < 10))

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/lambdapod/lambdapod/activator/auth"
 	"github.com/lambdapod/lambdapod/activator/server"
 	"github.com/lambdapod/lambdapod/internal/contract"
 	"github.com/lambdapod/lambdapod/internal/invokeapi"
@@ -118,6 +119,9 @@ func run() error {
 	fs.IntVar(&podPort, "pod-port", envInt("pod-port", contract.InvokePort), "sidecar port used when a slice has no port named http")
 	fs.BoolVar(&probe, "probe-not-ready", envBool("probe-not-ready", true), "probe not-ready, non-terminating endpoints on GET /readyz and route to them at the first 200, before their EndpointSlice says ready")
 	fs.StringVar(&cfg.ActivatorID, "id", env("id", hostname), "this activator's name in autoscaler reports (POD_NAME by default)")
+	fs.BoolVar(&cfg.InvokeAuth, "invoke-auth", envBool("invoke-auth", true), "check callers of functions whose spec.authType is RBAC: bearer tokens (TokenReview) or SigV4 with access keys, then RBAC's verb invoke (SubjectAccessReview). false: every function is public (a development cluster only)")
+	fs.DurationVar(&cfg.AuthCacheTTL, "auth-cache-ttl", envDuration("auth-cache-ttl", 10*time.Second), "how long a token's identity and an invoke decision are taken without asking the API server again (a revoked binding works this long)")
+	fs.StringVar(&cfg.SystemNamespace, "system-namespace", env("system-namespace", os.Getenv("POD_NAMESPACE")), "namespace of the access key Secrets (label "+auth.KeyLabel+"=true); POD_NAMESPACE by default; empty: no access keys")
 	fs.StringVar(&kubeconfig, "kubeconfig", env("kubeconfig", os.Getenv("KUBECONFIG")), "kubeconfig file (default: in-cluster)")
 	fs.StringVar(&logLevel, "log-level", env("log-level", "info"), "debug, info, warn or error")
 	flag.Parse()

@@ -6,6 +6,9 @@ package functions
 import (
 	"sync"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/lambdapod/lambdapod/activator/event"
 	"github.com/lambdapod/lambdapod/activator/handler"
 	"github.com/lambdapod/lambdapod/activator/queue"
@@ -29,7 +32,27 @@ func Config(f *lambdapodv1alpha1.Function) handler.Function {
 		Timeout:     f.Spec.Runtime.TimeoutOrDefault(),
 		Concurrency: int(f.Spec.Runtime.ConcurrencyOrDefault()),
 		EventFormat: event.Format(f.Spec.HTTP.EventFormatOrDefault()),
+		Public:      f.Spec.AuthTypeOrDefault() == lambdapodv1alpha1.AuthNone,
 	}
+}
+
+// cannotRunReasons are the reasons of a Function's Ready condition that
+// say its pods cannot run and will not without the user: the manager's
+// PodsCannotRun (controllers.ReasonPodsCannotRun: admission refused them,
+// their image cannot be pulled, they crash-loop), and a rollout past its
+// progress deadline.
+var cannotRunReasons = map[string]bool{"PodsCannotRun": true, "ProgressDeadlineExceeded": true}
+
+// CannotRun is why f's pods cannot run, as its status says, or nil: its
+// Ready condition False with one of cannotRunReasons, about f's current
+// generation (a changed spec may have fixed it: requests wait for the
+// manager's word).
+func CannotRun(f *lambdapodv1alpha1.Function) error {
+	c := meta.FindStatusCondition(f.Status.Conditions, lambdapodv1alpha1.ConditionReady)
+	if c == nil || c.Status != metav1.ConditionFalse || !cannotRunReasons[c.Reason] || c.ObservedGeneration != f.Generation {
+		return nil
+	}
+	return &handler.PodsCannotRun{Reason: c.Reason, Message: c.Message}
 }
 
 // Upsert records a function.

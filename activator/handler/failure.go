@@ -44,6 +44,15 @@ const (
 	FunctionFailed
 	// Internal: the activator could not make the event.
 	Internal
+	// CannotRun: the function has no ready pod and its status says its
+	// pods cannot run (PodsCannotRun); nothing ran.
+	CannotRun
+	// Unauthenticated: no credentials, or credentials no one issued;
+	// Failure.Lambda is the Invoke API's answer.
+	Unauthenticated
+	// Forbidden: the caller may not invoke the function, or its signature
+	// does not match; Failure.Lambda is the Invoke API's answer.
+	Forbidden
 )
 
 // Failure is what a stage returns instead of an answer. The chain renders
@@ -88,6 +97,9 @@ var httpStatus = map[Kind]int{
 	ConnectionLost:    http.StatusBadGateway,
 	FunctionFailed:    http.StatusBadGateway,
 	Internal:          http.StatusInternalServerError,
+	CannotRun:         http.StatusServiceUnavailable,
+	Unauthenticated:   http.StatusUnauthorized,
+	Forbidden:         http.StatusForbidden,
 }
 
 // render writes f as the call's format wants it and returns the status.
@@ -109,6 +121,9 @@ func render(w http.ResponseWriter, c *call, f *Failure) int {
 		return renderInvoke(w, c, f)
 	}
 	status := httpStatus[f.Kind]
+	if f.Kind == Unauthenticated {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="lambdapod"`)
+	}
 	msg := http.StatusText(status)
 	switch {
 	case f.Kind == FunctionFailed:
@@ -136,7 +151,7 @@ func renderInvoke(w http.ResponseWriter, c *call, f *Failure) int {
 		invokeapi.WriteFunctionError(w, c.requestID, invokeapi.ErrorDocument("Runtime.Unknown",
 			"RequestId: "+c.requestID+" Error: "+f.Message))
 		return http.StatusOK
-	case Refused:
+	case Refused, Unauthenticated, Forbidden:
 		e = f.Lambda
 	case NotFound, NoRoute:
 		e = invokeapi.NotFound(c.target.Function.ARN(c.region))
@@ -144,6 +159,11 @@ func renderInvoke(w http.ResponseWriter, c *call, f *Failure) int {
 		e = invokeapi.TooManyRequests(f.Message, f.RetryAfter)
 	case Unreachable:
 		e = invokeapi.NotReady(f.Message)
+	case CannotRun:
+		// As Lambda answers for a function in the Failed state, with the
+		// cause.
+		e = &invokeapi.Error{Status: http.StatusConflict, Type: "ResourceConflictException",
+			Message: "The operation cannot be performed at this time. The function is currently in the following state: Failed. " + f.Message}
 	default:
 		status := httpStatus[f.Kind]
 		e = invokeapi.ServiceException(status, http.StatusText(status)+": "+f.Message)

@@ -26,6 +26,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/lambdapod/lambdapod/activator/auth"
 	"github.com/lambdapod/lambdapod/activator/event"
 	"github.com/lambdapod/lambdapod/activator/metrics"
 	"github.com/lambdapod/lambdapod/activator/park"
@@ -40,6 +41,9 @@ type Function struct {
 	Timeout     time.Duration
 	Concurrency int
 	EventFormat event.Format
+	// Public: spec.authType None, anyone may invoke it; else callers need
+	// credentials of an identity RBAC lets invoke it (auth.go).
+	Public bool
 }
 
 // Functions looks functions up (from an informer's cache).
@@ -119,6 +123,8 @@ type call struct {
 	reservation *queue.Reservation
 	// held is the bytes taken from the budget for this request.
 	held int64
+	// verify, if set, checks the caller's signature against the body.
+	verify func(body []byte) *Failure
 	// parked is set while the request waits without its goroutine (see
 	// park.go); the resumed request's handler owns the call then.
 	parked *parked
@@ -138,6 +144,7 @@ type Chain struct {
 	payload *Payload
 	wait    *Wait
 	budget  *budget
+	auth    *auth.Authorizer
 }
 
 // New returns the request chain.
@@ -198,7 +205,9 @@ func (ch *Chain) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A parked request, back: it goes on where it stopped.
 		f = ch.wait.serve(sw, r, c)
 	} else if f = ch.route(r, c); f == nil {
-		f = ch.payload.serve(sw, r, c)
+		if f = ch.authenticate(r, c); f == nil {
+			f = ch.payload.serve(sw, r, c)
+		}
 	}
 	if f == parkedAway {
 		// The call is the resumed request's now.

@@ -25,8 +25,13 @@ type parked struct {
 	timer   *time.Timer
 	startBy time.Time
 	// lease is the slot handed over while parked; nil when the wait timed
-	// out. Written under the pool's lock before the ticket is resumed.
+	// out or failed. Written under the pool's lock before the ticket is
+	// resumed.
 	lease *queue.Lease
+	// failure is why the wait failed, handed over with no lease when the
+	// function's pods turned out not to run (queue.Pool.Fail); nil when
+	// the wait timed out. Written like lease.
+	failure error
 }
 
 // resumed returns the call of a parked request that was resumed, or nil.
@@ -48,8 +53,8 @@ func (h *Wait) park(w http.ResponseWriter, r *http.Request, c *call, pool *queue
 		return false, pool.Try(r.Context(), h.opts.ActivationTimeout, maxAttempts, run)
 	}
 	pk := &parked{ticket: t, startBy: time.Now().Add(h.opts.ActivationTimeout)}
-	lease, wt, err := pool.Park(func(l *queue.Lease) bool {
-		pk.lease = l
+	lease, wt, err := pool.Park(func(l *queue.Lease, err error) bool {
+		pk.lease, pk.failure = l, err
 		return t.Resume()
 	})
 	if err != nil {
@@ -89,18 +94,24 @@ func (h *Wait) park(w http.ResponseWriter, r *http.Request, c *call, pool *queue
 	if pool.Unpark(wt) {
 		return false, pool.TryLeased(r.Context(), nil, pk.startBy, maxAttempts, run)
 	}
+	if pk.failure != nil {
+		return false, pk.failure
+	}
 	if pk.lease == nil {
 		return false, context.DeadlineExceeded
 	}
 	return false, pool.TryLeased(r.Context(), pk.lease, pk.startBy, maxAttempts, run)
 }
 
-// resume goes on with a parked request, resumed with a slot or at the end
-// of its wait.
+// resume goes on with a parked request, resumed with a slot, with the
+// failure of its function's pods, or at the end of its wait.
 func (h *Wait) resume(r *http.Request, c *call, pool *queue.Pool, run func(*queue.Lease) error) error {
 	pk := c.parked
 	c.parked = nil
 	pk.timer.Stop()
+	if pk.failure != nil {
+		return pk.failure
+	}
 	if pk.lease == nil {
 		return context.DeadlineExceeded
 	}

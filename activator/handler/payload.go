@@ -2,6 +2,7 @@ package handler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -72,6 +73,11 @@ func (h *Payload) serve(w http.ResponseWriter, r *http.Request, c *call) *Failur
 	if len(body) > limit {
 		return h.tooLarge(c, typ, r.ContentLength, limit)
 	}
+	if c.verify != nil {
+		if f := c.verify(body); f != nil {
+			return f
+		}
+	}
 	if !c.invoke {
 		c.payload, err = event.Build(c.fn.EventFormat, &event.Request{
 			HTTP: r, Body: body, Path: c.target.Path, Prefix: c.target.Prefix,
@@ -107,7 +113,11 @@ func (h *Payload) event(w http.ResponseWriter, r *http.Request, c *call) *Failur
 	// The queue place is taken before the 202, so that an accepted Event
 	// never finds the queue full afterwards and is dropped.
 	res, err := h.pools.Get(c.key).Reserve()
-	if err != nil {
+	var cannot *PodsCannotRun
+	switch {
+	case errors.As(err, &cannot):
+		return &Failure{Kind: CannotRun, Err: err, Message: fmt.Sprintf("function %s cannot run: %s", c.key, cannot.Message)}
+	case err != nil:
 		return &Failure{Kind: Throttled, Message: "too many requests are waiting for function " + c.key.String(), RetryAfter: time.Second}
 	}
 	c.reservation = res

@@ -15,7 +15,10 @@ import (
 // holding it in the function's bounded queue (at most ActivationTimeout)
 // while there is none; a request that finds no ready pod at all makes the
 // pool poke the autoscaler at once. The pool's Try owns the retries: a
-// pod that refused without running anything is left for another.
+// pod that refused without running anything is left for another. A
+// function whose status says its pods cannot run (PodsCannotRun, set on
+// its pool with Fail) holds no request while it has no ready pod: the
+// request is answered at once with the cause.
 type Wait struct {
 	opts    Options
 	pools   Pools
@@ -49,6 +52,7 @@ func (h *Wait) serve(w http.ResponseWriter, r *http.Request, c *call) *Failure {
 	}
 	var f *Failure
 	var unreachable *queue.Unreachable
+	var cannot *PodsCannotRun
 	switch {
 	case err == nil:
 		return nil
@@ -62,6 +66,9 @@ func (h *Wait) serve(w http.ResponseWriter, r *http.Request, c *call) *Failure {
 			return &Failure{Kind: Throttled, Message: why, RetryAfter: h.opts.RetryAfter}
 		}
 		return &Failure{Kind: Overloaded, Message: why, RetryAfter: h.opts.RetryAfter}
+	case errors.As(err, &cannot):
+		return &Failure{Kind: CannotRun, Err: err,
+			Message: fmt.Sprintf("function %s cannot run: %s", c.key, cannot.Message)}
 	case errors.As(err, &unreachable):
 		// Nothing reached a bootstrap: safe to answer 5xx (callers may retry).
 		return &Failure{Kind: Unreachable, Err: err,
@@ -74,3 +81,13 @@ func (h *Wait) serve(w http.ResponseWriter, r *http.Request, c *call) *Failure {
 	}
 	return &Failure{Kind: Internal, Message: err.Error(), Err: err}
 }
+
+// PodsCannotRun is why a function's pods cannot run, as its status says
+// (package functions reads it): the error its pool fails requests with
+// while it has no ready pod (queue.Pool.Fail).
+type PodsCannotRun struct {
+	// Reason is the Ready condition's reason, Message its message.
+	Reason, Message string
+}
+
+func (e *PodsCannotRun) Error() string { return e.Reason + ": " + e.Message }

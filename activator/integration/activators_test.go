@@ -125,7 +125,7 @@ func TestTwoActivatorsShareAPod(t *testing.T) {
 	needRoot(t)
 	e := testenv.Start(t)
 	ns := namespace(t, e.Client, "twoact")
-	makeFunction(t, e.Client, ns, "one", fnOpts{conc: 1, timeout: 2 * time.Second, replicas: 1})
+	makeFunction(t, e.Client, ns, "one", fnOpts{conc: 1, timeout: 2 * time.Second, replicas: 1, public: true})
 	p := startPod(t, "one", 1, 2*time.Second, "p1")
 	publish(t, e.Client, ns, "one", ready(p.IP))
 	acts := []*activatorProc{

@@ -272,6 +272,8 @@ type fnOpts struct {
 	timeout          time.Duration
 	scaleToZeroAfter time.Duration
 	replicas         int32
+	// public makes the Function's authType None (else RBAC, the default).
+	public bool
 }
 
 // makeFunction creates a Function and the Deployment the controller would
@@ -294,6 +296,9 @@ func makeFunction(t *testing.T, c client.Client, ns, name string, o fnOpts) {
 	}
 	if o.scaleToZeroAfter > 0 {
 		f.Spec.Scale.ScaleToZeroAfter = &metav1.Duration{Duration: o.scaleToZeroAfter}
+	}
+	if o.public {
+		f.Spec.AuthType = lambdapodv1alpha1.AuthNone
 	}
 	if err := c.Create(ctx, f); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,10 @@
 // waiters is event driven: a release or an endpoint update passes the slot to
 // the oldest waiter inside the same critical section, so a pod that turns
 // ready serves the held requests within microseconds. No polling.
+//
+// A function whose pods cannot run (Fail) gets no waiter while it has no
+// ready pod: a request that would wait gets the failure at once, and the
+// requests waiting get it when it is set, or when the last ready pod goes.
 package queue
 
 import (
@@ -71,11 +75,12 @@ func (l *Lease) Release() {
 // it back.
 func (l *Lease) Retire() { l.pool.retire(l.Pod) }
 
-// waiter is a request in the queue. deliver hands it a lease, under the
-// pool's lock (so it must not block or take the lock): false means the
-// request no longer wants it, and the slot goes to the next waiter.
+// waiter is a request in the queue. deliver hands it a lease, or no lease
+// and the function's failure (Fail), under the pool's lock (so it must not
+// block or take the lock): false means the request no longer wants it,
+// and the slot goes to the next waiter.
 type waiter struct {
-	deliver    func(*Lease) bool
+	deliver    func(*Lease, error) bool
 	start      time.Time
 	cold       bool
 	next, prev *waiter
@@ -113,6 +118,8 @@ type Pool struct {
 	reserved int
 	inflight int
 	rr       int
+	// failure, while set (Fail), is why the function's pods cannot run.
+	failure error
 
 	// for Stats
 	requests  int64
@@ -160,11 +167,16 @@ type Reservation struct {
 	once sync.Once
 }
 
-// Reserve holds a place in the queue, or returns ErrQueueFull. Pass the
+// Reserve holds a place in the queue, or returns ErrQueueFull, or the
+// function's failure (Fail) while it has no ready pod. Pass the
 // reservation to TryReserved, or Cancel it.
 func (p *Pool) Reserve() (*Reservation, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.failure != nil && len(p.pods) == 0 {
+		// Accepted, the event could only fail later, out of sight.
+		return nil, p.failure
+	}
 	if p.queued+p.reserved >= p.maxQueue {
 		return nil, ErrQueueFull
 	}
@@ -201,8 +213,9 @@ const (
 
 // enqueue takes a slot at once, or puts a waiter with deliver in the
 // queue (nil, nil: it waits), or refuses an arrival when the queue is at
-// its bound.
-func (p *Pool) enqueue(e entry, deliver func(*Lease) bool) (*Lease, *waiter, error) {
+// its bound, or any request with the function's failure when it has no
+// ready pod and its pods cannot run.
+func (p *Pool) enqueue(e entry, deliver func(*Lease, error) bool) (*Lease, *waiter, error) {
 	p.mu.Lock()
 	p.tick()
 	switch e {
@@ -217,6 +230,10 @@ func (p *Pool) enqueue(e entry, deliver func(*Lease) bool) (*Lease, *waiter, err
 		p.inflight++
 		p.mu.Unlock()
 		return &Lease{Pod: pod, pool: p}, nil, nil
+	}
+	if err := p.failure; err != nil && len(p.pods) == 0 {
+		p.mu.Unlock()
+		return nil, nil, err
 	}
 	if e == arrival && p.queued+p.reserved >= p.maxQueue {
 		p.mu.Unlock()
@@ -237,20 +254,27 @@ func (p *Pool) enqueue(e entry, deliver func(*Lease) bool) (*Lease, *waiter, err
 
 // acquire is Acquire for a request that comes as e says.
 func (p *Pool) acquire(ctx context.Context, e entry) (*Lease, error) {
-	ch := make(chan *Lease, 1) // the dispatcher never blocks
-	lease, w, err := p.enqueue(e, func(l *Lease) bool { ch <- l; return true })
+	type handed struct {
+		l   *Lease
+		err error
+	}
+	ch := make(chan handed, 1) // the dispatcher never blocks
+	lease, w, err := p.enqueue(e, func(l *Lease, err error) bool { ch <- handed{l, err}; return true })
 	if w == nil {
 		return lease, err
 	}
 	select {
-	case l := <-ch:
-		return l, nil
+	case h := <-ch:
+		return h.l, h.err
 	case <-ctx.Done():
 		if p.dequeue(w) {
 			return nil, ctx.Err()
 		}
-		// A slot was handed over as the context ended: give it back.
-		(<-ch).Release()
+		// A slot (or the failure) was handed over as the context ended:
+		// give the slot back.
+		if h := <-ch; h.l != nil {
+			h.l.Release()
+		}
 		return nil, ctx.Err()
 	}
 }
@@ -270,12 +294,14 @@ func (p *Pool) dequeue(w *waiter) bool {
 
 // Park is Acquire for a request that waits without a goroutine: it
 // returns a lease at once when a pod has a free slot; otherwise the
-// request takes its place in the queue (ErrQueueFull at the bound), and
-// deliver is called with its lease when a slot frees up. deliver runs
+// request takes its place in the queue (ErrQueueFull at the bound; the
+// function's failure, see Fail, when it has no ready pod), and deliver is
+// called with its lease when a slot frees up, or with no lease and the
+// failure when the function's pods turn out not to run. deliver runs
 // under the pool's lock: it must not block nor call the pool, and returns
 // false when the request is gone (the slot then goes to the next waiter).
 // Unpark takes a request that stops waiting out of the queue.
-func (p *Pool) Park(deliver func(*Lease) bool) (*Lease, *Waiter, error) {
+func (p *Pool) Park(deliver func(*Lease, error) bool) (*Lease, *Waiter, error) {
 	lease, w, err := p.enqueue(arrival, deliver)
 	if w == nil {
 		return lease, nil, err
@@ -503,7 +529,7 @@ func (p *Pool) dispatchLocked() {
 		p.tick()
 		p.queued--
 		l := &Lease{Pod: pod, pool: p, Waited: p.now().Sub(w.start), Cold: w.cold}
-		if w.deliver(l) {
+		if w.deliver(l, nil) {
 			pod.inflight++
 			p.inflight++
 		}
@@ -530,6 +556,34 @@ func (p *Pool) retire(pod *Pod) {
 	pod.removed = true
 	delete(p.byAddr, pod.Addr)
 	p.pods = slices.DeleteFunc(p.pods, func(x *Pod) bool { return x == pod })
+	p.failWaitersLocked()
+}
+
+// Fail says that the function's pods cannot run, err why (nil: they can
+// again). While it is set and no pod is ready, no request waits: one that
+// would gets err at once, and those waiting get it now, or when the last
+// ready pod goes. Ready pods keep serving: a rollout whose new pods fail
+// leaves the old ones.
+func (p *Pool) Fail(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failure = err
+	p.failWaitersLocked()
+}
+
+// failWaitersLocked hands the failure to every waiter, oldest first, when
+// there is one and no ready pod.
+func (p *Pool) failWaitersLocked() {
+	if p.failure == nil || len(p.pods) > 0 {
+		return
+	}
+	for p.head != nil {
+		w := p.head
+		p.unlinkLocked(w)
+		p.tick()
+		p.queued--
+		w.deliver(nil, p.failure)
+	}
 }
 
 // SetEndpoints replaces the ready pods. Pods that left keep their in-flight
@@ -563,6 +617,7 @@ func (p *Pool) setEndpoints(addrs []string) (gone []string) {
 	}
 	p.pods = pods
 	p.dispatchLocked()
+	p.failWaitersLocked()
 	return gone
 }
 
@@ -718,6 +773,19 @@ func (r *Registry) SetEndpoints(k Key, addrs []string) {
 			r.OnGone(a)
 		}
 	}
+}
+
+// Fail sets or clears (nil) the failure of a function's pool (see
+// Pool.Fail); a function without a pool gets one only to fail.
+func (r *Registry) Fail(k Key, err error) {
+	p := r.Lookup(k)
+	if p == nil {
+		if err == nil {
+			return
+		}
+		p = r.Get(k)
+	}
+	p.Fail(err)
 }
 
 // SetCapacity sets a function's per-pod concurrency, if it has a pool.

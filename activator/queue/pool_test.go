@@ -295,7 +295,7 @@ func TestParkedRequestsGetSlotsInOrderAndAGoneOneIsSkipped(t *testing.T) {
 	var got []string
 	park := func(name string, wants bool) *Waiter {
 		t.Helper()
-		l, w, err := p.Park(func(l *Lease) bool {
+		l, w, err := p.Park(func(l *Lease, _ error) bool {
 			if wants {
 				got = append(got, name)
 			}
@@ -309,7 +309,7 @@ func TestParkedRequestsGetSlotsInOrderAndAGoneOneIsSkipped(t *testing.T) {
 	a := park("a", true)
 	park("gone", false) // its client left as the slot came
 	c := park("c", true)
-	if _, _, err := p.Park(func(*Lease) bool { return true }); !errors.Is(err, ErrQueueFull) {
+	if _, _, err := p.Park(func(*Lease, error) bool { return true }); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("fourth parked request: %v, want ErrQueueFull", err)
 	}
 	if !p.Unpark(c) {
@@ -327,7 +327,7 @@ func TestParkedRequestsGetSlotsInOrderAndAGoneOneIsSkipped(t *testing.T) {
 		t.Fatalf("inflight %d queued %d, want 1 and 0: the refused slot is free again", in, q)
 	}
 	// A free slot is taken at once, without parking.
-	l, w, err := p.Park(func(*Lease) bool { t.Fatal("delivered to a request that had a slot at once"); return false })
+	l, w, err := p.Park(func(*Lease, error) bool { t.Fatal("delivered to a request that had a slot at once"); return false })
 	if l == nil || w != nil || err != nil {
 		t.Fatalf("Park with a free slot: lease %v waiter %v err %v", l, w, err)
 	}

@@ -1,9 +1,13 @@
-// Package rbac holds the activator's RBAC markers, from which `make generate`
-// writes config/rbac/activator/role.yaml (ClusterRole activator-role). The
-// activator only reads: the EndpointSlices of functions' Services, for ready
-// pod addresses, and Functions, for their timeout, concurrency and event
-// format. It has no code; the chart and config/activator bind the role to the
-// activator's ServiceAccount.
+// Package rbac holds the activator's RBAC markers for what it reads, from
+// which (with those of package auth, next to the code that needs them)
+// `make generate` writes config/rbac/activator/role.yaml: the ClusterRole
+// activator-role and a Role of the same name in the activator's namespace.
+// The activator reads the EndpointSlices of functions' Services, for ready
+// pod addresses, and Functions, for their timeout, concurrency, event
+// format and authType; package auth creates TokenReviews and
+// SubjectAccessReviews and reads the access key Secrets of its own
+// namespace. It has no code; the chart and config/activator bind the roles
+// to the activator's ServiceAccount.
 package rbac
 
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch

@@ -16,15 +16,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/lambdapod/lambdapod/activator/auth"
 	"github.com/lambdapod/lambdapod/activator/endpoints"
 	"github.com/lambdapod/lambdapod/activator/functions"
 	"github.com/lambdapod/lambdapod/activator/handler"
@@ -66,6 +69,13 @@ type Config struct {
 	// their EndpointSlice says ready.
 	NoProbeNotReady bool
 	Logger          *slog.Logger
+
+	// InvokeAuth checks the callers of functions that are not public
+	// (package auth); AuthCacheTTL is how long identities and decisions
+	// are cached; SystemNamespace holds the access key Secrets ("": none).
+	InvokeAuth      bool
+	AuthCacheTTL    time.Duration
+	SystemNamespace string
 }
 
 // Activator is a configured activator.
@@ -78,6 +88,8 @@ type Activator struct {
 	tracker  *endpoints.Tracker
 	reporter *stats.Reporter
 	chain    *handler.Chain
+	authz    *auth.Authorizer
+	keys     *auth.KeyStore
 	srv      *http.Server
 	parker   *park.Parker
 	reg      *prometheus.Registry
@@ -126,6 +138,13 @@ func New(cfg Config, rc *rest.Config) (*Activator, error) {
 	if cfg.Namespace != "" {
 		opts.DefaultNamespaces = map[string]cache.Config{cfg.Namespace: {}}
 	}
+	if cfg.InvokeAuth && cfg.SystemNamespace != "" {
+		// Only the access key Secrets of the system namespace.
+		opts.ByObject[&corev1.Secret{}] = cache.ByObject{
+			Label:      labels.SelectorFromSet(labels.Set{auth.KeyLabel: "true"}),
+			Namespaces: map[string]cache.Config{cfg.SystemNamespace: {}},
+		}
+	}
 	c, err := cache.New(rc, opts)
 	if err != nil {
 		return nil, err
@@ -165,11 +184,27 @@ func New(cfg Config, rc *rest.Config) (*Activator, error) {
 			a.metrics.Reports.WithLabelValues("ok").Inc()
 		}
 	}
+	if cfg.InvokeAuth {
+		cs, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return nil, err
+		}
+		var keys auth.Keys
+		if cfg.SystemNamespace != "" {
+			a.keys = auth.NewKeyStore()
+			keys = a.keys
+		}
+		a.authz = auth.New(cs.AuthenticationV1().TokenReviews(), cs.AuthorizationV1().SubjectAccessReviews(), keys,
+			auth.Options{TTL: cfg.AuthCacheTTL, Region: cfg.Handler.Region})
+	}
 	inv := proxy.New()
 	// Keep-alive connections to a pod that left would stay open for ever:
 	// no request goes there again to find them closed.
 	a.pools.OnGone = inv.CloseIdle
 	a.chain = handler.New(cfg.Handler, a.fns, a.pools, inv, a.metrics)
+	if a.authz != nil {
+		a.chain.SetAuthorizer(a.authz)
+	}
 	// No ReadTimeout or WriteTimeout: an invocation may take 15 minutes.
 	// The header has ReadHeaderTimeout, the body the chain's own read
 	// deadline, an idle connection IdleTimeout.
@@ -257,6 +292,19 @@ func (a *Activator) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	if a.keys != nil {
+		si, err := a.cache.GetInformer(ctx, &corev1.Secret{})
+		if err != nil {
+			return err
+		}
+		if _, err := si.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    func(o any) { a.upsertKey(o) },
+			UpdateFunc: func(_, o any) { a.upsertKey(o) },
+			DeleteFunc: func(o any) { a.deleteKey(o) },
+		}); err != nil {
+			return err
+		}
+	}
 	cctx, cancelCache := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelCache()
 	defer a.tracker.Stop() // stops the probes; slices seen later start none
@@ -329,6 +377,9 @@ func (a *Activator) Run(ctx context.Context) error {
 func (a *Activator) upsertFunction(o any) {
 	if f, ok := o.(*lambdapodv1alpha1.Function); ok {
 		a.fns.Upsert(f)
+		// Requests that find no ready pod are answered at once while its
+		// pods cannot run, and those held are answered now.
+		a.pools.Fail(queue.Key{Namespace: f.Namespace, Name: f.Name}, functions.CannotRun(f))
 	}
 }
 
@@ -339,6 +390,21 @@ func (a *Activator) deleteFunction(o any) {
 	if f, ok := o.(*lambdapodv1alpha1.Function); ok {
 		a.fns.Delete(f.Namespace, f.Name)
 		a.pools.Delete(queue.Key{Namespace: f.Namespace, Name: f.Name})
+	}
+}
+
+func (a *Activator) upsertKey(o any) {
+	if s, ok := o.(*corev1.Secret); ok {
+		a.keys.Upsert(s)
+	}
+}
+
+func (a *Activator) deleteKey(o any) {
+	if d, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+		o = d.Obj
+	}
+	if s, ok := o.(*corev1.Secret); ok {
+		a.keys.Delete(s.Namespace, s.Name)
 	}
 }
 

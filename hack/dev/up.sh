@@ -163,6 +163,9 @@ metadata:
   name: $FN
   namespace: $FN_NS
 spec:
+  # Public: anyone who reaches the activator may call it (the default,
+  # RBAC, asks callers for credentials: see $FN-private below).
+  authType: None
   source:
     git:
       url: http://$POD_GATEWAY:$GIT_PORT/hello-go.git
@@ -215,6 +218,56 @@ dlog "HTTP $code after $((($(date +%s%N) - start) / 1000000)) ms:"
 printf '%s\n' "${answer%$'\n'*}"
 [[ $code == 2* ]] || die "the activator answered HTTP $code"
 
+step "Function $FN_NS/$FN-private: the same image, for callers RBAC lets invoke it"
+image=$(kc -n "$FN_NS" get fn "$FN" -o jsonpath='{.status.image}')
+cat >"$D/function-private.yaml" <<EOF
+apiVersion: lambdapod.io/v1alpha1
+kind: Function
+metadata:
+  name: $FN-private
+  namespace: $FN_NS
+spec:
+  source:
+    image: $image
+  runtime:
+    timeout: 10s
+  scale:
+    minReplicas: 0
+    maxReplicas: 3
+    scaleToZeroAfter: 1m
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: invoker
+  namespace: $FN_NS
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: invoker
+  namespace: $FN_NS
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: $RELEASE-invoker
+subjects:
+- kind: ServiceAccount
+  name: invoker
+  namespace: $FN_NS
+EOF
+kc apply -f "$D/function-private.yaml"
+kc -n "$FN_NS" wait --for=condition=Ready "fn/$FN-private" --timeout=120s || die "fn/$FN-private is not Ready"
+purl=http://$ACTIVATOR/$FN_NS/$FN-private/
+code=$(curl -sS -o /dev/null --max-time 60 -w '%{http_code}' "$purl") || die "no answer from $purl"
+dlog "without credentials: HTTP $code"
+[[ $code == 401 ]] || die "the activator answered HTTP $code to a caller without credentials, want 401"
+token=$(kc -n "$FN_NS" create token invoker --duration=10m)
+answer=$(curl -sS --max-time 120 -w '\n%{http_code}' -H "Authorization: Bearer $token" "$purl?name=invoker") || die "no answer from $purl"
+code=${answer##*$'\n'}
+dlog "with the invoker ServiceAccount's token: HTTP $code"
+[[ $code == 2* ]] || die "the activator answered HTTP $code to the invoker"
+
 step "done in $((SECONDS - t0))s"
 echo
 echo "lambdapod runs on the local cluster. Next:"
@@ -222,6 +275,7 @@ echo
 printf '  %-62s # %s\n' \
   "export KUBECONFIG=$KUBECONFIG_OUT" "kubectl and helm use the cluster" \
   "curl '$url?name=you'" "invoke through the activator" \
+  "curl -H \"Authorization: Bearer \$(kubectl -n $FN_NS create token invoker)\" $purl" "an authenticated function" \
   "kubectl get fn" "functions: URL, image, replicas" \
   "kubectl get pipelineruns -l lambdapod.io/function=$FN" "its builds" \
   "kubectl -n $NS logs deploy/$RELEASE-manager" "the manager's log" \

@@ -126,6 +126,7 @@ func newGitFunction(t *testing.T, name string, r *gitRepo, want string, change f
 	fn := &lambdapodv1alpha1.Function{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: lambdapodv1alpha1.FunctionSpec{
+			AuthType: lambdapodv1alpha1.AuthNone,
 			Source: lambdapodv1alpha1.Source{Git: &lambdapodv1alpha1.GitSource{
 				URL:          r.url,
 				Revision:     "main",

@@ -205,6 +205,8 @@ func builtImage(t *testing.T) string {
 
 // newFunction creates a Function of the suite's namespace that runs the
 // built hello image, with the given changes, and waits until it is Ready.
+// It is public (authType None) unless change says otherwise: the cases
+// that are not about who may invoke call it without credentials.
 func newFunction(t *testing.T, name string, change func(*lambdapodv1alpha1.Function)) *lambdapodv1alpha1.Function {
 	t.Helper()
 	fn := &lambdapodv1alpha1.Function{
@@ -216,6 +218,7 @@ func newFunction(t *testing.T, name string, change func(*lambdapodv1alpha1.Funct
 				MaxReplicas:      3,
 				ScaleToZeroAfter: &metav1.Duration{Duration: 30 * time.Second},
 			},
+			AuthType: lambdapodv1alpha1.AuthNone,
 		},
 	}
 	if change != nil {

@@ -71,21 +71,33 @@ func TestRBACIsExactlyTheGeneratedRoles(t *testing.T) {
 	if kinds, _ := generatedRoles(t, "config/rbac/role.yaml"); !slices.Equal(kinds, []string{"ClusterRole", "Role"}) {
 		t.Fatalf("config/rbac/role.yaml holds %v, want a ClusterRole and a Role", kinds)
 	}
-	if kinds, _ := generatedRoles(t, "config/rbac/activator/role.yaml"); !slices.Equal(kinds, []string{"ClusterRole"}) {
-		t.Fatalf("config/rbac/activator/role.yaml holds %v, want a ClusterRole", kinds)
+	if kinds, _ := generatedRoles(t, "config/rbac/activator/role.yaml"); !slices.Equal(kinds, []string{"ClusterRole", "Role"}) {
+		t.Fatalf("config/rbac/activator/role.yaml holds %v, want a ClusterRole and a Role", kinds)
 	}
 	managerRules := rbacRules(t, "config/rbac/role.yaml", "ClusterRole")
 	managerNSRules := rbacRules(t, "config/rbac/role.yaml", "Role")
 	activatorRules := rbacRules(t, "config/rbac/activator/role.yaml", "ClusterRole")
+	activatorNSRules := rbacRules(t, "config/rbac/activator/role.yaml", "Role")
 
-	// What the activator needs, from docs/activator.md: read EndpointSlices
-	// and Functions, cluster-wide.
+	// What the activator needs, from docs/activator.md and
+	// docs/security.md: read EndpointSlices and Functions, cluster-wide;
+	// ask the API server who a caller is and whether RBAC lets them invoke
+	// a function; and, in its own namespace only, read the access key
+	// Secrets.
 	wantActivator := []any{
+		map[string]any{"apiGroups": []any{"authentication.k8s.io"}, "resources": []any{"tokenreviews"}, "verbs": []any{"create"}},
+		map[string]any{"apiGroups": []any{"authorization.k8s.io"}, "resources": []any{"subjectaccessreviews"}, "verbs": []any{"create"}},
 		map[string]any{"apiGroups": []any{"discovery.k8s.io"}, "resources": []any{"endpointslices"}, "verbs": []any{"get", "list", "watch"}},
 		map[string]any{"apiGroups": []any{"lambdapod.io"}, "resources": []any{"functions"}, "verbs": []any{"get", "list", "watch"}},
 	}
 	if !reflect.DeepEqual(activatorRules, wantActivator) {
 		t.Errorf("config/rbac/activator/role.yaml = %v, want %v", activatorRules, wantActivator)
+	}
+	wantActivatorNS := []any{
+		map[string]any{"apiGroups": []any{""}, "resources": []any{"secrets"}, "verbs": []any{"get", "list", "watch"}},
+	}
+	if !reflect.DeepEqual(activatorNSRules, wantActivatorNS) {
+		t.Errorf("config/rbac/activator/role.yaml Role = %v, want %v", activatorNSRules, wantActivatorNS)
 	}
 
 	// In its own namespace, the manager reads its build ConfigMap, by name,
@@ -127,12 +139,20 @@ func TestRBACIsExactlyTheGeneratedRoles(t *testing.T) {
 	}
 	for name, x := range renders {
 		r, p := x.r, x.prefix
-		if len(r.ofKind("Role")) != 1 || len(r.ofKind("RoleBinding")) != 1 {
-			t.Errorf("%s: %d Roles and %d RoleBindings, want 1 and 1", name, len(r.ofKind("Role")), len(r.ofKind("RoleBinding")))
+		if len(r.ofKind("Role")) != 2 || len(r.ofKind("RoleBinding")) != 2 {
+			t.Errorf("%s: %d Roles and %d RoleBindings, want 2 and 2", name, len(r.ofKind("Role")), len(r.ofKind("RoleBinding")))
 		}
+		// The manager's, the activator's, and the invoker role for users
+		// (bound by nobody here).
 		roles := r.ofKind("ClusterRole")
-		if len(roles) != 2 || len(r.ofKind("ClusterRoleBinding")) != 2 {
-			t.Errorf("%s: %d ClusterRoles and %d ClusterRoleBindings, want 2 and 2", name, len(roles), len(r.ofKind("ClusterRoleBinding")))
+		if len(roles) != 3 || len(r.ofKind("ClusterRoleBinding")) != 2 {
+			t.Errorf("%s: %d ClusterRoles and %d ClusterRoleBindings, want 3 and 2", name, len(roles), len(r.ofKind("ClusterRoleBinding")))
+		}
+		invoker := r.mustFind(t, "ClusterRole", p+"-invoker")
+		if rules, _, _ := unstructured.NestedSlice(invoker.Object, "rules"); !reflect.DeepEqual(rules, []any{
+			map[string]any{"apiGroups": []any{"lambdapod.io"}, "resources": []any{"functions"}, "verbs": []any{"invoke"}},
+		}) {
+			t.Errorf("%s: the invoker ClusterRole grants %v, want invoke on functions only", name, rules)
 		}
 		for _, role := range slices.Concat(roles, r.ofKind("Role")) {
 			rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
@@ -161,6 +181,7 @@ func TestRBACIsExactlyTheGeneratedRoles(t *testing.T) {
 			{"ClusterRole", "manager", managerRules},
 			{"Role", "manager", prefixedNames(managerNSRules, p)},
 			{"ClusterRole", "activator", activatorRules},
+			{"Role", "activator", activatorNSRules},
 		} {
 			role := r.mustFind(t, c.kind, p+"-"+c.component+"-role")
 			if rules, _, _ := unstructured.NestedSlice(role.Object, "rules"); !reflect.DeepEqual(rules, c.rules) {
@@ -174,7 +195,7 @@ func TestRBACIsExactlyTheGeneratedRoles(t *testing.T) {
 				t.Errorf("%s: %s binds a %s", name, b.GetName(), ref)
 			}
 			if c.kind == "Role" && (role.GetNamespace() != namespace || b.GetNamespace() != namespace) {
-				t.Errorf("%s: Role %s and RoleBinding %s are in %q and %q, want the manager's namespace %s",
+				t.Errorf("%s: Role %s and RoleBinding %s are in %q and %q, want the release's namespace %s",
 					name, role.GetName(), b.GetName(), role.GetNamespace(), b.GetNamespace(), namespace)
 			}
 			subjects, _, _ := unstructured.NestedSlice(b.Object, "subjects")
