@@ -495,14 +495,26 @@ func drive(sidecarBin, bootstrapBin string, rate int, phase time.Duration, phase
 func latency(direct, via, viaAuth string, rate int, phase time.Duration, phases int) int {
 	var ld, la, lz []time.Duration
 	var ed, ea, ez int
+	// Per round of three back-to-back phases, the p95 of each path: a
+	// burst of other work on this shared machine lands in some phases and
+	// not others, so the pooled p95s above differ by it; the median over
+	// the rounds of the paired differences does not.
+	var pairA, pairZ []time.Duration
 	for i := 0; i < phases; i++ {
-		l, e := openLoop(direct, rate, phase)
-		ld, ed = append(ld, l...), ed+e
-		l, e = openLoop(via, rate, phase)
-		la, ea = append(la, l...), ea+e
-		l, e = openLoop(viaAuth, rate, phase)
-		lz, ez = append(lz, l...), ez+e
+		d, e := openLoop(direct, rate, phase)
+		ld, ed = append(ld, d...), ed+e
+		a, e := openLoop(via, rate, phase)
+		la, ea = append(la, a...), ea+e
+		z, e := openLoop(viaAuth, rate, phase)
+		lz, ez = append(lz, z...), ez+e
+		slices.Sort(d)
+		slices.Sort(a)
+		slices.Sort(z)
+		pairA = append(pairA, pct(a, .95)-pct(d, .95))
+		pairZ = append(pairZ, pct(z, .95)-pct(d, .95))
 	}
+	slices.Sort(pairA)
+	slices.Sort(pairZ)
 	slices.Sort(ld)
 	slices.Sort(la)
 	slices.Sort(lz)
@@ -520,8 +532,12 @@ func latency(direct, via, viaAuth string, rate int, phase time.Duration, phases 
 	row("through the activator, authenticated caller (bearer token, cached decision)", lz, ez)
 	added("added by the activator", la)
 	added("added by the activator with authorisation", lz)
+	fmt.Fprintf(out, "\nAdded p95, median over the %d rounds of each round's p95 through the activator minus the sidecar's (paired phases, %v apart): %s public, %s with authorisation.\n",
+		phases, phase, ms(pct(pairA, .5)), ms(pct(pairZ, .5)))
 	result["addedP95ms"] = float64((pct(la, .95) - pct(ld, .95)).Microseconds()) / 1000
 	result["addedAuthP95ms"] = float64((pct(lz, .95) - pct(ld, .95)).Microseconds()) / 1000
+	result["pairedP95ms"] = float64(pct(pairA, .5).Microseconds()) / 1000
+	result["pairedAuthP95ms"] = float64(pct(pairZ, .5).Microseconds()) / 1000
 	return len(la) + ea + len(lz) + ez
 }
 
@@ -732,10 +748,12 @@ func writeDoc(path string, rate, held int) error {
 		return "MISSED"
 	}
 	if v, ok := result["addedP95ms"]; ok {
-		fmt.Fprintf(&b, "- added latency at p95 at %d requests/s: %.3f ms (target <= 0.5 ms: %s).\n", rate, v, verdict(v <= 0.5))
+		fmt.Fprintf(&b, "- added latency at p95 at %d requests/s: pooled %.3f ms (target <= 0.5 ms: %s); median of the paired rounds %.3f ms (%s).\n",
+			rate, v, verdict(v <= 0.5), result["pairedP95ms"], verdict(result["pairedP95ms"] <= 0.5))
 	}
 	if v, ok := result["addedAuthP95ms"]; ok {
-		fmt.Fprintf(&b, "- added latency at p95 at %d requests/s with authorisation on (a bearer token, cached decision): %.3f ms (target <= 0.5 ms: %s).\n", rate, v, verdict(v <= 0.5))
+		fmt.Fprintf(&b, "- the same with authorisation on (a bearer token, cached decision): pooled %.3f ms (%s); median of the paired rounds %.3f ms (%s).\n",
+			v, verdict(v <= 0.5), result["pairedAuthP95ms"], verdict(result["pairedAuthP95ms"] <= 0.5))
 	}
 	if v, ok := result["heldKiB"]; ok {
 		fmt.Fprintf(&b, "- memory per held request (Go heap + stacks, %d held): %.1f KiB (target < 10 KiB: %s).\n", held, v, verdict(v < 10))
@@ -780,15 +798,30 @@ Where the numbers come from, and the causes of any gap:
   connections and copy buffers. On an idle 2-CPU machine the added p50 is a
   few hundred microseconds; the p95/p99 gap grows with the machine's load,
   because every extra process wake-up waits for a CPU that the load
-  generator, the sidecar, the bootstrap and other work also want.
-- Memory per held request. A held request is a net/http server connection:
-  its 4 KiB read and 4 KiB write buffers, the 2 KiB response buffer, the
-  parsed request, the handler goroutine's stack and the goroutine net/http
-  runs to notice a client that goes away, plus the activator's own state
-  (about 1 KiB: the queue entry, the payload, contexts). The net/http part
-  is most of it and is fixed by net/http; getting under 10 KiB would need a
-  hijacked, goroutine-free parking of held connections. The queue bound
-  (-max-queue per function) caps the total.
+  generator, the sidecar, the bootstrap and other work also want. The
+  paired median (each round's p95 difference, median over the rounds)
+  discounts bursts of other work that land in one path's phase only. The
+  target (0.5 ms) was met once on this kind of machine (0.477 ms, 248 µs
+  of activator CPU per request, before the hardening of #13); its CPU per
+  request is now about 300 µs (about 250 µs with GOMAXPROCS=1: fewer
+  cross-CPU wake-ups), most of it the kernel's socket writes and reads and
+  Go's scheduler, not the activator's own code (make bench-activator with
+  a CPU profile of the activator, /debug/pprof on its control port).
+- Memory per held request. A held request is parked (activator/park): its
+  handler hijacks the connection and returns, so net/http's 4 KiB read and
+  4 KiB write buffers, its 2 KiB response buffer and both goroutines of the
+  connection (about 26 KiB in all, measured before parking) are gone; what
+  stays is the connection itself, the request's head to hand back to
+  net/http when a slot comes, the payload, the queue entry and a timer.
+  One epoll set watches every parked connection for a client that goes
+  away. The queue bound (-max-queue per function) and the held-bytes
+  budget cap the total.
+- Authorisation. A caller with a bearer token costs a TokenReview and a
+  SubjectAccessReview the first time; then both decisions come from the
+  activator's caches (10 s by default), which is what every request of a
+  steady caller costs: a hash of the token and two cache lookups. The
+  bench's reviewers answer in-process (the API server's cost is paid once
+  per token and TTL, outside the hot path).
 - Ready to forwarded. The pool hands the freed or new slots to the oldest
   waiters inside the endpoint update itself (no polling), so the first held
   request leaves within microseconds; in a cluster add the EndpointSlice
