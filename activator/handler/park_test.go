@@ -157,3 +157,37 @@ func TestABurstAtZeroCostsUnder10KiBAHeldRequest(t *testing.T) {
 	}
 	runtime.KeepAlive(conns)
 }
+
+// A request that waits for a busy pod (a wait of milliseconds) is held on
+// its goroutine: parking costs a second pass through net/http, worth it
+// only for long waits. Past parkAbove waiting requests, the rest park.
+func TestOnlyLongWaitsPark(t *testing.T) {
+	release := make(chan struct{})
+	sc := newSidecar(t, func(w http.ResponseWriter, r *http.Request, p []byte) {
+		<-release
+		echo(w, r, p)
+	})
+	e := newEnv(t, Options{ActivationTimeout: 30 * time.Second}, fn1, 1000)
+	e.pools.SetEndpoints(hello, []string{sc.addr()})
+	const n = parkAbove + 10
+	conns := make([]net.Conn, n)
+	readers := make([]*bufio.Reader, n)
+	conns[0], readers[0] = rawInvoke(t, e, `{"i":0}`)
+	waitUntil(t, "the first request running", func() bool { return sc.inflight.Load() == 1 })
+	for i := 1; i < n; i++ {
+		conns[i], readers[i] = rawInvoke(t, e, fmt.Sprintf(`{"i":%d}`, i))
+		waitUntil(t, "the request held", func() bool { return queued(e) == i })
+		if i <= parkAbove && e.parker.Parked() != 0 {
+			t.Fatalf("request %d parked while only %d waited for a busy pod", i, i-1)
+		}
+	}
+	if got := e.parker.Parked(); got != n-1-parkAbove {
+		t.Fatalf("%d parked, want %d (those past %d waiting)", got, n-1-parkAbove, parkAbove)
+	}
+	close(release)
+	for i := range conns {
+		if code, body := readAnswer(t, conns[i], readers[i]); code != 200 || body != fmt.Sprintf(`{"i":%d}`, i) {
+			t.Fatalf("request %d: %d %q", i, code, body)
+		}
+	}
+}

@@ -252,6 +252,31 @@ func (p *Pool) enqueue(e entry, deliver func(*Lease, error) bool) (*Lease, *wait
 	return nil, w, nil
 }
 
+// TryAcquire takes a slot on a ready pod if one is free now, counting the
+// request as arrived; nil (and nothing counted) when it would wait.
+func (p *Pool) TryAcquire() *Lease {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pod := p.pickLocked()
+	if pod == nil {
+		return nil
+	}
+	p.tick()
+	p.requests++
+	pod.inflight++
+	p.inflight++
+	return &Lease{Pod: pod, pool: p}
+}
+
+// LongWait reports whether a request that waits now is likely to wait
+// long: the function has no ready pod (a cold start: seconds), or at least
+// queued requests wait already.
+func (p *Pool) LongWait(queued int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.pods) == 0 || p.queued >= queued
+}
+
 // acquire is Acquire for a request that comes as e says.
 func (p *Pool) acquire(ctx context.Context, e entry) (*Lease, error) {
 	type handed struct {
