@@ -266,9 +266,11 @@ func revision(rs *appsv1.ReplicaSet) int64 {
 
 // cannotStart are the reasons a container waits with when it will not
 // start by itself: its image cannot be pulled, the kubelet cannot create
-// it, or it crash-loops (a bootstrap that exits).
+// it, or it crash-loops (a bootstrap that exits). ErrImagePull is not one:
+// the kubelet says it at the first failed pull, which may be a registry's
+// passing hiccup during a cold start (the activator would fail the held
+// requests at once); ImagePullBackOff follows when the pull keeps failing.
 var cannotStart = map[string]bool{
-	"ErrImagePull":               true,
 	"ImagePullBackOff":           true,
 	"InvalidImageName":           true,
 	"CrashLoopBackOff":           true,
