@@ -116,7 +116,7 @@ func (h *Payload) event(w http.ResponseWriter, r *http.Request, c *call) *Failur
 	var cannot *PodsCannotRun
 	switch {
 	case errors.As(err, &cannot):
-		return &Failure{Kind: CannotRun, Err: err, Message: fmt.Sprintf("function %s cannot run: %s", c.key, cannot.Message)}
+		return cannot.failure(c, err)
 	case err != nil:
 		return &Failure{Kind: Throttled, Message: "too many requests are waiting for function " + c.key.String(), RetryAfter: time.Second}
 	}

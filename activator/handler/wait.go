@@ -67,8 +67,7 @@ func (h *Wait) serve(w http.ResponseWriter, r *http.Request, c *call) *Failure {
 		}
 		return &Failure{Kind: Overloaded, Message: why, RetryAfter: h.opts.RetryAfter}
 	case errors.As(err, &cannot):
-		return &Failure{Kind: CannotRun, Err: err,
-			Message: fmt.Sprintf("function %s cannot run: %s", c.key, cannot.Message)}
+		return cannot.failure(c, err)
 	case errors.As(err, &unreachable):
 		// Nothing reached a bootstrap: safe to answer 5xx (callers may retry).
 		return &Failure{Kind: Unreachable, Err: err,
@@ -91,3 +90,8 @@ type PodsCannotRun struct {
 }
 
 func (e *PodsCannotRun) Error() string { return e.Reason + ": " + e.Message }
+
+// failure is what a request for c's function gets while it cannot run.
+func (e *PodsCannotRun) failure(c *call, err error) *Failure {
+	return &Failure{Kind: CannotRun, Err: err, Message: fmt.Sprintf("function %s cannot run: %s", c.key, e.Message)}
+}

@@ -5,7 +5,9 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 )
@@ -69,14 +72,21 @@ func TestWhoMayInvoke(t *testing.T) {
 	}
 	want := helloBody("e2e", "/who", fn.Name)
 
+	before := invocations(t, fn.Name)
 	if a := call(fn.Name, ""); a.status != 401 || a.body == want {
 		t.Errorf("no credentials: %d %q, want 401", a.status, a.body)
 	}
 	if a := call(fn.Name, stranger); a.status != 403 || !strings.Contains(a.body, "system:serviceaccount:"+ns+":stranger") {
 		t.Errorf("a ServiceAccount without the role: %d %q, want 403 naming it", a.status, a.body)
 	}
+	if n := invocations(t, fn.Name) - before; n != 0 {
+		t.Errorf("the function ran %d times for refused callers, want 0", n)
+	}
 	if a := call(fn.Name, invoker); a.status != 200 || a.body != want {
 		t.Errorf("a ServiceAccount with the role: %d %q, want 200 %q", a.status, a.body, want)
+	}
+	if n := invocations(t, fn.Name) - before; n != 1 {
+		t.Errorf("the function ran %d times after one allowed call, want 1", n)
 	}
 	if a := call(public.Name, ""); a.status != 200 || a.body != helloBody("e2e", "/who", public.Name) {
 		t.Errorf("a public function, no credentials: %d %q", a.status, a.body)
@@ -137,4 +147,33 @@ func errString(err error) string {
 		return "nil"
 	}
 	return err.Error()
+}
+
+// invocations is how many invocations the function's pods' sidecars have
+// run, from their metrics (the node reaches pod addresses).
+func invocations(t *testing.T, name string) int {
+	t.Helper()
+	var list corev1.PodList
+	if err := k.List(context.Background(), &list, client.InNamespace(ns), client.MatchingLabels{"lambdapod.io/function": name}); err != nil {
+		t.Fatalf("list pods of %s: %v", name, err)
+	}
+	n := 0
+	for _, p := range list.Items {
+		if p.Status.PodIP == "" || p.DeletionTimestamp != nil {
+			continue
+		}
+		a, err := tryGet("http://" + net.JoinHostPort(p.Status.PodIP, "8080") + "/metrics")
+		if err != nil {
+			t.Fatalf("metrics of pod %s: %v", p.Name, err)
+		}
+		for _, l := range strings.Split(a.body, "\n") {
+			if strings.HasPrefix(l, "lambdapod_sidecar_invocations_total") {
+				var v float64
+				if _, err := fmt.Sscan(l[strings.LastIndexByte(l, ' ')+1:], &v); err == nil {
+					n += int(v)
+				}
+			}
+		}
+	}
+	return n
 }

@@ -4,10 +4,7 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +23,7 @@ import (
 // gives function pods by default (no spec.runtime setting).
 func TestConfinedFunction(t *testing.T) {
 	ctx := context.Background()
-	restricted := restrictedNamespace(t)
+	restricted := restrictedNamespace(t, "restricted")
 
 	// The namespace must really refuse an unconfined pod, or the rest
 	// proves nothing.
@@ -105,64 +102,5 @@ func TestConfinedFunction(t *testing.T) {
 	if want := helloBody("restricted", "/confined", fn.Name); a.status != 200 || a.body != want {
 		dumpIn(t, restricted, fn.Name)
 		t.Fatalf("GET %s: %d %q, want 200 %q", path, a.status, a.body, want)
-	}
-}
-
-// restrictedNamespace creates a namespace of its own that enforces the
-// restricted Pod Security Standard, deleted (and waited for) when the test
-// ends unless E2E_KEEP is set.
-func restrictedNamespace(t *testing.T) string {
-	t.Helper()
-	suffix := make([]byte, 3)
-	_, _ = rand.Read(suffix)
-	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-		Name: "lambdapod-e2e-restricted-" + hex.EncodeToString(suffix),
-		Labels: map[string]string{
-			"app.kubernetes.io/part-of":                  "lambdapod-e2e",
-			"pod-security.kubernetes.io/enforce":         "restricted",
-			"pod-security.kubernetes.io/enforce-version": "latest",
-		},
-	}}
-	if err := k.Create(context.Background(), nsObj); err != nil {
-		t.Fatalf("create namespace %s: %v", nsObj.Name, err)
-	}
-	t.Cleanup(func() {
-		if os.Getenv("E2E_KEEP") != "" {
-			t.Logf("E2E_KEEP set: namespace %s kept", nsObj.Name)
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		if err := k.Delete(ctx, nsObj); err != nil && !apierrors.IsNotFound(err) {
-			t.Errorf("delete namespace %s: %v", nsObj.Name, err)
-			return
-		}
-		for {
-			if err := k.Get(ctx, client.ObjectKey{Name: nsObj.Name}, &corev1.Namespace{}); apierrors.IsNotFound(err) {
-				return
-			}
-			select {
-			case <-ctx.Done():
-				t.Errorf("namespace %s still there after 3m", nsObj.Name)
-				return
-			case <-time.After(time.Second):
-			}
-		}
-	})
-	return nsObj.Name
-}
-
-// dumpIn logs a Function's status, its pods, its ReplicaSets (where a
-// PodSecurity refusal shows) and the events of namespace.
-func dumpIn(t *testing.T, namespace, name string) {
-	t.Helper()
-	for _, args := range [][]string{
-		{"-n", namespace, "get", "fn", name, "-o", "yaml"},
-		{"-n", namespace, "get", "deploy,rs,pods", "-l", "lambdapod.io/function=" + name, "-o", "wide"},
-		{"-n", namespace, "describe", "rs", "-l", "lambdapod.io/function=" + name},
-		{"-n", namespace, "get", "events", "--sort-by=.lastTimestamp"},
-	} {
-		out, errOut, _ := kubectl(t, "", args...)
-		t.Logf("kubectl %s:\n%s%s", strings.Join(args, " "), out, errOut)
 	}
 }

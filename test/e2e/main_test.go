@@ -139,27 +139,57 @@ func run(m *testing.M) int {
 	return code
 }
 
-// deleteNamespace deletes the suite's namespace and waits until it is gone,
-// so that no function pod outlives the suite.
+// deleteNamespace deletes a namespace of the suite and waits until it is
+// gone, so that no function pod outlives the suite.
 func deleteNamespace(nsObj *corev1.Namespace) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
 	if err := k.Delete(ctx, nsObj); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("delete namespace %s: %w", ns, err)
+		return fmt.Errorf("delete namespace %s: %w", nsObj.Name, err)
 	}
 	for {
-		err := k.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{})
+		err := k.Get(ctx, client.ObjectKey{Name: nsObj.Name}, &corev1.Namespace{})
 		if apierrors.IsNotFound(err) {
-			fmt.Printf("e2e: namespace %s deleted in %s\n", ns, time.Since(start).Round(time.Millisecond))
+			fmt.Printf("e2e: namespace %s deleted in %s\n", nsObj.Name, time.Since(start).Round(time.Millisecond))
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("namespace %s still there after %s", ns, time.Since(start).Round(time.Second))
+			return fmt.Errorf("namespace %s still there after %s", nsObj.Name, time.Since(start).Round(time.Second))
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// restrictedNamespace creates a namespace of the test's own that enforces
+// the restricted Pod Security Standard, deleted (and waited for) when the
+// test ends unless E2E_KEEP is set.
+func restrictedNamespace(t *testing.T, purpose string) string {
+	t.Helper()
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: "lambdapod-e2e-" + purpose + "-" + hex.EncodeToString(suffix),
+		Labels: map[string]string{
+			"app.kubernetes.io/part-of":                  "lambdapod-e2e",
+			"pod-security.kubernetes.io/enforce":         "restricted",
+			"pod-security.kubernetes.io/enforce-version": "latest",
+		},
+	}}
+	if err := k.Create(context.Background(), nsObj); err != nil {
+		t.Fatalf("create namespace %s: %v", nsObj.Name, err)
+	}
+	t.Cleanup(func() {
+		if os.Getenv("E2E_KEEP") != "" {
+			t.Logf("E2E_KEEP set: namespace %s kept", nsObj.Name)
+			return
+		}
+		if err := deleteNamespace(nsObj); err != nil {
+			t.Error(err)
+		}
+	})
+	return nsObj.Name
 }
 
 // kubectl runs kubectl with the suite's kubeconfig and returns its stdout,
@@ -241,13 +271,20 @@ func newFunction(t *testing.T, name string, change func(*lambdapodv1alpha1.Funct
 	return fn
 }
 
-// dump logs a Function's status, its pods and the events of the namespace.
-func dump(t *testing.T, name string) {
+// dump logs a Function's status, its pods and the events of the suite's
+// namespace.
+func dump(t *testing.T, name string) { dumpIn(t, ns, name) }
+
+// dumpIn logs a Function's status, its Deployment, ReplicaSets (where a
+// PodSecurity refusal shows), pods and endpoints, and the events of
+// namespace.
+func dumpIn(t *testing.T, namespace, name string) {
 	t.Helper()
 	for _, args := range [][]string{
-		{"-n", ns, "get", "fn", name, "-o", "yaml"},
-		{"-n", ns, "get", "deploy,pods,endpointslices", "-l", "lambdapod.io/function=" + name, "-o", "wide"},
-		{"-n", ns, "get", "events", "--sort-by=.lastTimestamp"},
+		{"-n", namespace, "get", "fn", name, "-o", "yaml"},
+		{"-n", namespace, "get", "deploy,rs,pods,endpointslices", "-l", "lambdapod.io/function=" + name, "-o", "wide"},
+		{"-n", namespace, "describe", "rs", "-l", "lambdapod.io/function=" + name},
+		{"-n", namespace, "get", "events", "--sort-by=.lastTimestamp"},
 	} {
 		out, errOut, _ := kubectl(t, "", args...)
 		t.Logf("kubectl %s:\n%s%s", strings.Join(args, " "), out, errOut)

@@ -4,11 +4,8 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,8 +14,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -36,7 +31,7 @@ import (
 // holds for a Function at zero that a request makes the autoscaler scale
 // up: the held request is answered once the pods are refused.
 func TestPodsThatCannotRun(t *testing.T) {
-	namespace := podSecurityNamespace(t)
+	namespace := restrictedNamespace(t, "cannotrun")
 	rooted := func(name string, minReplicas int32) *lambdapodv1alpha1.Function {
 		fn := &lambdapodv1alpha1.Function{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
@@ -66,7 +61,7 @@ func TestPodsThatCannotRun(t *testing.T) {
 		}
 		if err := json.Unmarshal([]byte(a.body), &doc); err != nil || a.status != 503 || a.elapsed > 5*time.Second ||
 			!strings.Contains(doc.Message, "cannot run") || !strings.Contains(doc.Message, "PodSecurity") {
-			dumpUnavailable(t, namespace, fn.Name)
+			dumpIn(t, namespace, fn.Name)
 			t.Errorf("GET: %d in %s, %q: want 503 within seconds, naming the PodSecurity refusal", a.status, a.elapsed, a.body)
 		}
 
@@ -93,13 +88,13 @@ func TestPodsThatCannotRun(t *testing.T) {
 		fn := rooted("rooted-at-zero", 0)
 		// At zero nothing is refused yet.
 		if out, errOut, err := kubectl(t, "", "-n", namespace, "wait", "--for=condition=Ready", "fn/"+fn.Name, "--timeout=180s"); err != nil {
-			dumpUnavailable(t, namespace, fn.Name)
+			dumpIn(t, namespace, fn.Name)
 			t.Fatalf("kubectl wait fn/%s: %v\n%s%s", fn.Name, err, out, errOut)
 		}
 		a := get(t, "/"+namespace+"/"+fn.Name+"/x")
 		t.Logf("GET: HTTP %d in %s: %s", a.status, a.elapsed.Round(time.Millisecond), a.body)
 		if a.status != 503 || a.elapsed > 30*time.Second || !strings.Contains(a.body, "PodSecurity") {
-			dumpUnavailable(t, namespace, fn.Name)
+			dumpIn(t, namespace, fn.Name)
 			t.Errorf("GET: %d in %s, %q: want 503 naming the PodSecurity refusal once the pods are refused, not after the activation timeout", a.status, a.elapsed, a.body)
 		}
 		waitCannotRun(t, fn, time.Minute)
@@ -123,66 +118,9 @@ func waitCannotRun(t *testing.T, fn *lambdapodv1alpha1.Function, timeout time.Du
 			return ready
 		}
 		if time.Now().After(end) {
-			dumpUnavailable(t, fn.Namespace, fn.Name)
+			dumpIn(t, fn.Namespace, fn.Name)
 			t.Fatalf("fn/%s: Ready %+v after %s, want False PodsCannotRun naming the PodSecurity refusal, and Stalled", fn.Name, ready, timeout)
 		}
 		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// podSecurityNamespace creates a namespace that enforces the restricted
-// Pod Security Standard, deleted (and waited for) when the test ends
-// unless E2E_KEEP is set.
-func podSecurityNamespace(t *testing.T) string {
-	t.Helper()
-	suffix := make([]byte, 3)
-	_, _ = rand.Read(suffix)
-	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-		Name: "lambdapod-e2e-cannotrun-" + hex.EncodeToString(suffix),
-		Labels: map[string]string{
-			"app.kubernetes.io/part-of":          "lambdapod-e2e",
-			"pod-security.kubernetes.io/enforce": "restricted",
-		},
-	}}
-	if err := k.Create(context.Background(), nsObj); err != nil {
-		t.Fatalf("create namespace %s: %v", nsObj.Name, err)
-	}
-	t.Cleanup(func() {
-		if os.Getenv("E2E_KEEP") != "" {
-			t.Logf("E2E_KEEP set: namespace %s kept", nsObj.Name)
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		if err := k.Delete(ctx, nsObj); err != nil && !apierrors.IsNotFound(err) {
-			t.Errorf("delete namespace %s: %v", nsObj.Name, err)
-			return
-		}
-		for {
-			if err := k.Get(ctx, client.ObjectKey{Name: nsObj.Name}, &corev1.Namespace{}); apierrors.IsNotFound(err) {
-				return
-			}
-			select {
-			case <-ctx.Done():
-				t.Errorf("namespace %s still there after 3m", nsObj.Name)
-				return
-			case <-time.After(time.Second):
-			}
-		}
-	})
-	return nsObj.Name
-}
-
-// dumpUnavailable logs a Function's status, its Deployment, ReplicaSets
-// and pods, and the events of namespace.
-func dumpUnavailable(t *testing.T, namespace, name string) {
-	t.Helper()
-	for _, args := range [][]string{
-		{"-n", namespace, "get", "fn", name, "-o", "yaml"},
-		{"-n", namespace, "get", "deploy,rs,pods", "-l", "lambdapod.io/function=" + name, "-o", "wide"},
-		{"-n", namespace, "get", "events", "--sort-by=.lastTimestamp"},
-	} {
-		out, errOut, _ := kubectl(t, "", args...)
-		t.Logf("kubectl %s:\n%s%s", strings.Join(args, " "), out, errOut)
 	}
 }
