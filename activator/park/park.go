@@ -294,7 +294,6 @@ func (c *resumedConn) Close() error {
 // listener hands resumed connections to the resumed requests' server.
 type listener struct {
 	ch     chan net.Conn
-	mu     sync.Mutex
 	closed chan struct{}
 	once   sync.Once
 }
