@@ -5,12 +5,18 @@
 package main
 
 import (
+	"context"
+	"crypto/ed25519"
 	"flag"
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
+	"k8s.io/apimachinery/pkg/labels"
 	authenticationv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -22,6 +28,8 @@ import (
 	"github.com/lambdapod/lambdapod/controllers/resources"
 	"github.com/lambdapod/lambdapod/internal/autoscaler"
 	"github.com/lambdapod/lambdapod/internal/buildstep"
+	"github.com/lambdapod/lambdapod/internal/invokekey"
+	"github.com/lambdapod/lambdapod/internal/invoketoken"
 	"github.com/lambdapod/lambdapod/internal/scheme"
 	"github.com/lambdapod/lambdapod/internal/webhook"
 )
@@ -42,7 +50,7 @@ func main() {
 		leaderElect            bool
 		cfg                    resources.Config
 		bo                     buildOptions
-		ra                     reporterAuth
+		sec                    security
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
@@ -55,17 +63,28 @@ func main() {
 	flag.StringVar(&bo.webhookAddr, "webhook-bind-address", envOr("LAMBDAPOD_WEBHOOK_BIND_ADDRESS", ":8082"), "where git push webhooks are received (POST /hooks/<namespace>/<function>); 0 turns it off")
 	flag.StringVar(&bo.configMap, "build-configmap", envOr("LAMBDAPOD_BUILD_CONFIGMAP", "lambdapod-build-config"), "the ConfigMap of build step images and settings, in the manager's namespace (POD_NAMESPACE)")
 	bo.namespace = envOr("POD_NAMESPACE", "lambdapod-system")
-	flag.BoolVar(&ra.enabled, "autoscaler-auth", true, "take autoscaler reports only with the token of an -autoscaler-reporters ServiceAccount, checked with a TokenReview; false takes them from anyone who reaches the port (development only)")
+	flag.BoolVar(&sec.reportAuth, "autoscaler-auth", true, "take autoscaler reports only with the token of an -autoscaler-reporters ServiceAccount, checked with a TokenReview; false takes them from anyone who reaches the port (development only)")
 	// The activator's ServiceAccount as config/default and the chart with
 	// release name lambdapod name it; the chart passes its own.
-	flag.StringVar(&ra.reporters, "autoscaler-reporters", autoscaler.ServiceAccountUser(bo.namespace, "lambdapod-activator"), "comma-separated ServiceAccounts (system:serviceaccount:<namespace>:<name>) whose tokens may report load to the autoscaler: the activators'")
+	flag.StringVar(&sec.reporters, "autoscaler-reporters", autoscaler.ServiceAccountUser(bo.namespace, "lambdapod-activator"), "comma-separated ServiceAccounts (system:serviceaccount:<namespace>:<name>) whose tokens may report load to the autoscaler: the activators'")
+	flag.BoolVar(&sec.networkPolicies, "network-policies", true, "give every Function a NetworkPolicy that admits only the activators (-activator-pod-labels in POD_NAMESPACE) to its pods; needs a network plugin that enforces NetworkPolicies")
+	flag.StringVar(&sec.activatorLabels, "activator-pod-labels", "app.kubernetes.io/name=lambdapod,app.kubernetes.io/component=activator", "labels (k=v,...) of the activators' pods, in POD_NAMESPACE, which function pods' NetworkPolicies admit")
+	flag.BoolVar(&sec.invokeTokens, "invoke-tokens", true, "function pods take invocations only with a token the activators signed (key in the Secret "+invokekey.Name+" of POD_NAMESPACE); false lets anyone who reaches a pod invoke it (development only)")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
-	if err := run(cfg, bo, ra, metricsAddr, probeAddr, autoscalerAddr, leaderElect); err != nil {
+	if sec.networkPolicies {
+		set, err := labels.ConvertSelectorToLabelsMap(sec.activatorLabels)
+		if err != nil || len(set) == 0 {
+			log.Error(err, "-activator-pod-labels: want k=v[,k=v...]", "value", sec.activatorLabels)
+			os.Exit(2)
+		}
+		cfg.Ingress = &resources.IngressPolicy{ActivatorNamespace: bo.namespace, ActivatorLabels: set}
+	}
+	if err := run(cfg, bo, sec, metricsAddr, probeAddr, autoscalerAddr, leaderElect); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
@@ -76,13 +95,18 @@ type buildOptions struct {
 	webhookAddr, configMap, namespace string
 }
 
-// reporterAuth says who may report load to the autoscaler.
-type reporterAuth struct {
-	enabled   bool
-	reporters string
+// security says who may report load to the autoscaler and who may invoke
+// a function pod.
+type security struct {
+	reportAuth      bool
+	reporters       string
+	invokeTokens    bool
+	networkPolicies bool
+	activatorLabels string
 }
 
-func run(cfg resources.Config, bo buildOptions, ra reporterAuth, metricsAddr, probeAddr, autoscalerAddr string, leaderElect bool) error {
+func run(cfg resources.Config, bo buildOptions, sec security, metricsAddr, probeAddr, autoscalerAddr string, leaderElect bool) error {
+	ctx := ctrl.SetupSignalHandler()
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                 scheme.New(),
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
@@ -93,6 +117,13 @@ func run(cfg resources.Config, bo buildOptions, ra reporterAuth, metricsAddr, pr
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
+	}
+	if sec.invokeTokens {
+		if cfg.InvokeKey, err = invokeKey(ctx, mgr.GetConfig(), bo.namespace); err != nil {
+			return err
+		}
+	} else {
+		ctrl.Log.WithName("setup").Info("-invoke-tokens=false: anyone who reaches a function pod can invoke it, past the activators")
 	}
 	r := &controllers.FunctionReconciler{
 		Client:    mgr.GetClient(),
@@ -122,12 +153,12 @@ func run(cfg resources.Config, bo buildOptions, ra reporterAuth, metricsAddr, pr
 	// activators may report: anyone else could scale any function to its
 	// maxReplicas, or keep it from scaling to zero.
 	var asOpts autoscaler.Options
-	if ra.enabled {
+	if sec.reportAuth {
 		reviews, err := authenticationv1client.NewForConfig(mgr.GetConfig())
 		if err != nil {
 			return fmt.Errorf("the TokenReview client: %w", err)
 		}
-		if asOpts.Auth, err = autoscaler.NewReporterAuth(reviews.TokenReviews(), strings.Split(ra.reporters, ",")); err != nil {
+		if asOpts.Auth, err = autoscaler.NewReporterAuth(reviews.TokenReviews(), strings.Split(sec.reporters, ",")); err != nil {
 			return fmt.Errorf("-autoscaler-reporters: %w", err)
 		}
 		ctrl.Log.WithName("setup").Info("autoscaler reports need an activator's token", "reporters", asOpts.Auth.Reporters())
@@ -147,7 +178,24 @@ func run(cfg resources.Config, bo buildOptions, ra reporterAuth, metricsAddr, pr
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
-	return mgr.Start(ctrl.SetupSignalHandler())
+	return mgr.Start(ctx)
+}
+
+// invokeKey is the activators' public key, for function pods, from the
+// Secret in the manager's namespace, made first if no activator has made
+// it yet.
+func invokeKey(ctx context.Context, rc *rest.Config, namespace string) (string, error) {
+	cs, err := corev1client.NewForConfig(rc)
+	if err != nil {
+		return "", err
+	}
+	key, err := invokekey.Wait(ctx, cs.Secrets(namespace), 2*time.Minute, func(err error) {
+		ctrl.Log.WithName("setup").Info("waiting for the invoke key Secret", "err", err.Error())
+	})
+	if err != nil {
+		return "", fmt.Errorf("the invoke key Secret %s/%s: %w", namespace, invokekey.Name, err)
+	}
+	return invoketoken.EncodePublicKey(key.Public().(ed25519.PublicKey)), nil
 }
 
 func envOr(name, fallback string) string {

@@ -11,6 +11,7 @@ import (
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -69,6 +70,7 @@ type ImageConfigs interface {
 // +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=list
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=tekton.dev,resources=pipelineruns,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=tekton.dev,resources=taskruns,verbs=get
@@ -109,6 +111,7 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	s := newScope(fn)
 	for _, step := range []func(context.Context, *scope) error{
 		r.reconcileSource,
+		r.reconcileNetworkPolicy,
 		r.reconcileDeployment,
 		r.reconcileService,
 		r.reconcileRollout,
@@ -243,6 +246,30 @@ func (r *FunctionReconciler) reconcileService(ctx context.Context, s *scope) err
 	return nil
 }
 
+// reconcileNetworkPolicy applies the NetworkPolicy that admits only the
+// activators to the Function's pods, before there are pods; with policies
+// turned off, it removes the one it made before.
+func (r *FunctionReconciler) reconcileNetworkPolicy(ctx context.Context, s *scope) error {
+	fn := s.fn
+	np := &networkingv1.NetworkPolicy{}
+	exists, err := r.getOwned(ctx, s, "NetworkPolicy", np)
+	if err != nil {
+		return err
+	}
+	if r.Config.Ingress == nil {
+		if exists {
+			if err := r.Delete(ctx, np); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("deleting NetworkPolicy %s: %w", fn.Name, err)
+			}
+		}
+		return nil
+	}
+	if err := r.Apply(ctx, resources.NetworkPolicy(r.Config, fn), client.FieldOwner(contract.FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("applying NetworkPolicy %s: %w", fn.Name, err)
+	}
+	return nil
+}
+
 // conflictRecheck is how often a Function blocked by an object it does not
 // own looks again: that object's deletion sends no event to this
 // controller, whose cache holds only lambdapod's own objects.
@@ -301,6 +328,7 @@ func (r *FunctionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&lambdapodv1alpha1.Function{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
+		Owns(&networkingv1.NetworkPolicy{}).
 		// A pod that cannot start (its image, a crash loop) changes nothing
 		// in its Deployment's status: its own updates say so.
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podFunction), builder.WithPredicates(podStartChanged())).

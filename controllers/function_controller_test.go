@@ -22,6 +22,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,6 +45,9 @@ var cfg = resources.Config{
 	SidecarImage: "lambdapod/runtime-sidecar:test",
 	Region:       "us-east-1",
 	ActivatorURL: "http://activator.test",
+	InvokeKey:    "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+	Ingress: &resources.IngressPolicy{ActivatorNamespace: "lambdapod-system",
+		ActivatorLabels: map[string]string{"app.kubernetes.io/component": "activator"}},
 }
 
 // TestFunctionController runs the manager's Function controller against a
@@ -125,6 +129,24 @@ func TestFunctionController(t *testing.T) {
 		if svc.Spec.ClusterIP != corev1.ClusterIPNone || svc.Spec.Selector[contract.LabelFunction] != "echo" ||
 			len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Name != "http" || svc.Spec.Ports[0].Port != 8080 {
 			t.Errorf("Service spec = %+v, want a headless Service selecting the function's pods on port http 8080", svc.Spec)
+		}
+
+		// Only the activators reach the pods, with a token the sidecar
+		// checks against the public key it is given.
+		np := &networkingv1.NetworkPolicy{}
+		eventually(t, func() error { return c.Get(ctx, key(fn), np) })
+		if !metav1.IsControlledBy(np, getFunction(t, c, fn)) || np.Spec.PodSelector.MatchLabels[contract.LabelFunction] != "echo" ||
+			len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].From) != 1 ||
+			np.Spec.Ingress[0].From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "lambdapod-system" ||
+			np.Spec.Ingress[0].From[0].PodSelector.MatchLabels["app.kubernetes.io/component"] != "activator" {
+			t.Errorf("NetworkPolicy %+v (owners %+v), want the function's pods open to the activators only", np.Spec, np.OwnerReferences)
+		}
+		sidecarEnv := map[string]string{}
+		for _, e := range d.Spec.Template.Spec.InitContainers[0].Env {
+			sidecarEnv[e.Name] = e.Value
+		}
+		if sidecarEnv["LAMBDAPOD_INVOKE_KEY"] != cfg.InvokeKey || sidecarEnv["LAMBDAPOD_FUNCTION_NAMESPACE"] != "default" {
+			t.Errorf("sidecar env %v, want the activators' public key and the namespace", sidecarEnv)
 		}
 
 		got := waitReady(t, c, fn)
@@ -286,7 +308,7 @@ func TestFunctionController(t *testing.T) {
 		if err := c.Delete(ctx, fn); err != nil {
 			t.Fatal(err)
 		}
-		for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.Service{}} {
+		for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.Service{}, &networkingv1.NetworkPolicy{}} {
 			eventually(t, func() error {
 				err := c.Get(ctx, key(fn), obj)
 				if apierrors.IsNotFound(err) {

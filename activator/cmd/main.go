@@ -27,6 +27,7 @@ import (
 	"github.com/lambdapod/lambdapod/activator/server"
 	"github.com/lambdapod/lambdapod/internal/contract"
 	"github.com/lambdapod/lambdapod/internal/invokeapi"
+	"github.com/lambdapod/lambdapod/internal/invokekey"
 )
 
 func main() {
@@ -121,7 +122,8 @@ func run() error {
 	fs.StringVar(&cfg.ActivatorID, "id", env("id", hostname), "this activator's name in autoscaler reports (POD_NAME by default)")
 	fs.BoolVar(&cfg.InvokeAuth, "invoke-auth", envBool("invoke-auth", true), "check callers of functions whose spec.authType is RBAC: bearer tokens (TokenReview) or SigV4 with access keys, then RBAC's verb invoke (SubjectAccessReview). false: every function is public (a development cluster only)")
 	fs.DurationVar(&cfg.AuthCacheTTL, "auth-cache-ttl", envDuration("auth-cache-ttl", 10*time.Second), "how long a token's identity and an invoke decision are taken without asking the API server again (a revoked binding works this long)")
-	fs.StringVar(&cfg.SystemNamespace, "system-namespace", env("system-namespace", os.Getenv("POD_NAMESPACE")), "namespace of the access key Secrets (label "+auth.KeyLabel+"=true); POD_NAMESPACE by default; empty: no access keys")
+	fs.StringVar(&cfg.SystemNamespace, "system-namespace", env("system-namespace", os.Getenv("POD_NAMESPACE")), "namespace of the access key Secrets (label "+auth.KeyLabel+"=true) and of the invoke key Secret; POD_NAMESPACE by default; empty: no access keys")
+	fs.BoolVar(&cfg.InvokeTokens, "invoke-tokens", envBool("invoke-tokens", true), "sign every invocation for the function pods, which take none without such a token (key in the Secret "+invokekey.Name+" of -system-namespace, made if missing); false for pods run with the manager's -invoke-tokens=false")
 	fs.StringVar(&kubeconfig, "kubeconfig", env("kubeconfig", os.Getenv("KUBECONFIG")), "kubeconfig file (default: in-cluster)")
 	fs.StringVar(&logLevel, "log-level", env("log-level", "info"), "debug, info, warn or error")
 	flag.Parse()

@@ -18,6 +18,7 @@ import (
 	"github.com/lambdapod/lambdapod/activator/queue"
 	"github.com/lambdapod/lambdapod/internal/contract"
 	"github.com/lambdapod/lambdapod/internal/invokeapi"
+	"github.com/lambdapod/lambdapod/internal/invoketoken"
 )
 
 // maxResult bounds a buffered result read from a sidecar (Lambda's
@@ -31,7 +32,12 @@ const maxResult = invokeapi.MaxResponsePayload + 64*1024
 type Proxy struct {
 	opts    Options
 	invoker Invoker
+	signer  *invoketoken.Signer
 }
+
+// SetSigner makes every invocation carry the activators' token for its
+// function, which pods given the public key require (package invoketoken).
+func (ch *Chain) SetSigner(s *invoketoken.Signer) { ch.wait.next.signer = s }
 
 // invokeHeaders are the response headers of the Invoke API passed through.
 var invokeHeaders = []string{
@@ -71,8 +77,12 @@ func (h *Proxy) forward(w http.ResponseWriter, r *http.Request, c *call, addr st
 	if c.invoke {
 		hdr = r.Header
 	}
+	var token string
+	if h.signer != nil {
+		token = h.signer.Token(c.key.Namespace, c.key.Name)
+	}
 	resp, err := h.invoker.Invoke(ctx, addr, &proxy.Request{Function: c.key.Name, Payload: c.payload, Header: hdr,
-		StartWithin: startWithin})
+		StartWithin: startWithin, Token: token})
 	if err != nil {
 		if proxy.NotDelivered(err) && ctx.Err() == nil {
 			return &queue.NotRun{Err: err}
@@ -92,6 +102,14 @@ func (h *Proxy) forward(w http.ResponseWriter, r *http.Request, c *call, addr st
 		case why == contract.NotRunNotStarted && resp.StatusCode == http.StatusServiceUnavailable:
 			// No bootstrap took it in time; the wait bound is spent.
 			return &queue.NotRun{Err: errNotStarted}
+		case why == contract.NotRunRefused && resp.StatusCode == http.StatusForbidden:
+			// The pod wants another key than this activator's: the key
+			// Secret was replaced and one side did not restart. Nothing
+			// ran; retrying cannot help.
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			slog.Error("a function pod refused this activator's invoke token; restart the manager and the activators after replacing the key Secret",
+				"function", c.key.String(), "pod", addr, "answer", strings.TrimSpace(string(b)))
+			return fail(Internal, "the function's pod refused the activator's invoke token (see the activator's log)")
 		}
 	}
 	if c.invoke {

@@ -129,8 +129,9 @@ func run(t *testing.T, args ...string) {
 }
 
 // startPod starts a sidecar for function fn (concurrency conc, timeout) in a
-// fresh network namespace and waits until it is ready.
-func startPod(t *testing.T, fn string, conc int, timeout time.Duration, id string) *pod {
+// fresh network namespace, with env added to its environment, and waits
+// until it is ready.
+func startPod(t *testing.T, fn string, conc int, timeout time.Duration, id string, env ...string) *pod {
 	t.Helper()
 	i := int(podSeq.Add(1))
 	if i > 60 {
@@ -158,8 +159,7 @@ func startPod(t *testing.T, fn string, conc int, timeout time.Duration, id strin
 		"--function-name", fn, "--timeout", timeout.String(), "--concurrency", fmt.Sprint(conc),
 		"--max-inflight", fmt.Sprint(conc), // as the manager renders it
 		"--drain-timeout", "30s", "--", bin.bootstrap)
-	env := []string{"POD_ID=" + id, "PATH=" + os.Getenv("PATH"), "HOME=/tmp"}
-	p.cmd.Env = env
+	p.cmd.Env = append([]string{"POD_ID=" + id, "PATH=" + os.Getenv("PATH"), "HOME=/tmp"}, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -62,6 +62,9 @@ type Request struct {
 	// StartWithin, when positive, bounds the wait for a bootstrap to take
 	// the invocation: the sidecar drops it past that and answers not-run.
 	StartWithin time.Duration
+	// Token, when set, is the activators' token for the function
+	// (package invoketoken).
+	Token string
 }
 
 type conn struct {
@@ -244,6 +247,11 @@ func (i *Invoker) roundTrip(ctx context.Context, c *conn, addr string, r *Reques
 	}
 	if !hasCT {
 		bw.WriteString("Content-Type: application/json\r\n")
+	}
+	if r.Token != "" {
+		bw.WriteString(contract.HeaderInvokeToken + ": ")
+		bw.WriteString(r.Token)
+		bw.WriteString("\r\n")
 	}
 	if r.StartWithin > 0 {
 		bw.WriteString(contract.HeaderStartWithin + ": ")

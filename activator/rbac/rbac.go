@@ -6,9 +6,11 @@
 // pod addresses, and Functions, for their timeout, concurrency, event
 // format and authType; package auth creates TokenReviews and
 // SubjectAccessReviews and reads the access key Secrets of its own
-// namespace. It has no code; the chart and config/activator bind the roles
-// to the activator's ServiceAccount.
+// namespace; the activator creates the invoke-token key Secret there if
+// the manager has not (internal/invokekey). It has no code; the chart and
+// config/activator bind the roles to the activator's ServiceAccount.
 package rbac
 
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups=lambdapod.io,resources=functions,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=create,namespace=system

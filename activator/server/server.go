@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -37,6 +38,8 @@ import (
 	"github.com/lambdapod/lambdapod/activator/queue"
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 	"github.com/lambdapod/lambdapod/internal/contract"
+	"github.com/lambdapod/lambdapod/internal/invokekey"
+	"github.com/lambdapod/lambdapod/internal/invoketoken"
 	"github.com/lambdapod/lambdapod/internal/stats"
 )
 
@@ -76,6 +79,10 @@ type Config struct {
 	InvokeAuth      bool
 	AuthCacheTTL    time.Duration
 	SystemNamespace string
+	// InvokeTokens signs every invocation with the key in the Secret
+	// invokekey.Name of SystemNamespace (made if missing), for pods that
+	// take invocations only from the activators (package invoketoken).
+	InvokeTokens bool
 }
 
 // Activator is a configured activator.
@@ -90,6 +97,7 @@ type Activator struct {
 	chain    *handler.Chain
 	authz    *auth.Authorizer
 	keys     *auth.KeyStore
+	secrets  corev1client.SecretInterface // the invoke key's, with InvokeTokens
 	srv      *http.Server
 	parker   *park.Parker
 	reg      *prometheus.Registry
@@ -184,11 +192,19 @@ func New(cfg Config, rc *rest.Config) (*Activator, error) {
 			a.metrics.Reports.WithLabelValues("ok").Inc()
 		}
 	}
-	if cfg.InvokeAuth {
-		cs, err := kubernetes.NewForConfig(rc)
-		if err != nil {
+	var cs kubernetes.Interface
+	if cfg.InvokeAuth || cfg.InvokeTokens {
+		if cs, err = kubernetes.NewForConfig(rc); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.InvokeTokens {
+		if cfg.SystemNamespace == "" {
+			return nil, errors.New("invoke tokens need SystemNamespace (-system-namespace, or POD_NAMESPACE), which holds their key")
+		}
+		a.secrets = cs.CoreV1().Secrets(cfg.SystemNamespace)
+	}
+	if cfg.InvokeAuth {
 		var keys auth.Keys
 		if cfg.SystemNamespace != "" {
 			a.keys = auth.NewKeyStore()
@@ -334,6 +350,16 @@ func (a *Activator) Run(ctx context.Context) error {
 	if !a.cache.WaitForCacheSync(ctx) {
 		ln.Close()
 		return errors.New("informer caches did not sync")
+	}
+	if a.secrets != nil {
+		key, err := invokekey.Wait(ctx, a.secrets, 2*time.Minute, func(err error) {
+			a.log.Info("waiting for the invoke key Secret", "err", err.Error())
+		})
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("the invoke key Secret %s/%s: %w", a.cfg.SystemNamespace, invokekey.Name, err)
+		}
+		a.chain.SetSigner(invoketoken.NewSigner(key))
 	}
 	a.ready.Store(true)
 	rctx, cancelReporter := context.WithCancel(context.WithoutCancel(ctx))

@@ -13,11 +13,13 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 	"github.com/lambdapod/lambdapod/internal/contract"
@@ -43,6 +45,21 @@ type Config struct {
 	ActivatorURL string
 	// Domain, when set, selects host routing: http://<name>.<namespace>.<Domain>/.
 	Domain string
+	// InvokeKey, when set, is the activators' public key (package
+	// invoketoken, base64): sidecars then take invocations only with a
+	// token the activators signed for their function.
+	InvokeKey string
+	// Ingress, when set, gives every Function a NetworkPolicy that admits
+	// to its pods only the activators.
+	Ingress *IngressPolicy
+}
+
+// IngressPolicy says where the activators run.
+type IngressPolicy struct {
+	// ActivatorNamespace is the namespace of the activators' pods.
+	ActivatorNamespace string
+	// ActivatorLabels select the activators' pods there.
+	ActivatorLabels map[string]string
 }
 
 // Labels are on every object made for the function, and select its pods.
@@ -77,6 +94,29 @@ func Service(fn *lambdapodv1alpha1.Function) *corev1ac.ServiceApplyConfiguration
 				WithProtocol(corev1.ProtocolTCP).
 				WithPort(contract.InvokePort).
 				WithTargetPort(intstr.FromString(contract.InvokePortName))))
+}
+
+// NetworkPolicy admits to the function's pods only the activators, and only
+// on the sidecar's port: the function container listens on nothing, and
+// nothing else in the cluster may reach the sidecar past the activators'
+// limits and authorisation. The kubelet's probes come from the node, which
+// NetworkPolicies do not restrict; Prometheus, to scrape the sidecars'
+// /metrics, needs a policy of its own (policies add up).
+func NetworkPolicy(cfg Config, fn *lambdapodv1alpha1.Function) *networkingv1ac.NetworkPolicyApplyConfiguration {
+	return networkingv1ac.NetworkPolicy(fn.Name, fn.Namespace).
+		WithLabels(Labels(fn)).
+		WithOwnerReferences(ownerReference(fn)).
+		WithSpec(networkingv1ac.NetworkPolicySpec().
+			WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(selector(fn))).
+			WithPolicyTypes(networkingv1.PolicyTypeIngress).
+			WithIngress(networkingv1ac.NetworkPolicyIngressRule().
+				WithFrom(networkingv1ac.NetworkPolicyPeer().
+					WithNamespaceSelector(metav1ac.LabelSelector().
+						WithMatchLabels(map[string]string{corev1.LabelMetadataName: cfg.Ingress.ActivatorNamespace})).
+					WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(cfg.Ingress.ActivatorLabels))).
+				WithPorts(networkingv1ac.NetworkPolicyPort().
+					WithProtocol(corev1.ProtocolTCP).
+					WithPort(intstr.FromInt32(contract.InvokePort)))))
 }
 
 // ImageRun is what a function's pod needs to know of its image.
@@ -193,6 +233,7 @@ func sidecar(cfg Config, fn *lambdapodv1alpha1.Function) *corev1ac.ContainerAppl
 			env(contract.EnvMemorySize, strconv.FormatInt(fn.Spec.Runtime.MemoryMiB(), 10)),
 			env(contract.EnvRegion, region(cfg, fn)),
 		).
+		WithEnv(invokeKeyEnv(cfg, fn)...).
 		// Ready only once every bootstrap has asked for its first event;
 		// probed every second because the activator holds requests until
 		// then.
@@ -200,6 +241,19 @@ func sidecar(cfg Config, fn *lambdapodv1alpha1.Function) *corev1ac.ContainerAppl
 		WithLivenessProbe(probe("/healthz", 10, 3)).
 		WithResources(sidecarResources(fn.Spec.Runtime.ConcurrencyOrDefault())).
 		WithSecurityContext(restricted())
+}
+
+// invokeKeyEnv gives the sidecar the activators' public key: plain values,
+// as a public key is no secret, and a secret reference or a volume would
+// cost every pod a lookup and every cold start the kubelet's volume wait.
+func invokeKeyEnv(cfg Config, fn *lambdapodv1alpha1.Function) []*corev1ac.EnvVarApplyConfiguration {
+	if cfg.InvokeKey == "" {
+		return nil
+	}
+	return []*corev1ac.EnvVarApplyConfiguration{
+		env(contract.EnvInvokeKey, cfg.InvokeKey),
+		env(contract.EnvFunctionNamespace, fn.Namespace),
+	}
 }
 
 // functionEnv is the Lambda execution environment: what

@@ -17,6 +17,9 @@ var cfg = resources.Config{
 	SidecarImage: "lambdapod/runtime-sidecar:v1",
 	Region:       "eu-west-1",
 	ActivatorURL: "http://activator.example",
+	InvokeKey:    "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+	Ingress: &resources.IngressPolicy{ActivatorNamespace: "lambdapod-system",
+		ActivatorLabels: map[string]string{"app.kubernetes.io/name": "lambdapod", "app.kubernetes.io/component": "activator"}},
 }
 
 // base is a Function as the API server returns it after defaulting.
@@ -86,6 +89,10 @@ func TestDeploymentGolden(t *testing.T) {
 
 func TestServiceGolden(t *testing.T) {
 	golden.Check(t, "service.yaml", resources.Service(base()))
+}
+
+func TestNetworkPolicyGolden(t *testing.T) {
+	golden.Check(t, "networkpolicy.yaml", resources.NetworkPolicy(cfg, base()))
 }
 
 func TestURL(t *testing.T) {

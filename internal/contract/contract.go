@@ -88,6 +88,13 @@ const (
 	// answers NotRunNotStarted, so the caller's activation timeout and the
 	// pod agree on whether it ran. Sent by the activator.
 	HeaderStartWithin = "X-Lambdapod-Start-Within"
+	// HeaderInvokeToken carries the activator's token for the function
+	// (package invoketoken); a sidecar given EnvInvokeKey refuses an
+	// invocation without a valid one: 403 with NotRunRefused.
+	HeaderInvokeToken = "X-Lambdapod-Invoke-Token"
+	// NotRunRefused (with 403): the invocation came without a valid
+	// invoke token.
+	NotRunRefused = "refused"
 )
 
 // Environment variables the manager renders into the sidecar's container
@@ -102,6 +109,13 @@ const (
 	// EnvMaxInFlight is how many invocations the sidecar admits at once;
 	// the manager sets it to the concurrency.
 	EnvMaxInFlight = "LAMBDAPOD_MAX_INFLIGHT"
+	// EnvInvokeKey is the activators' public key (package invoketoken):
+	// when set, the sidecar takes only invocations that carry a token
+	// signed with it for this function.
+	EnvInvokeKey = "LAMBDAPOD_INVOKE_KEY"
+	// EnvFunctionNamespace is the function's namespace, which its tokens
+	// name.
+	EnvFunctionNamespace = "LAMBDAPOD_FUNCTION_NAMESPACE"
 	// EnvPrefix starts every lambdapod variable; the sidecar keeps them
 	// out of the bootstrap's environment.
 	EnvPrefix = "LAMBDAPOD_"

@@ -30,7 +30,7 @@ const module = "github.com/lambdapod/lambdapod"
 
 // leaves are the packages every binary may import: they import nothing of
 // lambdapod's and no Kubernetes package.
-var leaves = []string{"internal/contract", "internal/invokeapi"}
+var leaves = []string{"internal/contract", "internal/invokeapi", "internal/invoketoken"}
 
 // ours reports whether path is one of lambdapod's packages.
 func ours(path string) bool { return path == module || strings.HasPrefix(path, module+"/") }
@@ -118,8 +118,8 @@ var rules = []rule{
 	},
 	{
 		id:       "leaves",
-		name:     "leaf packages internal/contract and internal/invokeapi import nothing of ours and no Kubernetes package",
-		packages: []string{"./internal/contract", "./internal/invokeapi"},
+		name:     "leaf packages internal/contract, internal/invokeapi and internal/invoketoken import nothing of ours and no Kubernetes package",
+		packages: []string{"./internal/contract", "./internal/invokeapi", "./internal/invoketoken"},
 		forbidden: func(dep string) string {
 			switch {
 			case ours(dep):

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/net/netutil"
 
+	"github.com/lambdapod/lambdapod/internal/invoketoken"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/invocation"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/invoke"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/lambdaenv"
@@ -131,6 +132,9 @@ func Run(cfg Config, log *slog.Logger) error {
 		MaxInFlight:  cfg.MaxInFlight,
 		BodyTimeout:  cfg.BodyTimeout,
 	}, queue)
+	if cfg.InvokeKey != nil {
+		handler.RequireTokens(invoketoken.NewVerifier(cfg.InvokeKey, cfg.Namespace, cfg.FunctionName))
+	}
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 30 * time.Second,

@@ -4,6 +4,7 @@
 package app
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/lambdapod/lambdapod/internal/contract"
 	"github.com/lambdapod/lambdapod/internal/invokeapi"
+	"github.com/lambdapod/lambdapod/internal/invoketoken"
 )
 
 // Mode selects who runs the bootstraps.
@@ -50,6 +52,10 @@ type Config struct {
 	LogFormat     string
 	Bootstrap     []string
 	BootstrapDir  string
+	// InvokeKey, when set, is the activators' public key: invocations
+	// must carry a token signed with it for Namespace/FunctionName.
+	InvokeKey ed25519.PublicKey
+	Namespace string
 }
 
 const usage = `Usage:
@@ -111,6 +117,10 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		"time between SIGTERM and SIGKILL when a bootstrap is reset or stopped (at most 2s) [LAMBDAPOD_STOP_GRACE]")
 	drain := fs.String("drain-timeout", getenv("LAMBDAPOD_DRAIN_TIMEOUT"),
 		"on SIGTERM, how long to wait for running and queued invocations (default timeout+10s) [LAMBDAPOD_DRAIN_TIMEOUT]")
+	invokeKey := fs.String("invoke-key", getenv(contract.EnvInvokeKey),
+		"the activators' public key (base64 Ed25519): when set, take only invocations with a token they signed for this function; the manager sets it in pods ["+contract.EnvInvokeKey+"]")
+	fs.StringVar(&c.Namespace, "function-namespace", getenv(contract.EnvFunctionNamespace),
+		"the function's namespace, which invoke tokens name ["+contract.EnvFunctionNamespace+"]")
 	fs.StringVar(&c.LogLevel, "log-level", env("LAMBDAPOD_LOG_LEVEL", "info"), "debug, info, warn or error [LAMBDAPOD_LOG_LEVEL]")
 	fs.StringVar(&c.LogFormat, "log-format", env("LAMBDAPOD_LOG_FORMAT", "text"), "text or json [LAMBDAPOD_LOG_FORMAT]")
 	if err := fs.Parse(args); err != nil {
@@ -160,6 +170,14 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	if *drain != "" {
 		if c.DrainTimeout, err = time.ParseDuration(*drain); err != nil || c.DrainTimeout < 0 {
 			return c, fmt.Errorf("invalid drain timeout %q", *drain)
+		}
+	}
+	if *invokeKey != "" {
+		if c.InvokeKey, err = invoketoken.ParsePublicKey(*invokeKey); err != nil {
+			return c, fmt.Errorf("%v (--invoke-key, %s)", err, contract.EnvInvokeKey)
+		}
+		if c.Namespace == "" {
+			return c, fmt.Errorf("--function-namespace (%s) is required with an invoke key: tokens name the function by namespace", contract.EnvFunctionNamespace)
 		}
 	}
 	if _, _, err := net.SplitHostPort(c.RuntimeAPI); err != nil {

@@ -608,6 +608,8 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"--timeout", "soon", "--", bin.bootstrap}, nil, "invalid timeout"},
 		{nil, []string{"LAMBDAPOD_CONTROL_SOCKET=" + filepath.Join(t.TempDir(), "c.sock")}, "AWS_LAMBDA_FUNCTION_NAME (or --function-name) is required in pod mode"},
 		{[]string{"--concurrency", "0", "--", bin.bootstrap}, nil, "invalid concurrency"},
+		{[]string{"--", bin.bootstrap}, []string{"LAMBDAPOD_INVOKE_KEY=c2hvcnQ="}, "invalid invoke public key"},
+		{[]string{"--invoke-key", "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", "--", bin.bootstrap}, nil, "--function-namespace (LAMBDAPOD_FUNCTION_NAMESPACE) is required"},
 	} {
 		cmd := command(bin.sidecar, tc.args...)
 		cmd.Env = cleanEnv(tc.env...)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/lambdapod/lambdapod/internal/contract"
 	"github.com/lambdapod/lambdapod/internal/invokeapi"
+	"github.com/lambdapod/lambdapod/internal/invoketoken"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/invocation"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/metrics"
 )
@@ -56,7 +57,13 @@ type Handler struct {
 	idleMu   sync.Mutex
 	idle     chan struct{} // closed when inFlight drops to 0 while draining
 	mux      *http.ServeMux
+	tokens   *invoketoken.Verifier
 }
+
+// RequireTokens makes the handler refuse invocations without a token from
+// the activators (package invoketoken). Health, readiness and metrics stay
+// open: the kubelet and Prometheus carry no token.
+func (h *Handler) RequireTokens(v *invoketoken.Verifier) { h.tokens = v }
 
 // New returns the invoke handler.
 func New(cfg Config, queue *invocation.Queue) *Handler {
@@ -144,6 +151,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.reject(w, invokeapi.UnknownOperation(r.Method, r.URL.Path), "bad_request")
 			return
 		}
+		if h.tokens != nil {
+			if err := h.tokens.Verify(r.Header.Get(contract.HeaderInvokeToken)); err != nil {
+				// Refused before the body is read or the name looked at:
+				// who reaches the pod past the activator learns nothing.
+				w.Header()[contract.HeaderNotRun] = notRunRefused
+				w.Header()["Connection"] = closeConn
+				h.reject(w, &invokeapi.Error{Status: http.StatusForbidden, Type: "AccessDeniedException", Message: err.Error()}, "refused")
+				return
+			}
+		}
 		h.invoke(w, r, name)
 		return
 	}
@@ -200,6 +217,8 @@ var (
 	notRun           = []string{contract.NotRunShuttingDown}
 	notRunBusy       = []string{contract.NotRunBusy}
 	notRunNotStarted = []string{contract.NotRunNotStarted}
+	notRunRefused    = []string{contract.NotRunRefused}
+	closeConn        = []string{"close"}
 	retryOne         = []string{"1"}
 )
 

@@ -45,7 +45,7 @@ func New(queueDepth func() float64, ready func() float64) *Metrics {
 		}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lambdapod_sidecar_invocations_rejected_total",
-			Help: "Invoke requests refused before they were queued, by reason (busy: every slot taken; not_started: no bootstrap took it in the caller's time; queue_full, shutting_down, too_large, not_found, bad_request).",
+			Help: "Invoke requests refused before they were queued, by reason (busy: every slot taken; not_started: no bootstrap took it in the caller's time; queue_full, shutting_down, too_large, not_found, bad_request; refused: no valid invoke token from an activator).",
 		}, []string{"reason"}),
 		Restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lambdapod_sidecar_bootstrap_restarts_total",
@@ -61,7 +61,7 @@ func New(queueDepth func() float64, ready func() float64) *Metrics {
 		m.invocations[o] = inv.WithLabelValues(string(o))
 		m.durations[o] = dur.WithLabelValues(string(o))
 	}
-	for _, r := range []string{"busy", "not_started", "queue_full", "shutting_down", "too_large", "not_found", "bad_request"} {
+	for _, r := range []string{"busy", "not_started", "queue_full", "shutting_down", "too_large", "not_found", "bad_request", "refused"} {
 		m.Rejected.WithLabelValues(r)
 	}
 	for _, r := range []string{"timeout", "exit", "init_error"} {
