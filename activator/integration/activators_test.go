@@ -125,13 +125,24 @@ func TestTwoActivatorsShareAPod(t *testing.T) {
 	needRoot(t)
 	e := testenv.Start(t)
 	ns := namespace(t, e.Client, "twoact")
+	system := namespace(t, e.Client, "lambdapod-system")
 	makeFunction(t, e.Client, ns, "one", fnOpts{conc: 1, timeout: 2 * time.Second, replicas: 1, public: true})
-	p := startPod(t, "one", 1, 2*time.Second, "p1")
-	publish(t, e.Client, ns, "one", ready(p.IP))
-	acts := []*activatorProc{
-		startActivatorProc(t, e, "act-a", "-activation-timeout", "60s"),
-		startActivatorProc(t, e, "act-b", "-activation-timeout", "60s"),
+	// As installed: both activators start at once, agree on one invoke key
+	// (whichever makes its Secret first), and the pod takes only their
+	// tokens.
+	acts := make([]*activatorProc, 2)
+	var wg sync.WaitGroup
+	for i, id := range []string{"act-a", "act-b"} {
+		wg.Go(func() {
+			acts[i] = startActivatorProc(t, e, id, "-activation-timeout", "60s", "-system-namespace", system)
+		})
 	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	p := startPod(t, "one", 1, 2*time.Second, "p1", invokeKeyEnv(t, e, system, ns)...)
+	publish(t, e.Client, ns, "one", ready(p.IP))
 	fn := ns + ".one"
 	for _, a := range acts {
 		eventually(t, 10*time.Second, "the activator routes to the pod", func() bool {

@@ -26,7 +26,6 @@ import (
 func TestOnlyTheActivatorReachesAPod(t *testing.T) {
 	needRoot(t)
 	e := testenv.Start(t)
-	ctx := context.Background()
 	system := namespace(t, e.Client, "lambdapod-system")
 	ns := namespace(t, e.Client, "team-a")
 	a := startActivator(t, e, server.Config{
@@ -36,18 +35,8 @@ func TestOnlyTheActivatorReachesAPod(t *testing.T) {
 	})
 	base := "http://" + a.Addr()
 
-	cs := kubernetes.NewForConfigOrDie(e.Config)
-	secret, err := cs.CoreV1().Secrets(system).Get(ctx, invokekey.Name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatalf("the activator did not make the invoke key Secret: %v", err)
-	}
-	pub := ed25519.NewKeyFromSeed(secret.Data[invokekey.SeedKey]).Public().(ed25519.PublicKey)
-	podEnv := func(key ed25519.PublicKey) []string {
-		return []string{contract.EnvInvokeKey + "=" + invoketoken.EncodePublicKey(key), contract.EnvFunctionNamespace + "=" + ns}
-	}
-
 	makeFunction(t, e.Client, ns, "hello", fnOpts{public: true})
-	p := startPod(t, "hello", 1, 5*time.Second, "pod-hello", podEnv(pub)...)
+	p := startPod(t, "hello", 1, 5*time.Second, "pod-hello", invokeKeyEnv(t, e, system, ns)...)
 	publish(t, e.Client, ns, "hello", ready(p.IP))
 
 	if got := post(base+"/"+ns+"/hello/", "through the activator"); got.err != nil || got.code != 200 || !strings.Contains(got.body, "through the activator") {
@@ -71,7 +60,8 @@ func TestOnlyTheActivatorReachesAPod(t *testing.T) {
 	// manager restarted, not the activators): a clear failure, nothing ran.
 	other, _ := invoketoken.GenerateKey()
 	makeFunction(t, e.Client, ns, "stale", fnOpts{public: true})
-	q := startPod(t, "stale", 1, 5*time.Second, "pod-stale", podEnv(other.Public().(ed25519.PublicKey))...)
+	q := startPod(t, "stale", 1, 5*time.Second, "pod-stale", contract.EnvInvokeKey+"="+invoketoken.EncodePublicKey(other.Public().(ed25519.PublicKey)),
+		contract.EnvFunctionNamespace+"="+ns)
 	publish(t, e.Client, ns, "stale", ready(q.IP))
 	got := post(base+"/"+ns+"/stale/", "x")
 	if got.code != http.StatusInternalServerError || !strings.Contains(got.body, "refused the activator's invoke token") {
@@ -80,4 +70,17 @@ func TestOnlyTheActivatorReachesAPod(t *testing.T) {
 	if n := invocations(t, q.IP); n != 0 {
 		t.Errorf("the function ran %d times with a refused token", n)
 	}
+}
+
+// invokeKeyEnv is the sidecar environment the manager renders: the public
+// key of the invoke key Secret the activators made in system.
+func invokeKeyEnv(t *testing.T, e *testenv.Env, system, ns string) []string {
+	t.Helper()
+	cs := kubernetes.NewForConfigOrDie(e.Config)
+	secret, err := cs.CoreV1().Secrets(system).Get(context.Background(), invokekey.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the activators did not make the invoke key Secret: %v", err)
+	}
+	pub := ed25519.NewKeyFromSeed(secret.Data[invokekey.SeedKey]).Public().(ed25519.PublicKey)
+	return []string{contract.EnvInvokeKey + "=" + invoketoken.EncodePublicKey(pub), contract.EnvFunctionNamespace + "=" + ns}
 }
