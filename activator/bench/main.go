@@ -200,7 +200,7 @@ func serveActivator(listen, control string, conc int) error {
 		runtime.ReadMemStats(&ms)
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"inflight": in, "queued": q, "pods": pods,
-			"heapInuse": ms.HeapInuse, "stackInuse": ms.StackInuse, "sys": ms.Sys,
+			"heapInuse": ms.HeapInuse, "stackInuse": ms.StackInuse, "sys": ms.Sys, "mallocs": ms.Mallocs,
 			"goroutines": runtime.NumGoroutine(), "rss": rss(),
 		})
 	})
@@ -368,6 +368,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d.Micros
 type stats struct {
 	Inflight, Queued, Pods, Goroutines int
 	HeapInuse, StackInuse, Sys, RSS    uint64
+	Mallocs                            uint64
 }
 
 func getStats(control, fn string, gc bool) (stats, error) {
@@ -385,7 +386,8 @@ func getStats(control, fn string, gc bool) (stats, error) {
 		return stats{}, err
 	}
 	return stats{Inflight: int(m["inflight"]), Queued: int(m["queued"]), Pods: int(m["pods"]), Goroutines: int(m["goroutines"]),
-		HeapInuse: uint64(m["heapInuse"]), StackInuse: uint64(m["stackInuse"]), Sys: uint64(m["sys"]), RSS: uint64(m["rss"])}, nil
+		HeapInuse: uint64(m["heapInuse"]), StackInuse: uint64(m["stackInuse"]), Sys: uint64(m["sys"]), RSS: uint64(m["rss"]),
+		Mallocs: uint64(m["mallocs"])}, nil
 }
 
 // setEndpointsNS sets the endpoints of a function of another namespace.
@@ -474,9 +476,18 @@ func drive(sidecarBin, bootstrapBin string, rate int, phase time.Duration, phase
 	// 1. Latency at a fixed rate, alternating phases.
 	if want("latency") {
 		cpu0 := cpuTime(act.cmd.Process.Pid)
+		s0, err := getStats(control, "fn", false)
+		if err != nil {
+			return err
+		}
 		n := latency(direct, via, viaAuth, rate, phase, phases)
 		cpu := cpuTime(act.cmd.Process.Pid) - cpu0
-		fmt.Fprintf(out, "\nActivator CPU time (user+system, from /proc/<pid>/stat) per request through it: %.0f µs\n", float64(cpu.Microseconds())/float64(n))
+		s1, err := getStats(control, "fn", false)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "\nActivator CPU time (user+system, from /proc/<pid>/stat) per request through it: %.0f µs; heap allocations per request: %.0f\n",
+			float64(cpu.Microseconds())/float64(n), float64(s1.Mallocs-s0.Mallocs)/float64(n))
 	}
 	if want("throughput") {
 		throughput(direct, via)

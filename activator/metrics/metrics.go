@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,12 +21,28 @@ type Metrics struct {
 	Reports    *prometheus.CounterVec
 	ProbeReady *prometheus.CounterVec
 	Panics     prometheus.Counter
+
+	// fns caches each function's series of Observe: WithLabelValues
+	// hashes the labels and takes the vector's lock on every call.
+	mu  sync.RWMutex
+	fns map[fnKey]*fnSeries
+}
+
+type fnKey struct {
+	ns, fn string
+	code   int
+}
+
+type fnSeries struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
 }
 
 // New registers the metrics with reg; pools feeds the in-flight, queued and
 // ready-pod gauges, read at scrape time.
 func New(reg prometheus.Registerer, pools *queue.Registry) *Metrics {
 	m := &Metrics{
+		fns: map[fnKey]*fnSeries{},
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lambdapod_activator_requests_total",
 			Help: "Requests by function and HTTP status code answered (499: the client went away).",
@@ -66,8 +83,18 @@ func (m *Metrics) Observe(ns, fn string, code int, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.Requests.WithLabelValues(ns, fn, strconv.Itoa(code)).Inc()
-	m.Latency.WithLabelValues(ns, fn).Observe(d.Seconds())
+	k := fnKey{ns, fn, code}
+	m.mu.RLock()
+	s := m.fns[k]
+	m.mu.RUnlock()
+	if s == nil {
+		s = &fnSeries{requests: m.Requests.WithLabelValues(ns, fn, strconv.Itoa(code)), latency: m.Latency.WithLabelValues(ns, fn)}
+		m.mu.Lock()
+		m.fns[k] = s
+		m.mu.Unlock()
+	}
+	s.requests.Inc()
+	s.latency.Observe(d.Seconds())
 }
 
 // Panicked records a request whose handling panicked.

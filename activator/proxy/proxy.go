@@ -73,6 +73,11 @@ type conn struct {
 	bw *bufio.Writer
 	// head bounds the bytes read while an answer's head is parsed.
 	head *headLimit
+	// raw and peek check an idle connection (alive); made once per
+	// connection, as every reuse checks it.
+	raw  syscall.RawConn
+	peek func(fd uintptr) bool
+	open bool
 }
 
 // MaxResponseHead bounds the status line and headers of a pod's answer:
@@ -161,7 +166,20 @@ func (i *Invoker) get(ctx context.Context, addr string) (*conn, bool, error) {
 		return nil, false, &DialError{Err: err}
 	}
 	head := &headLimit{r: nc}
-	return &conn{Conn: nc, br: bufio.NewReaderSize(head, 8<<10), bw: bufio.NewWriterSize(nc, 8<<10), head: head}, false, nil
+	c := &conn{Conn: nc, br: bufio.NewReaderSize(head, 8<<10), bw: bufio.NewWriterSize(nc, 8<<10), head: head}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if c.raw, err = sc.SyscallConn(); err != nil {
+			nc.Close()
+			return nil, false, &DialError{Err: err}
+		}
+		c.peek = func(fd uintptr) bool {
+			var buf [1]byte
+			n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			c.open = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
+			return true
+		}
+	}
+	return c, false, nil
 }
 
 // alive checks, without blocking, that the pod did not close an idle
@@ -171,22 +189,12 @@ func alive(c *conn) bool {
 	if c.br.Buffered() > 0 {
 		return false
 	}
-	sc, ok := c.Conn.(syscall.Conn)
-	if !ok {
+	if c.raw == nil {
 		return true
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	open := false
-	var buf [1]byte
-	_ = rc.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		open = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
-		return true
-	})
-	return open
+	c.open = false
+	_ = c.raw.Read(c.peek)
+	return c.open
 }
 
 func (i *Invoker) put(addr string, c *conn) {

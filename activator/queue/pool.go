@@ -156,7 +156,9 @@ func (p *Pool) tick() {
 // Acquire returns a slot on a ready pod, waiting in the queue while there is
 // none. It returns ErrQueueFull when the queue is at its bound, or ctx's
 // error when ctx ends first.
-func (p *Pool) Acquire(ctx context.Context) (*Lease, error) { return p.acquire(ctx, arrival) }
+func (p *Pool) Acquire(ctx context.Context) (*Lease, error) {
+	return p.acquire(ctx, arrival, time.Time{})
+}
 
 // Reservation is a place in the queue, held for a request accepted now
 // and served later (an Event invocation answered 202 at once): the place
@@ -277,8 +279,10 @@ func (p *Pool) LongWait(queued int) bool {
 	return len(p.pods) == 0 || p.queued >= queued
 }
 
-// acquire is Acquire for a request that comes as e says.
-func (p *Pool) acquire(ctx context.Context, e entry) (*Lease, error) {
+// acquire is Acquire for a request that comes as e says and waits at most
+// until startBy (zero: no bound but ctx), when it gets
+// context.DeadlineExceeded.
+func (p *Pool) acquire(ctx context.Context, e entry, startBy time.Time) (*Lease, error) {
 	type handed struct {
 		l   *Lease
 		err error
@@ -288,20 +292,33 @@ func (p *Pool) acquire(ctx context.Context, e entry) (*Lease, error) {
 	if w == nil {
 		return lease, err
 	}
+	// The bound's timer is made here, for a request that waits, rather
+	// than as a context deadline around every attempt: most requests take
+	// a slot at once.
+	var expired <-chan time.Time
+	if !startBy.IsZero() {
+		t := time.NewTimer(time.Until(startBy))
+		defer t.Stop()
+		expired = t.C
+	}
+	var end error
 	select {
 	case h := <-ch:
 		return h.l, h.err
 	case <-ctx.Done():
-		if p.dequeue(w) {
-			return nil, ctx.Err()
-		}
-		// A slot (or the failure) was handed over as the context ended:
-		// give the slot back.
-		if h := <-ch; h.l != nil {
-			h.l.Release()
-		}
-		return nil, ctx.Err()
+		end = ctx.Err()
+	case <-expired:
+		end = context.DeadlineExceeded
 	}
+	if p.dequeue(w) {
+		return nil, end
+	}
+	// A slot (or the failure) was handed over as the wait ended: give the
+	// slot back.
+	if h := <-ch; h.l != nil {
+		h.l.Release()
+	}
+	return nil, end
 }
 
 // dequeue takes w out of the queue; false if a lease was handed to it
@@ -393,12 +410,10 @@ func (p *Pool) TryLeased(ctx context.Context, l *Lease, startBy time.Time, attem
 }
 
 func (p *Pool) tryFrom(ctx context.Context, first entry, lease *Lease, startBy time.Time, attempts int, fn func(*Lease) error) error {
-	wctx, cancel := context.WithDeadline(ctx, startBy)
-	defer cancel()
 	var last error
 	e := first
 	for attempt := 1; attempt <= max(attempts, 1); {
-		nr, err := p.try(wctx, e, lease, startBy, fn)
+		nr, err := p.try(ctx, e, lease, startBy, fn)
 		lease = nil
 		if nr == nil || ctx.Err() != nil {
 			return err
@@ -448,10 +463,10 @@ func (p *Pool) pickLocked() *Pod {
 
 // try is one attempt of Try. The slot is released however fn returns, a
 // panic included, so that no slot leaks.
-func (p *Pool) try(wctx context.Context, e entry, lease *Lease, startBy time.Time, fn func(*Lease) error) (*NotRun, error) {
+func (p *Pool) try(ctx context.Context, e entry, lease *Lease, startBy time.Time, fn func(*Lease) error) (*NotRun, error) {
 	if lease == nil {
 		var err error
-		if lease, err = p.acquire(wctx, e); err != nil {
+		if lease, err = p.acquire(ctx, e, startBy); err != nil {
 			return nil, err
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/lambdapod/lambdapod/internal/invokeapi"
@@ -58,6 +59,9 @@ type Config struct {
 	Region string
 }
 
+// slashToDot turns an escaped "/" of an Invoke FunctionName into ".".
+var slashToDot = strings.NewReplacer("%2F", ".", "%2f", ".")
+
 // ErrNoRoute means the request names no function.
 var ErrNoRoute = errors.New("no function in the request: use /{namespace}/{function}/..., {function}.{namespace}.{domain} or POST /2015-03-31/functions/{name}/invocations")
 
@@ -74,9 +78,16 @@ func Parse(r *http.Request, c Config) (Target, error) {
 			return Target{}, invokeapi.UnknownOperation(r.Method, r.URL.Path)
 		}
 		// namespace/function, which no Lambda name can be, stands for
-		// namespace.function.
-		escaped = strings.NewReplacer("%2F", ".", "%2f", ".").Replace(escaped)
-		fn, err := invokeapi.ParseFunctionName(escaped, r.URL.Query())
+		// namespace.function. (Replace copies even when nothing matches.)
+		if strings.Contains(escaped, "%") {
+			escaped = slashToDot.Replace(escaped)
+		}
+		// Most calls have no query: no map to make for them.
+		var query url.Values
+		if r.URL.RawQuery != "" {
+			query = r.URL.Query()
+		}
+		fn, err := invokeapi.ParseFunctionName(escaped, query)
 		if err != nil {
 			return Target{}, err
 		}
