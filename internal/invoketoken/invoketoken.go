@@ -85,8 +85,12 @@ type Signer struct {
 	now func() time.Time
 
 	mu     sync.RWMutex
-	tokens map[string]signed
+	tokens map[fnKey]signed
 }
+
+// fnKey keys the cache without making the "namespace/name" string on
+// every request.
+type fnKey struct{ namespace, name string }
 
 type signed struct {
 	token     string
@@ -99,26 +103,26 @@ const maxTokens = 10000
 
 // NewSigner returns a signer with key.
 func NewSigner(key ed25519.PrivateKey) *Signer {
-	return &Signer{key: key, now: time.Now, tokens: map[string]signed{}}
+	return &Signer{key: key, now: time.Now, tokens: map[fnKey]signed{}}
 }
 
 // Token is the token for the function namespace/name.
 func (s *Signer) Token(namespace, name string) string {
-	fn := Function(namespace, name)
+	k := fnKey{namespace, name}
 	now := s.now()
 	s.mu.RLock()
-	t, ok := s.tokens[fn]
+	t, ok := s.tokens[k]
 	s.mu.RUnlock()
 	if ok && now.Before(t.refreshAt) {
 		return t.token
 	}
 	exp := now.Add(Lifetime)
-	t = signed{token: sign(s.key, fn, exp), refreshAt: exp.Add(-refreshBefore)}
+	t = signed{token: sign(s.key, Function(namespace, name), exp), refreshAt: exp.Add(-refreshBefore)}
 	s.mu.Lock()
 	if len(s.tokens) >= maxTokens {
 		clear(s.tokens)
 	}
-	s.tokens[fn] = t
+	s.tokens[k] = t
 	s.mu.Unlock()
 	return t.token
 }

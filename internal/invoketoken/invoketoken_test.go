@@ -87,3 +87,32 @@ func TestParsePublicKey(t *testing.T) {
 		}
 	}
 }
+
+// The per-request costs: the activator's cached token and the sidecar's
+// remembered one (go test -bench . ./internal/invoketoken/).
+func BenchmarkPerRequest(b *testing.B) {
+	key, _ := GenerateKey()
+	s := NewSigner(key)
+	v := NewVerifier(key.Public().(ed25519.PublicKey), "team-a", "hello")
+	b.Run("activator-token", func(b *testing.B) {
+		for b.Loop() {
+			_ = s.Token("team-a", "hello")
+		}
+	})
+	tok := s.Token("team-a", "hello")
+	b.Run("sidecar-verify", func(b *testing.B) {
+		for b.Loop() {
+			if err := v.Verify(tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("sidecar-verify-first-sight", func(b *testing.B) {
+		for b.Loop() {
+			v.accepted = map[string]time.Time{}
+			if err := v.Verify(tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
