@@ -4,10 +4,12 @@
 # v0.0.0-master+$Format:%H$, into bin/k8s/<version>: the ones named as
 # arguments (hack/envtest-binaries.sh names what envtest needs), or by
 # default everything a single-node cluster needs (kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubelet, kube-proxy); always
-# etcd, and kubectl where none is installed.
+# kube-controller-manager, kube-scheduler, kubelet, kube-proxy, and
+# kube-router for NetworkPolicies); always etcd, and kubectl where none is
+# installed.
 # The Kubernetes version follows k8s.io/api in go.mod (v0.X.Y -> v1.X.Y), the
-# etcd version what that release requires. Prints the directory holding the
+# etcd version what that release requires; kube-router's is pinned below
+# (KUBE_ROUTER_VERSION). Prints the directory holding the
 # binaries; a second run is a no-op. Builds run under `nice -n 19`.
 set -euo pipefail
 
@@ -16,13 +18,28 @@ cd "$root"
 api=$(go list -m -f '{{.Version}}' k8s.io/api)
 kube="v1${api#v0}"
 out="$root/bin/k8s/$kube"
+# kube-router, of which the local cluster runs only the NetworkPolicy
+# controller (hack/cluster/up.sh). v2.1.0 is the newest release the module
+# proxy serves; kube-network-policies cannot run here (docs/networkpolicy.md).
+KUBE_ROUTER_VERSION=${KUBE_ROUTER_VERSION:-v2.1.0}
+kube_router_mod=github.com/cloudnativelabs/kube-router/v2
 if (($#)); then
   bins=("$@")
 else
-  bins=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+  bins=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kube-router)
 fi
 command -v kubectl >/dev/null || bins+=(kubectl)
-have() { for b in "${bins[@]}" etcd; do [[ -x "$out/$b" ]] || return 1; done; }
+# kube_router_ok: the kube-router binary is there and of the pinned version
+kube_router_ok() {
+  [[ -x "$out/kube-router" ]] &&
+    grep -Eq "^[[:space:]]+(mod|dep)[[:space:]]+$kube_router_mod[[:space:]]+$KUBE_ROUTER_VERSION([[:space:]]|$)" \
+      <<<"$(go version -m "$out/kube-router" 2>/dev/null)"
+}
+have() {
+  for b in "${bins[@]}" etcd; do
+    if [[ $b == kube-router ]]; then kube_router_ok || return 1; else [[ -x "$out/$b" ]] || return 1; fi
+  done
+}
 if have; then
   echo "$out"
   exit 0
@@ -50,7 +67,7 @@ if [[ ! -f go.mod ]] || ! grep -q "k8s.io/kubernetes $kube" go.mod; then
 fi
 minor=${kube#v1.}; minor=${minor%%.*}
 for b in "${bins[@]}"; do
-  [[ -x "$out/$b" ]] && continue
+  [[ $b == kube-router || -x "$out/$b" ]] && continue
   start=$SECONDS
   log "building $b $kube (a few minutes the first time)"
   go get "k8s.io/kubernetes/cmd/$b@$kube" 2>/dev/null
@@ -73,5 +90,20 @@ if [[ ! -x "$out/etcd" ]]; then
   fi
   nice -n 19 go build -trimpath -o "$out/etcd.tmp" -ldflags "-s -w" go.etcd.io/etcd/server/v3
   mv "$out/etcd.tmp" "$out/etcd"
+fi
+if [[ " ${bins[*]} " == *" kube-router "* ]] && ! kube_router_ok; then
+  start=$SECONDS
+  log "building kube-router $KUBE_ROUTER_VERSION (a few minutes the first time)"
+  mkdir -p "$src/kube-router"
+  cd "$src/kube-router"
+  if [[ ! -f go.mod ]] || ! grep -q "$kube_router_mod $KUBE_ROUTER_VERSION" go.mod; then
+    rm -f go.mod go.sum
+    go mod init lambdapod.local/kube-router >/dev/null 2>&1
+    go get "$kube_router_mod/cmd/kube-router@$KUBE_ROUTER_VERSION" 2>/dev/null
+  fi
+  nice -n 19 go build -trimpath -o "$out/kube-router.tmp" -ldflags "-s -w \
+    -X $kube_router_mod/pkg/version.Version=$KUBE_ROUTER_VERSION" "$kube_router_mod/cmd/kube-router"
+  mv "$out/kube-router.tmp" "$out/kube-router"
+  log "built kube-router in $((SECONDS - start))s"
 fi
 echo "$out"

@@ -31,6 +31,7 @@ if running kubelet && running kube-apiserver && running containerd; then
     wait_for "the kubelet to stop all pods" 60 no_tasks || true
   fi
 fi
+stop kube-router
 stop kube-proxy
 stop kubelet 20
 
@@ -96,9 +97,10 @@ if [[ -n $rules ]]; then
   while read -r rule; do eval "iptables -t nat ${rule/#-A/-D}" 2>/dev/null || true; done <<<"$rules"
   for c in $chains; do iptables -t nat -F "$c" 2>/dev/null; iptables -t nat -X "$c" 2>/dev/null || true; done
 fi
-# the kubelet's own chains (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT)
-# and anything of kube-proxy's that --cleanup left: jumps from built-in chains
-# first, then the chains
+# the kubelet's own chains (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT),
+# kube-router's (KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-*) and anything of
+# kube-proxy's that --cleanup left: jumps from built-in chains first, then
+# the chains
 for ipt in iptables ip6tables; do
   command -v $ipt-save >/dev/null || continue
   for table in filter nat mangle; do
@@ -109,6 +111,8 @@ for ipt in iptables ip6tables; do
     for c in $chains; do $ipt -t $table -X "$c" 2>/dev/null || true; done
   done
 done
+# kube-router's ipsets (and any of its rules the loop above left)
+netpol_cleanup
 rm -f "$CNI_CONF"
 
 # 6. The kubelet's sysctls back as they were.
@@ -124,6 +128,12 @@ fi
 
 left=$(for c in "${COMPONENTS[@]}"; do if running "$c"; then echo "$c"; fi; done)
 [[ -z $left ]] || die "still running: $left"
+rules=$(for ipt in iptables ip6tables; do
+  command -v $ipt-save >/dev/null && $ipt-save 2>/dev/null | grep -E '^(:|-A .*-j )KUBE-' || true
+done)
+[[ -z $rules ]] || die "iptables rules left: $rules"
+sets=$(command -v ipset >/dev/null && ipset list -n 2>/dev/null | grep -E '^(inet6:)?KUBE-' || true)
+[[ -z $sets ]] || die "ipsets left: $sets"
 mounts=$(awk -v k="$KUBELET_DIR" '(index($2, k) == 1 || $2 ~ /^\/run\/containerd\// || $2 ~ /^\/run\/netns\/cni-/)' /proc/self/mounts)
 [[ -z $mounts ]] || die "mounts left: $mounts"
 log "cluster down"

@@ -25,12 +25,18 @@ CLUSTER_NICE=${CLUSTER_NICE:-0}               # niceness of the cluster's proces
 KUBECONFIG_OUT=$W/kubeconfig
 
 # sysctls the cluster changes on the host (forwarding for the pod network,
-# vm.overcommit_memory and friends set by the kubelet); up.sh saves their
+# iptables on bridged traffic for NetworkPolicies, vm.overcommit_memory and
+# friends set by the kubelet); up.sh saves their
 # values before changing any, down.sh restores them.
-HOST_SYSCTLS=(net.ipv4.ip_forward vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
+HOST_SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
+
+# NETWORK_POLICIES=1 (the default) enforces NetworkPolicies with kube-router's
+# NetworkPolicy controller (iptables and ipset rules on the node); 0 runs no
+# enforcer, so NetworkPolicies are stored but have no effect.
+NETWORK_POLICIES=${NETWORK_POLICIES:-1}
 
 # Components in start order; down.sh stops them in reverse.
-COMPONENTS=(registry etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
+COMPONENTS=(registry etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy kube-router)
 
 log() { printf '[cluster %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -112,6 +118,27 @@ wait_for() {
     sleep 0.5
   done
   log "$desc after $((SECONDS - start))s"
+}
+
+# netpol_cleanup: removes what kube-router's NetworkPolicy controller wrote,
+# once it is stopped: its filter chains (KUBE-ROUTER-*, KUBE-POD-FW-*,
+# KUBE-NWPLCY-*) and the jumps to them, then its ipsets (KUBE-SRC-*,
+# KUBE-DST-*), which the rules used.
+netpol_cleanup() {
+  local ipt rule c chains s
+  for ipt in iptables ip6tables; do
+    command -v "$ipt-save" >/dev/null || continue
+    while read -r rule; do
+      [[ -n $rule ]] && { eval "$ipt -t filter ${rule/#-A/-D}" 2>/dev/null || true; }
+    done < <("$ipt-save" -t filter 2>/dev/null | grep -E '^-A (INPUT|OUTPUT|FORWARD) .*-j KUBE-ROUTER-' || true)
+    chains=$("$ipt-save" -t filter 2>/dev/null | sed -n 's/^:\(KUBE-\(ROUTER\|POD-FW\|NWPLCY\)-[^ ]*\) .*/\1/p')
+    for c in $chains; do "$ipt" -t filter -F "$c" 2>/dev/null || true; done
+    for c in $chains; do "$ipt" -t filter -X "$c" 2>/dev/null || true; done
+  done
+  command -v ipset >/dev/null || return 0
+  for s in $(ipset list -n 2>/dev/null | grep -E '^(inet6:)?KUBE-(SRC|DST)-' || true); do
+    ipset destroy "$s" 2>/dev/null || log "cannot destroy ipset $s"
+  done
 }
 
 kube_bin_dir() {

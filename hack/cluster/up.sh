@@ -3,7 +3,9 @@
 # with no Docker: etcd and the Kubernetes components built from their Go
 # modules (hack/cluster/binaries.sh), containerd, runc and the CNI plugins
 # from Debian, a bridge pod network, and an OCI registry on the node
-# (hack/cluster/registry) that containerd pulls from over plain HTTP.
+# (hack/cluster/registry) that containerd pulls from over plain HTTP, and
+# NetworkPolicies enforced by kube-router's NetworkPolicy controller
+# (iptables and ipset; NETWORK_POLICIES=0 leaves them unenforced).
 #
 # Everything lives under bin/cluster (CLUSTER_DIR): config, certificates,
 # logs/<component>.log, pids/<component>.pid, etcd's data, the registry's
@@ -30,6 +32,7 @@ command -v containerd >/dev/null || need+=(containerd)
 command -v runc >/dev/null || need+=(runc)
 [[ -x /usr/lib/cni/bridge ]] || need+=(containernetworking-plugins)
 command -v iptables >/dev/null || need+=(iptables)
+((NETWORK_POLICIES)) && ! command -v ipset >/dev/null && need+=(ipset)
 command -v openssl >/dev/null || need+=(openssl)
 if ((${#need[@]})); then
   log "installing ${need[*]} from Debian"
@@ -88,6 +91,12 @@ if [[ ! -f $P/tokens.csv ]]; then
   } >"$P/tokens.csv"
   chmod 600 "$P/tokens.csv"
 fi
+# kube-router's identity, added to a cluster created before it: the API
+# server reads the file at start only, so a running one is restarted
+if ! grep -q ',system:kube-router,' "$P/tokens.csv"; then
+  echo "$(openssl rand -hex 16),system:kube-router,kube-router," >>"$P/tokens.csv"
+  stop kube-apiserver
+fi
 token_of() { awk -F, -v u="$1" '$2 == u {print $1}' "$P/tokens.csv"; }
 kubeconfig() { # file user
   cat >"$1" <<KC
@@ -114,6 +123,7 @@ kubeconfig "$W/controller-manager.kubeconfig" system:kube-controller-manager
 kubeconfig "$W/scheduler.kubeconfig" system:kube-scheduler
 kubeconfig "$W/proxy.kubeconfig" system:kube-proxy
 kubeconfig "$W/kubelet.kubeconfig" "system:node:$NODE_NAME"
+kubeconfig "$W/kube-router.kubeconfig" system:kube-router
 kc() { "$KUBECTL" --kubeconfig "$KUBECONFIG_OUT" "$@"; }
 
 # --- pod network -----------------------------------------------------------------
@@ -123,11 +133,16 @@ if [[ ! -f $W/sysctl.orig ]]; then
   for s in "${HOST_SYSCTLS[@]}"; do echo "$s=$(sysctl -n "$s")"; done >"$W/sysctl.orig"
 fi
 sysctl -qw net.ipv4.ip_forward=1
+# pods talk to each other across the bridge: NetworkPolicies (iptables
+# rules) see that traffic only with bridge netfilter on
+[[ -e /proc/sys/net/bridge ]] || modprobe br_netfilter 2>/dev/null || true
+sysctl -qw net.bridge.bridge-nf-call-iptables=1 || die "cannot turn bridge netfilter on (net.bridge.bridge-nf-call-iptables)"
 if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
   log "creating bridge $BRIDGE ($POD_GATEWAY/${POD_CIDR#*/})"
   ip link add "$BRIDGE" type bridge
 fi
-ip addr show dev "$BRIDGE" | grep -q "inet $POD_GATEWAY/" || ip addr add "$POD_GATEWAY/${POD_CIDR#*/}" dev "$BRIDGE"
+# (not `ip | grep -q`: under pipefail, grep quitting early can fail the pipe)
+grep -q "inet $POD_GATEWAY/" <<<"$(ip addr show dev "$BRIDGE")" || ip addr add "$POD_GATEWAY/${POD_CIDR#*/}" dev "$BRIDGE"
 ip link set "$BRIDGE" up
 mkdir -p "$(dirname "$CNI_CONF")"
 cat >"$CNI_CONF.tmp" <<CNI
@@ -289,6 +304,58 @@ node_ready() {
 }
 wait_for "node $NODE_NAME Ready" 180 node_ready
 wait_for "the default service account" 60 kc get serviceaccount default
+
+# --- NetworkPolicies: kube-router's NetworkPolicy controller only -------------------------
+# No routing, service proxy or load balancer of kube-router: the bridge and
+# kube-proxy do those. It reads pods, namespaces and NetworkPolicies (and,
+# from its shared informers, services, endpoints and nodes) and writes the
+# node's iptables filter table (KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-*
+# chains) and ipsets (KUBE-SRC-*, KUBE-DST-*); down.sh removes them. Traffic
+# from the node's own addresses to its pods (kubelet probes, the e2e suite,
+# the git server) is always allowed. It starts once the node is registered
+# (it exits when its Node does not exist).
+if ((NETWORK_POLICIES)); then
+  kc apply -f - >/dev/null <<'RBAC'
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: lambdapod-dev:kube-router
+rules:
+- apiGroups: [""]
+  resources: [namespaces, pods, services, nodes, endpoints]
+  verbs: [get, list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: lambdapod-dev:kube-router
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: lambdapod-dev:kube-router
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: User
+  name: system:kube-router
+RBAC
+  start kube-router "$K/kube-router" --kubeconfig "$W/kube-router.kubeconfig" --hostname-override "$NODE_NAME" \
+    --run-firewall=true --run-router=false --run-service-proxy=false --run-loadbalancer=false \
+    --service-cluster-ip-range "$SERVICE_CIDR" --health-port 0 --metrics-port 0
+  # (its health check would listen on every address of the host: it is
+  # off, and its chains tell that its NetworkPolicy controller has synced)
+  netpol_synced() { running kube-router && iptables -t filter -S KUBE-ROUTER-FORWARD; }
+  wait_for "kube-router's NetworkPolicy rules" 60 netpol_synced || die "kube-router: see $W/logs/kube-router.log"
+else
+  # a kube-router of an earlier up: its rules would go on enforcing
+  stop kube-router
+  netpol_cleanup
+fi
 
 log "cluster up in $((SECONDS - t0))s"
 kc get nodes -o wide >&2

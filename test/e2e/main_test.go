@@ -357,6 +357,18 @@ func get(t *testing.T, path string) answer {
 	return a
 }
 
+// tryPost posts body as JSON to url (a full URL).
+func tryPost(url, body string) (answer, error) {
+	start := time.Now()
+	resp, err := httpClient.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		return answer{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return answer{status: resp.StatusCode, header: resp.Header, body: string(b), elapsed: time.Since(start)}, err
+}
+
 func tryGet(path string) (answer, error) {
 	u := path
 	if !strings.HasPrefix(u, "http") {

@@ -96,7 +96,8 @@ func TestChartRenders(t *testing.T) {
 		m := container(t, r.mustFind(t, "Deployment", "lambdapod-manager"))
 		wantArgs := []string{"--leader-elect", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
 			"--webhook-bind-address=:8082", "--autoscaler-bind-address=:8083", "--build-configmap=lambdapod-build-config",
-			"--autoscaler-reporters=system:serviceaccount:$(POD_NAMESPACE):lambdapod-activator"}
+			"--autoscaler-reporters=system:serviceaccount:$(POD_NAMESPACE):lambdapod-activator",
+			"--activator-pod-labels=app.kubernetes.io/name=lambdapod,app.kubernetes.io/component=activator"}
 		if got := strs(m["args"]); !slices.Equal(got, wantArgs) {
 			t.Errorf("manager args = %q, want %q", got, wantArgs)
 		}
@@ -210,6 +211,18 @@ func TestChartRenders(t *testing.T) {
 			t.Errorf("activator args = %q", strs(a["args"]))
 		}
 		r.mustFind(t, "Service", "fn-lambdapod-autoscaler")
+	})
+
+	t.Run("no-network-policies", func(t *testing.T) {
+		r := renderChart(t, releaseName, "networkPolicy:\n  enabled: false\n")
+		if got := r.ofKind("NetworkPolicy"); len(got) > 0 {
+			t.Errorf("networkPolicy.enabled=false still renders %d NetworkPolicies", len(got))
+		}
+		// and the manager gives Functions none
+		m := container(t, r.mustFind(t, "Deployment", "lambdapod-manager"))
+		if !slices.Contains(strs(m["args"]), "--network-policies=false") {
+			t.Errorf("networkPolicy.enabled=false: manager args %q lack --network-policies=false", strs(m["args"]))
+		}
 	})
 
 	t.Run("servicemonitor", func(t *testing.T) {

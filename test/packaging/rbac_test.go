@@ -83,7 +83,7 @@ func TestRBACIsExactlyTheGeneratedRoles(t *testing.T) {
 	// docs/security.md: read EndpointSlices and Functions, cluster-wide;
 	// ask the API server who a caller is and whether RBAC lets them invoke
 	// a function; and, in its own namespace only, read the access key
-	// Secrets.
+	// Secrets and create the invoke key Secret if the manager has not.
 	wantActivator := []any{
 		map[string]any{"apiGroups": []any{"authentication.k8s.io"}, "resources": []any{"tokenreviews"}, "verbs": []any{"create"}},
 		map[string]any{"apiGroups": []any{"authorization.k8s.io"}, "resources": []any{"subjectaccessreviews"}, "verbs": []any{"create"}},
@@ -94,17 +94,19 @@ func TestRBACIsExactlyTheGeneratedRoles(t *testing.T) {
 		t.Errorf("config/rbac/activator/role.yaml = %v, want %v", activatorRules, wantActivator)
 	}
 	wantActivatorNS := []any{
-		map[string]any{"apiGroups": []any{""}, "resources": []any{"secrets"}, "verbs": []any{"get", "list", "watch"}},
+		map[string]any{"apiGroups": []any{""}, "resources": []any{"secrets"}, "verbs": []any{"create", "get", "list", "watch"}},
 	}
 	if !reflect.DeepEqual(activatorNSRules, wantActivatorNS) {
 		t.Errorf("config/rbac/activator/role.yaml Role = %v, want %v", activatorNSRules, wantActivatorNS)
 	}
 
 	// In its own namespace, the manager reads its build ConfigMap, by name,
-	// and holds its leader election Lease (what client-go's lease lock
-	// does): nothing else, and neither of them cluster-wide.
+	// holds its leader election Lease (what client-go's lease lock does)
+	// and creates the invoke key Secret if no activator has: nothing else,
+	// and none of them cluster-wide.
 	wantManagerNS := []any{
 		map[string]any{"apiGroups": []any{""}, "resourceNames": []any{"build-config"}, "resources": []any{"configmaps"}, "verbs": []any{"get"}},
+		map[string]any{"apiGroups": []any{""}, "resources": []any{"secrets"}, "verbs": []any{"create"}},
 		map[string]any{"apiGroups": []any{"coordination.k8s.io"}, "resources": []any{"leases"}, "verbs": []any{"create", "get", "update"}},
 	}
 	if !reflect.DeepEqual(managerNSRules, wantManagerNS) {

@@ -122,12 +122,3 @@ defaulting to the manager's image.
 {{- end }}
 {{- toJson $data }}
 {{- end }}
-
-{{/* A label map as a selector string: k=v,k=v (keys sorted). */}}
-{{- define "lambdapod.labelSelector" -}}
-{{- $pairs := list }}
-{{- range $k, $v := . }}
-{{- $pairs = append $pairs (printf "%s=%s" $k $v) }}
-{{- end }}
-{{- join "," $pairs }}
-{{- end }}
