@@ -855,7 +855,9 @@ API (` + "`POST /2015-03-31/functions/{name}/invocations`" + `) over keep-alive 
 either on the sidecar directly or through the activator; the latency phases
 alternate between the two so that both see the same background load. The
 load generator shares the 2 CPUs with the three processes under test (and
-with whatever else runs on the machine: the load average is printed).
+with whatever else runs on the machine: the load average is printed); it is
+a raw HTTP/1.1 client over pooled keep-alive connections, each request made
+once and written with one write, to take as little of them as it can.
 
 `
 
@@ -926,11 +928,20 @@ Where the numbers come from, and the causes of any gap:
   paired median (each round's p95 difference, median over the rounds)
   discounts bursts of other work that land in one path's phase only. The
   target (0.5 ms) was met once on this kind of machine (0.477 ms, 248 µs
-  of activator CPU per request, before the hardening of #13); its CPU per
-  request is now about 300 µs (about 250 µs with GOMAXPROCS=1: fewer
-  cross-CPU wake-ups), most of it the kernel's socket writes and reads and
-  Go's scheduler, not the activator's own code (make bench-activator with
-  a CPU profile of the activator, /debug/pprof on its control port).
+  of activator CPU per request, before the hardening of #13) and is missed
+  now: the activator's CPU per request is 270-330 µs from run to run (about
+  270 µs with GOMAXPROCS=1: fewer cross-CPU wake-ups), of which its own
+  code is a small part. A perf profile puts about a third in the kernel's
+  loopback socket calls (one write to the pod and one to the client per
+  request, each about 24 µs, which include the receiver's TCP processing),
+  about a fifth in Go's scheduler and its monitor thread (wake-ups between
+  the netpoller, the request's goroutine and net/http's per-request
+  background read), and under a tenth in allocation and GC (about 70 heap
+  allocations per request). At 1,000 requests/s on 2 CPUs shared with the
+  load generator, the sidecar and its bootstraps, that extra third of a
+  core is what stretches the tail. Cutting it much further means serving
+  the hot path without net/http's server (as activator/proxy already does
+  for the pod side).
 - Memory per held request. A held request is parked (activator/park): its
   handler hijacks the connection and returns, so net/http's 4 KiB read and
   4 KiB write buffers, its 2 KiB response buffer and both goroutines of the
