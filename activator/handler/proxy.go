@@ -85,7 +85,7 @@ func (h *Proxy) forward(w http.ResponseWriter, r *http.Request, c *call, addr st
 		StartWithin: startWithin, Token: token})
 	if err != nil {
 		if proxy.NotDelivered(err) && ctx.Err() == nil {
-			return &queue.NotRun{Err: err}
+			return &queue.NotRun{Err: err, Unreachable: true}
 		}
 		return h.failed(r, ctx, c, addr, err)
 	}

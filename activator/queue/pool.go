@@ -362,11 +362,15 @@ func (p *Pool) Unpark(w *Waiter) bool { return p.dequeue(w.w) }
 // down before its EndpointSlice did. Busy means the pod's slots are all
 // taken by other activators' requests: the pod rests a while, and the
 // request waits at the head of the queue, within the same wait bound, as
-// many times as it takes (it is no failed attempt).
+// many times as it takes (it is no failed attempt). Unreachable means the
+// pod could not be connected to: it rests a while too, since a pod that
+// refuses at once always has the fewest requests in flight and would be
+// picked again for the retry; the attempt counts.
 type NotRun struct {
-	Err    error
-	Retire bool
-	Busy   bool
+	Err         error
+	Retire      bool
+	Busy        bool
+	Unreachable bool
 }
 
 func (e *NotRun) Error() string { return "not run: " + e.Err.Error() }
@@ -479,7 +483,7 @@ func (p *Pool) try(ctx context.Context, e entry, lease *Lease, startBy time.Time
 	case nr != nil && nr.Retire:
 		// Before the release, so that the slot goes to no waiter.
 		lease.Retire()
-	case nr != nil && nr.Busy:
+	case nr != nil && (nr.Busy || nr.Unreachable):
 		p.rest(lease.Pod)
 	default:
 		p.calm(lease.Pod)
@@ -488,7 +492,8 @@ func (p *Pool) try(ctx context.Context, e entry, lease *Lease, startBy time.Time
 }
 
 // rest keeps the pod out of this pool's picks for a while after it said it
-// was busy, and hands its slots out again when the while is over.
+// was busy or could not be reached, and hands its slots out again when the
+// while is over.
 func (p *Pool) rest(pod *Pod) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -332,3 +332,46 @@ func TestParkedRequestsGetSlotsInOrderAndAGoneOneIsSkipped(t *testing.T) {
 		t.Fatalf("Park with a free slot: lease %v waiter %v err %v", l, w, err)
 	}
 }
+
+// A pod that refuses connections (its sidecar gone before its
+// EndpointSlice says so) always has the fewest requests in flight, so
+// picking by load would send every retry back to it: it rests a while
+// after each refusal, and the retries go to the pod that answers, even
+// with every attempt but one spent.
+func TestUnreachablePodRests(t *testing.T) {
+	p := New(4, 10)
+	p.SetEndpoints([]string{"gone", "up"})
+	// "up" is busy with requests in flight, so that "gone" is the pick.
+	var held, other []*Lease
+	for range 6 {
+		l := p.TryAcquire()
+		if l == nil {
+			t.Fatal("no slot")
+		}
+		if l.Pod.Addr == "gone" {
+			other = append(other, l)
+		} else {
+			held = append(held, l)
+		}
+	}
+	for _, l := range other {
+		l.Release()
+	}
+	var tried []string
+	for i := range 20 {
+		tried = tried[:0]
+		err := p.Try(context.Background(), time.Second, 2, func(l *Lease) error {
+			tried = append(tried, l.Pod.Addr)
+			if l.Pod.Addr == "gone" {
+				return &NotRun{Err: errors.New("connection refused"), Unreachable: true}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("request %d: %v after trying %v", i, err, tried)
+		}
+	}
+	for _, l := range held {
+		l.Release()
+	}
+}
