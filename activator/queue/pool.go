@@ -39,6 +39,9 @@ type Pod struct {
 	busyUntil  time.Time
 	busyStreak atomic.Int32
 	wake       *time.Timer
+	// unreachable: the last connection to it failed, and no request has
+	// reached it since.
+	unreachable bool
 }
 
 // The wait after a pod said it was busy, doubling while it stays busy:
@@ -365,7 +368,8 @@ func (p *Pool) Unpark(w *Waiter) bool { return p.dequeue(w.w) }
 // many times as it takes (it is no failed attempt). Unreachable means the
 // pod could not be connected to: it rests a while too, since a pod that
 // refuses at once always has the fewest requests in flight and would be
-// picked again for the retry; the attempt counts.
+// picked again for the retry, and the attempt counts only when no ready
+// pod is left that was not found unreachable.
 type NotRun struct {
 	Err         error
 	Retire      bool
@@ -426,7 +430,11 @@ func (p *Pool) tryFrom(ctx context.Context, first entry, lease *Lease, startBy t
 		if nr.Busy {
 			e = again
 		}
-		if !nr.Busy {
+		// A pod that could not be reached costs no attempt while another
+		// pod may still take the request: it is the pod's failure, not
+		// the request's (it rests meanwhile). With every pod unreachable
+		// the attempts run out as before.
+		if !nr.Busy && !(nr.Unreachable && p.anyReachable()) {
 			attempt++
 			last = nr.Err
 		}
@@ -483,7 +491,12 @@ func (p *Pool) try(ctx context.Context, e entry, lease *Lease, startBy time.Time
 	case nr != nil && nr.Retire:
 		// Before the release, so that the slot goes to no waiter.
 		lease.Retire()
-	case nr != nil && (nr.Busy || nr.Unreachable):
+	case nr != nil && nr.Unreachable:
+		p.mu.Lock()
+		lease.Pod.unreachable = true
+		p.mu.Unlock()
+		p.rest(lease.Pod)
+	case nr != nil && nr.Busy:
 		p.rest(lease.Pod)
 	default:
 		p.calm(lease.Pod)
@@ -516,7 +529,22 @@ func (p *Pool) rest(pod *Pod) {
 func (p *Pool) calm(pod *Pod) {
 	if pod.busyStreak.Load() != 0 {
 		pod.busyStreak.Store(0)
+		p.mu.Lock()
+		pod.unreachable = false
+		p.mu.Unlock()
 	}
+}
+
+// anyReachable reports whether a ready pod is not known to be unreachable.
+func (p *Pool) anyReachable() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pod := range p.pods {
+		if !pod.unreachable {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Pool) pushFrontLocked(w *waiter) {
