@@ -88,16 +88,7 @@ func TestConfinedFunction(t *testing.T) {
 	}
 
 	path := fmt.Sprintf("/%s/%s/confined?name=restricted", restricted, fn.Name)
-	var a answer
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		a = get(t, path)
-		// the activator may learn of the function a moment after Ready
-		if a.status != 404 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	a := getKnown(t, path)
 	t.Logf("GET %s: HTTP %d in %s", path, a.status, a.elapsed.Round(time.Millisecond))
 	if want := helloBody("restricted", "/confined", fn.Name); a.status != 200 || a.body != want {
 		dumpIn(t, restricted, fn.Name)

@@ -357,6 +357,21 @@ func get(t *testing.T, path string) answer {
 	return a
 }
 
+// getKnown GETs path from the activator, again while it answers 404 for up
+// to 30 s: the activator may learn of a function a moment after it turns
+// Ready.
+func getKnown(t *testing.T, path string) answer {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		a := get(t, path)
+		if a.status != 404 || time.Now().After(deadline) {
+			return a
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
 // tryPost posts body as JSON to url (a full URL).
 func tryPost(url, body string) (answer, error) {
 	start := time.Now()

@@ -96,16 +96,7 @@ probe webhook http://%[1]s:8082/hooks/ -X POST -d '{}'
 		waitPods(t, ns, fn.Name, 0, 2*time.Minute)
 	}
 	path := fmt.Sprintf("/%s/%s/netpol?name=netpol", ns, fn.Name)
-	var a answer
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		a = get(t, path)
-		// the activator may learn of the function a moment after Ready
-		if a.status != 404 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	a := getKnown(t, path)
 	t.Logf("GET %s from zero: HTTP %d in %s", path, a.status, a.elapsed.Round(time.Millisecond))
 	if want := helloBody("netpol", "/netpol", fn.Name); a.status != 200 || a.body != want {
 		dump(t, fn.Name)
@@ -233,16 +224,7 @@ echo "invoke $(curl -s -o /dev/null -w '%%{http_code} %%header{x-amzn-errortype}
 
 	// through the activator
 	path := fmt.Sprintf("/%s/%s/netpol-fn?name=activator", ns, fn.Name)
-	var a answer
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		a = get(t, path)
-		// the activator may learn of the function a moment after Ready
-		if a.status != 404 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	a := getKnown(t, path)
 	t.Logf("GET %s: HTTP %d in %s", path, a.status, a.elapsed.Round(time.Millisecond))
 	if want := helloBody("activator", "/netpol-fn", fn.Name); a.status != 200 || a.body != want {
 		dump(t, fn.Name)
