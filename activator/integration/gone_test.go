@@ -3,6 +3,7 @@ package integration
 import (
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -49,4 +50,56 @@ func TestAPodGoneBeforeItsSliceSaysSo(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A pod told to stop (SIGTERM) before its EndpointSlice says so drains: it
+// answers new invocations 503 marked not-run, and the activator sends
+// them to the pod that still serves, taking the stopping one out of its
+// picks. Callers see only answers from the serving pod.
+func TestAPodStoppingBeforeItsSliceSaysSo(t *testing.T) {
+	needRoot(t)
+	e := testenv.Start(t)
+	ns := namespace(t, e.Client, "stopping")
+	a := startActivator(t, e, server.Config{
+		Handler: handler.Options{ActivationTimeout: 10 * time.Second, TimeoutGrace: time.Second},
+	})
+	base := "http://" + a.Addr() + "/2015-03-31/functions/" + ns + ".fn/invocations"
+	makeFunction(t, e.Client, ns, "fn", fnOpts{conc: 4, public: true})
+	stopping := startPod(t, "fn", 4, 5*time.Second, "pod-stopping")
+	up := startPod(t, "fn", 4, 5*time.Second, "pod-up")
+	publish(t, e.Client, ns, "fn", ready(stopping.IP), ready(up.IP))
+	pool := a.Pools().Get(keyOf(ns, "fn"))
+	eventually(t, 10*time.Second, "the activator routes to both pods", func() bool { return pool.Ready() == 2 })
+
+	// A long invocation keeps the stopping pod draining (not gone) while
+	// the others arrive.
+	longDone := make(chan answer, 1)
+	go func() { longDone <- post("http://"+stopping.IP+":8080/2015-03-31/functions/fn/invocations", `{"sleepMs":3000}`) }()
+	eventually(t, 5*time.Second, "the long invocation runs", func() bool { return running(stopping.IP) })
+	_ = stopping.cmd.Process.Signal(syscall.SIGTERM)
+	eventually(t, 5*time.Second, "the sidecar drains", func() bool { return get("http://"+stopping.IP+":8080/readyz").code == 503 })
+
+	var wg sync.WaitGroup
+	answers := make([]answer, 8)
+	for i := range answers {
+		wg.Go(func() { answers[i] = post(base, `{"sleepMs":100}`) })
+	}
+	wg.Wait()
+	for i, got := range answers {
+		if got.err != nil || got.code != 200 || !strings.Contains(got.body, `"pod":"pod-up"`) {
+			t.Errorf("request %d: %d %q %v, want 200 from pod-up", i, got.code, got.body, got.err)
+		}
+	}
+	if pool.Ready() != 1 {
+		t.Errorf("%d ready pods after the stopping one said so, want 1", pool.Ready())
+	}
+	if got := <-longDone; got.code != 200 {
+		t.Errorf("the invocation running when the pod was told to stop: %d %q, want it to finish", got.code, got.body)
+	}
+}
+
+// running reports whether the sidecar at ip has an invocation in flight.
+func running(ip string) bool {
+	m := get("http://" + ip + ":8080/metrics")
+	return strings.Contains(m.body, "\nlambdapod_sidecar_invocations_in_flight 1\n")
 }
