@@ -562,7 +562,9 @@ func drive(sidecarBin, bootstrapBin string, rate int, phase time.Duration, phase
 		time.Sleep(10 * time.Millisecond)
 	}
 	self, _ := os.Executable()
-	act, err := startEnv(os.Getenv("BENCH_ACTIVATOR_ENV"), regexp.MustCompile(`listening (\S+) control (\S+)`), self, "-role", "activator", "-concurrency", strconv.Itoa(conc))
+	// As the chart runs it: GOMAXPROCS from its CPU request of 100m.
+	// BENCH_ACTIVATOR_ENV adds to (or overrides) that.
+	act, err := startEnv(strings.TrimSpace("GOMAXPROCS=1 "+os.Getenv("BENCH_ACTIVATOR_ENV")), regexp.MustCompile(`listening (\S+) control (\S+)`), self, "-role", "activator", "-concurrency", strconv.Itoa(conc))
 	if err != nil {
 		return err
 	}
@@ -854,7 +856,9 @@ the envtest integration tests, not timed here). Clients call the Lambda Invoke
 API (` + "`POST /2015-03-31/functions/{name}/invocations`" + `) over keep-alive HTTP/1.1,
 either on the sidecar directly or through the activator; the latency phases
 alternate between the two so that both see the same background load. The
-load generator shares the 2 CPUs with the three processes under test (and
+activator runs as the chart runs it, with GOMAXPROCS=1 (from its CPU
+request of 100m). The load generator shares the 2 CPUs with the three
+processes under test (and
 with whatever else runs on the machine: the load average is printed); it is
 a raw HTTP/1.1 client over pooled keep-alive connections, each request made
 once and written with one write, to take as little of them as it can.
@@ -929,9 +933,9 @@ Where the numbers come from, and the causes of any gap:
   discounts bursts of other work that land in one path's phase only. The
   target (0.5 ms) was met once on this kind of machine (0.477 ms, 248 µs
   of activator CPU per request, before the hardening of #13) and is missed
-  now: the activator's CPU per request is 270-330 µs from run to run (about
-  270 µs with GOMAXPROCS=1: fewer cross-CPU wake-ups), of which its own
-  code is a small part. A perf profile puts about a third in the kernel's
+  now: the activator's CPU per request is 250-260 µs with GOMAXPROCS=1, as
+  the chart runs it (290-330 µs with a thread per core: more cross-CPU
+  wake-ups), of which its own code is a small part. A perf profile puts about a third in the kernel's
   loopback socket calls (one write to the pod and one to the client per
   request, each about 24 µs, which include the receiver's TCP processing),
   about a fifth in Go's scheduler and its monitor thread (wake-ups between

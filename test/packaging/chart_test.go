@@ -121,6 +121,11 @@ func TestChartRenders(t *testing.T) {
 		if envOf(a)["POD_NAME"] != "fieldRef:metadata.name" {
 			t.Error("activator has no POD_NAME from the downward API")
 		}
+		// GOMAXPROCS follows the activator's CPU request (make
+		// bench-activator runs it so).
+		if got, _, _ := unstructured.NestedString(envEntry(a, "GOMAXPROCS"), "valueFrom", "resourceFieldRef", "resource"); got != "requests.cpu" {
+			t.Errorf("activator GOMAXPROCS from %q, want its requests.cpu", got)
+		}
 		// The autoscaler URL's Service exists and reaches the manager's port.
 		svc := r.mustFind(t, "Service", "lambdapod-autoscaler")
 		if p := portOf(t, svc, "autoscaler"); p["port"] != int64(8083) || p["targetPort"] != "autoscaler" {
@@ -394,6 +399,17 @@ func envOf(c map[string]any) map[string]string {
 		}
 	}
 	return out
+}
+
+// envEntry is the env entry of c named name (nil if none).
+func envEntry(c map[string]any, name string) map[string]any {
+	env, _ := c["env"].([]any)
+	for _, e := range env {
+		if e := e.(map[string]any); e["name"] == name {
+			return e
+		}
+	}
+	return nil
 }
 
 func portOf(t testing.TB, svc *unstructured.Unstructured, name string) map[string]any {
