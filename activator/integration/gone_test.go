@@ -74,7 +74,9 @@ func TestAPodStoppingBeforeItsSliceSaysSo(t *testing.T) {
 	// A long invocation keeps the stopping pod draining (not gone) while
 	// the others arrive.
 	longDone := make(chan answer, 1)
-	go func() { longDone <- post("http://"+stopping.IP+":8080/2015-03-31/functions/fn/invocations", `{"sleepMs":3000}`) }()
+	go func() {
+		longDone <- post("http://"+stopping.IP+":8080/2015-03-31/functions/fn/invocations", `{"sleepMs":3000}`)
+	}()
 	eventually(t, 5*time.Second, "the long invocation runs", func() bool { return running(stopping.IP) })
 	_ = stopping.cmd.Process.Signal(syscall.SIGTERM)
 	eventually(t, 5*time.Second, "the sidecar drains", func() bool { return get("http://"+stopping.IP+":8080/readyz").code == 503 })
