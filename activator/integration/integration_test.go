@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,9 +95,15 @@ var podSeq atomic.Int32
 
 // pod is a runtime sidecar with its bootstrap in a network namespace of its
 // own, reachable from the host at IP:8080.
+//
+// The namespace is held by a process (unshare), not named with `ip netns
+// add`: that makes /run/netns a bind mount of its own, and the network
+// namespaces a container runtime made there before can then no longer be
+// removed, so a cluster running beside the tests could not delete its pods.
 type pod struct {
 	t      *testing.T
-	netns  string
+	holder *exec.Cmd // sleeps in the pod's network namespace
+	netns  string    // /proc/<holder>/ns/net
 	veth   string
 	IP     string
 	cmd    *exec.Cmd
@@ -138,23 +145,35 @@ func startPod(t *testing.T, fn string, conc int, timeout time.Duration, id strin
 		t.Fatal("too many pods for one /24")
 	}
 	pid := os.Getpid() % 100000
-	p := &pod{t: t, netns: fmt.Sprintf("lpact-%d-%d", pid, i), veth: fmt.Sprintf("lpa%dh%d", pid, i), logs: &syncBuffer{}, exited: make(chan struct{})}
+	p := &pod{t: t, veth: fmt.Sprintf("lpa%dh%d", pid, i), logs: &syncBuffer{}, exited: make(chan struct{})}
 	peer := fmt.Sprintf("lpa%dp%d", pid, i)
 	// One /30 per pod out of 10.77.<pid%250>.0/24: host .4i+1, pod .4i+2.
 	net := fmt.Sprintf("10.77.%d.", os.Getpid()%250)
 	hostIP, podIP := fmt.Sprintf("%s%d", net, 4*i+1), fmt.Sprintf("%s%d", net, 4*i+2)
 	p.IP = podIP
 	t.Cleanup(p.cleanup)
-	run(t, "ip", "netns", "add", p.netns)
+	p.holder = exec.Command("unshare", "--net", "sleep", "infinity")
+	if err := p.holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	holder := strconv.Itoa(p.holder.Process.Pid)
+	p.netns = "/proc/" + holder + "/ns/net"
+	// unshare has made the namespace once the holder's link differs from ours.
+	eventually(t, 5*time.Second, "the pod's network namespace", func() bool {
+		mine, _ := os.Readlink("/proc/self/ns/net")
+		its, err := os.Readlink(p.netns)
+		return err == nil && its != mine
+	})
+	in := func(args ...string) { run(t, append([]string{"nsenter", "--net=" + p.netns}, args...)...) }
 	run(t, "ip", "link", "add", p.veth, "type", "veth", "peer", "name", peer)
-	run(t, "ip", "link", "set", peer, "netns", p.netns)
+	run(t, "ip", "link", "set", peer, "netns", holder)
 	run(t, "ip", "addr", "add", hostIP+"/30", "dev", p.veth)
 	run(t, "ip", "link", "set", p.veth, "up")
-	run(t, "ip", "netns", "exec", p.netns, "ip", "addr", "add", podIP+"/30", "dev", peer)
-	run(t, "ip", "netns", "exec", p.netns, "ip", "link", "set", peer, "up")
-	run(t, "ip", "netns", "exec", p.netns, "ip", "link", "set", "lo", "up")
+	in("ip", "addr", "add", podIP+"/30", "dev", peer)
+	in("ip", "link", "set", peer, "up")
+	in("ip", "link", "set", "lo", "up")
 
-	p.cmd = exec.Command("ip", "netns", "exec", p.netns, bin.sidecar,
+	p.cmd = exec.Command("nsenter", "--net="+p.netns, bin.sidecar,
 		"--invoke-addr", podIP+":8080", "--runtime-api", "127.0.0.1:9001",
 		"--function-name", fn, "--timeout", timeout.String(), "--concurrency", fmt.Sprint(conc),
 		"--max-inflight", fmt.Sprint(conc), // as the manager renders it
@@ -205,7 +224,10 @@ func (p *pod) cleanup() {
 			<-p.exited
 		}
 	}
-	_ = exec.Command("ip", "netns", "del", p.netns).Run()
+	if p.holder != nil && p.holder.Process != nil {
+		_ = p.holder.Process.Kill()
+		_ = p.holder.Wait()
+	}
 	_ = exec.Command("ip", "link", "del", p.veth).Run()
 	if p.t.Failed() {
 		p.t.Logf("sidecar %s logs:\n%s", p.IP, p.logs.String())
