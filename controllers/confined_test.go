@@ -6,10 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -174,26 +171,7 @@ func describeSC(sc *corev1.SecurityContext) string {
 // pushImageOf pushes a small random image whose bootstrap is
 // /var/task/bootstrap and whose USER is user, and returns its reference.
 func pushImageOf(t *testing.T, reg, repoTag, user string, labels map[string]string) string {
-	t.Helper()
-	img, err := random.Image(64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.Config.Entrypoint, cf.Config.User, cf.Config.Labels = []string{"/var/task/bootstrap"}, user, labels
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	ref, err := name.ParseReference(reg + "/" + repoTag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatal(err)
-	}
-	return ref.String()
+	return pushConfig(t, reg, repoTag, func(c *v1.Config) {
+		c.Entrypoint, c.User, c.Labels = []string{"/var/task/bootstrap"}, user, labels
+	})
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -449,6 +450,12 @@ func startRegistry(t *testing.T) string {
 // pushImage pushes a small random image with the given ENTRYPOINT and CMD
 // and returns its reference.
 func pushImage(t *testing.T, reg, repoTag string, entrypoint, cmd []string, labels map[string]string) string {
+	return pushConfig(t, reg, repoTag, func(c *v1.Config) { c.Entrypoint, c.Cmd, c.Labels = entrypoint, cmd, labels })
+}
+
+// pushConfig pushes a small random image whose config set sets, and returns
+// its reference.
+func pushConfig(t *testing.T, reg, repoTag string, set func(*v1.Config)) string {
 	t.Helper()
 	img, err := random.Image(64, 1)
 	if err != nil {
@@ -459,7 +466,7 @@ func pushImage(t *testing.T, reg, repoTag string, entrypoint, cmd []string, labe
 		t.Fatal(err)
 	}
 	cf = cf.DeepCopy()
-	cf.Config.Entrypoint, cf.Config.Cmd, cf.Config.Labels = entrypoint, cmd, labels
+	set(&cf.Config)
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
 	}

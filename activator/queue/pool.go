@@ -491,13 +491,8 @@ func (p *Pool) try(ctx context.Context, e entry, lease *Lease, startBy time.Time
 	case nr != nil && nr.Retire:
 		// Before the release, so that the slot goes to no waiter.
 		lease.Retire()
-	case nr != nil && nr.Unreachable:
-		p.mu.Lock()
-		lease.Pod.unreachable = true
-		p.mu.Unlock()
-		p.rest(lease.Pod)
-	case nr != nil && nr.Busy:
-		p.rest(lease.Pod)
+	case nr != nil && (nr.Busy || nr.Unreachable):
+		p.rest(lease.Pod, nr.Unreachable)
 	default:
 		p.calm(lease.Pod)
 	}
@@ -507,9 +502,12 @@ func (p *Pool) try(ctx context.Context, e entry, lease *Lease, startBy time.Time
 // rest keeps the pod out of this pool's picks for a while after it said it
 // was busy or could not be reached, and hands its slots out again when the
 // while is over.
-func (p *Pool) rest(pod *Pod) {
+func (p *Pool) rest(pod *Pod, unreachable bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if unreachable {
+		pod.unreachable = true
+	}
 	streak := pod.busyStreak.Add(1)
 	d := min(busyFirstWait<<min(streak-1, 8), busyMaxWait)
 	pod.busyUntil = p.now().Add(d)

@@ -53,33 +53,15 @@ func TestNetworkPolicyManagerPorts(t *testing.T) {
 	// the ingress controller. It runs curl from the bash+curl image of
 	// make dev.
 	clientNS := restrictedNamespace(t, "netpol")
-	script := fmt.Sprintf(`
-probe() { # name url [curl args]
-  local name=$1 url=$2; shift 2
-  code=$(curl -sS -o /dev/null -w '%%{http_code}' --connect-timeout 5 --max-time 10 "$@" "$url" 2>/dev/null)
-  echo "$name exit=$? code=$code"
-}
-probe probes http://%[1]s:8081/healthz
-probe autoscaler http://%[1]s:8083/v1/stats -X POST -H 'Content-Type: application/json' -d '{}'
-probe webhook http://%[1]s:8082/hooks/ -X POST -d '{}'
-`, managerIP)
-	out := runClientPod(t, clientNS, "netpol-client", script)
-	got := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		if name, rest, ok := strings.Cut(line, " "); ok {
-			got[name] = rest
-		}
-	}
-	// curl exits 7 (connection refused: a REJECT) or 28 (timed out: a
-	// DROP) when it cannot connect; with code 000 no HTTP answer came.
-	refused := func(r string) bool {
-		return (strings.HasPrefix(r, "exit=7 ") || strings.HasPrefix(r, "exit=28 ")) && strings.HasSuffix(r, "code=000")
-	}
+	got, out := probeFromPod(t, clientNS, "netpol-client",
+		"probes http://"+managerIP+":8081/healthz",
+		"autoscaler http://"+managerIP+":8083/v1/stats -X POST -H 'Content-Type: application/json' -d '{}'",
+		"webhook http://"+managerIP+":8082/hooks/ -X POST -d '{}'")
 	if r := got["probes"]; !strings.HasPrefix(r, "exit=0 ") {
 		t.Fatalf("the client pod cannot reach the manager's probe port 8081, which the policy leaves open (%q): the pod network is broken, so the other results prove nothing\n%s", r, out)
 	}
 	for _, port := range []string{"autoscaler", "webhook"} {
-		if r := got[port]; !refused(r) {
+		if r := got[port]; !noConnection(r) {
 			t.Errorf("the client pod reached the manager's %s port (%q), want no connection: is a NetworkPolicy implementation running (hack/cluster/up.sh: kube-router)?", port, r)
 		} else {
 			t.Logf("%s port from %s: %s (no connection)", port, clientNS, r)
@@ -151,29 +133,15 @@ func TestNetworkPolicyFunctionPods(t *testing.T) {
 	}
 
 	clientNS := restrictedNamespace(t, "netpol-fn")
-	script := fmt.Sprintf(`
-probe() { # name url [curl args]
-  local name=$1 url=$2; shift 2
-  code=$(curl -sS -o /dev/null -w '%%{http_code}' --connect-timeout 5 --max-time 10 "$@" "$url" 2>/dev/null)
-  echo "$name exit=$? code=$code"
-}
-probe control http://%[1]s:8081/healthz
-probe readyz http://%[2]s:8080/readyz
-probe invoke http://%[2]s:8080/2015-03-31/functions/%[3]s/invocations -X POST -d '{}'
-`, managerIP, fnIP, fn.Name)
-	out := runClientPod(t, clientNS, "netpol-fn-client", script)
-	got := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		if name, rest, ok := strings.Cut(line, " "); ok {
-			got[name] = rest
-		}
-	}
+	got, out := probeFromPod(t, clientNS, "netpol-fn-client",
+		"control http://"+managerIP+":8081/healthz",
+		"readyz http://"+fnIP+":8080/readyz",
+		"invoke http://"+fnIP+":8080/2015-03-31/functions/"+fn.Name+"/invocations -X POST -d '{}'")
 	if r := got["control"]; !strings.HasPrefix(r, "exit=0 ") {
 		t.Fatalf("the client pod cannot reach the manager's probe port 8081, which its policy leaves open (%q): the pod network is broken, so the other results prove nothing\n%s", r, out)
 	}
 	for _, what := range []string{"readyz", "invoke"} {
-		r := got[what]
-		if !(strings.HasPrefix(r, "exit=7 ") || strings.HasPrefix(r, "exit=28 ")) || !strings.HasSuffix(r, "code=000") {
+		if r := got[what]; !noConnection(r) {
 			t.Errorf("the client pod connected to the function pod's :8080 (%s: %q), want no connection: is a NetworkPolicy implementation running (hack/cluster/up.sh: kube-router)?", what, r)
 		} else {
 			t.Logf("function pod :8080 (%s) from %s: %s (no connection)", what, clientNS, r)
@@ -204,7 +172,7 @@ probe invoke http://%[2]s:8080/2015-03-31/functions/%[3]s/invocations -X POST -d
 	t.Cleanup(func() { _ = k.Delete(context.Background(), open) })
 	// curl retries until the policy is enforced (refused or timed out
 	// until then)
-	script = fmt.Sprintf(`
+	script := fmt.Sprintf(`
 echo "readyz $(curl -s -o /dev/null -w '%%{http_code}' --connect-timeout 1 --retry 60 --retry-delay 1 --retry-connrefused http://%[1]s:8080/readyz)"
 echo "invoke $(curl -s -o /dev/null -w '%%{http_code} %%header{x-amzn-errortype}' --max-time 10 -X POST -d '{}' http://%[1]s:8080/2015-03-31/functions/%[2]s/invocations)"
 `, fnIP, fn.Name)
@@ -230,6 +198,37 @@ echo "invoke $(curl -s -o /dev/null -w '%%{http_code} %%header{x-amzn-errortype}
 		dump(t, fn.Name)
 		t.Fatalf("GET %s: %d %q, want 200 %q", path, a.status, a.body, want)
 	}
+}
+
+// probeFromPod runs curl in a client pod of namespace for each probe, "name
+// url [curl args]", and returns each name's "exit=<curl's exit> code=<HTTP
+// status>", and the pod's output.
+func probeFromPod(t *testing.T, namespace, pod string, probes ...string) (map[string]string, string) {
+	t.Helper()
+	script := `
+probe() { # name url [curl args]
+  local name=$1 url=$2; shift 2
+  code=$(curl -sS -o /dev/null -w '%{http_code}' --connect-timeout 5 --max-time 10 "$@" "$url" 2>/dev/null)
+  echo "$name exit=$? code=$code"
+}
+`
+	for _, p := range probes {
+		script += "probe " + p + "\n"
+	}
+	out := runClientPod(t, namespace, pod, script)
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if name, rest, ok := strings.Cut(line, " "); ok {
+			got[name] = rest
+		}
+	}
+	return got, out
+}
+
+// noConnection reports whether a probe got no connection: curl exits 7
+// (refused: a REJECT) or 28 (timed out: a DROP), with no HTTP answer.
+func noConnection(r string) bool {
+	return (strings.HasPrefix(r, "exit=7 ") || strings.HasPrefix(r, "exit=28 ")) && strings.HasSuffix(r, "code=000")
 }
 
 // podIP is the IP of a running pod in namespace that matches sel.
