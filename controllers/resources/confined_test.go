@@ -152,16 +152,22 @@ func TestCPURequestFollowsMemory(t *testing.T) {
 	for _, tc := range []struct {
 		memory string
 		cpu    string
+		// the sidecar's threads: the function's vCPUs, rounded up
+		procs string
 	}{
-		{"128Mi", "73m"},     // 128000/1769 = 72.4, rounded up
-		{"1769Mi", "1"},      // one vCPU, Lambda's figure
-		{"3538Mi", "2"},      // two
-		{"10240Mi", "5789m"}, // 10240000/1769 = 5788.6
+		{"128Mi", "73m", "1"},     // 128000/1769 = 72.4, rounded up
+		{"1769Mi", "1", "1"},      // one vCPU, Lambda's figure
+		{"1770Mi", "1001m", "2"},  // a little over one
+		{"3538Mi", "2", "2"},      // two
+		{"10240Mi", "5789m", "6"}, // 10240000/1769 = 5788.6
 	} {
 		fn := base()
 		q := resource.MustParse(tc.memory)
 		fn.Spec.Runtime.Memory = &q
-		function, _ := containers(t, fn, "")
+		function, sidecar := containers(t, fn, "")
+		if got := envValue(sidecar, "GOMAXPROCS"); got != tc.procs {
+			t.Errorf("memory %s: sidecar GOMAXPROCS %q, want %q", tc.memory, got, tc.procs)
+		}
 		res := function.Resources
 		if got, ok := (*res.Requests)[corev1.ResourceCPU]; !ok || got.Cmp(resource.MustParse(tc.cpu)) != 0 {
 			t.Errorf("memory %s: cpu request %s, want %s", tc.memory, got.String(), tc.cpu)
@@ -187,4 +193,13 @@ func deref(p *int64) any {
 		return nil
 	}
 	return *p
+}
+
+func envValue(c *corev1ac.ContainerApplyConfiguration, name string) string {
+	for _, e := range c.Env {
+		if e.Name != nil && *e.Name == name && e.Value != nil {
+			return *e.Value
+		}
+	}
+	return ""
 }
