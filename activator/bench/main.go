@@ -534,17 +534,14 @@ func setEndpoints(control, fn string, addrs []string, wait bool) (time.Duration,
 func drive(sidecarBin, bootstrapBin string, rate int, phase time.Duration, phases, held, conc int) error {
 	fmt.Fprintf(out, "# activator benchmark: %d CPUs, %s, load average at start %s\n", runtime.NumCPU(), runtime.Version(), loadavg())
 	defer func() { fmt.Fprintf(out, "\nload average at the end: %s\n", loadavg()) }()
-	sc, err := start(regexp.MustCompile(`invoke API listening.* addr=(\S+)`), sidecarBin,
+	// The sidecar as the manager runs it: GOMAXPROCS=1 (a function of up
+	// to one vCPU); the bootstraps, which in a pod run in their own
+	// container, without it.
+	sc, err := startEnv("GOMAXPROCS=1", regexp.MustCompile(`invoke API listening.* addr=(\S+)`), sidecarBin,
 		"--invoke-addr", "127.0.0.1:0", "--runtime-api", "127.0.0.1:0", "--function-name", "fn",
-		"--concurrency", strconv.Itoa(conc), "--timeout", "30s", "--queue-size", "1000", "--log-level", "warn", "--", bootstrapBin)
+		"--concurrency", strconv.Itoa(conc), "--timeout", "30s", "--queue-size", "1000", "--", "env", "-u", "GOMAXPROCS", bootstrapBin)
 	if err != nil {
-		// --log-level warn hides the address line; retry at info.
-		sc, err = start(regexp.MustCompile(`invoke API listening.* addr=(\S+)`), sidecarBin,
-			"--invoke-addr", "127.0.0.1:0", "--runtime-api", "127.0.0.1:0", "--function-name", "fn",
-			"--concurrency", strconv.Itoa(conc), "--timeout", "30s", "--queue-size", "1000", "--", bootstrapBin)
-		if err != nil {
-			return err
-		}
+		return err
 	}
 	defer sc.stop()
 	scAddr := sc.addr[0]
