@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"slices"
 	"strconv"
 	"time"
@@ -138,7 +139,7 @@ func (r *rolloutReader) rollout(ctx context.Context) (done bool, reason, message
 	}
 	for _, c := range d.Status.Conditions {
 		if c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" {
-			return false, "ProgressDeadlineExceeded", fmt.Sprintf("Deployment %s made no progress: %s; see `kubectl describe deployment %s` and its pods' events", d.Name, c.Message, d.Name), nil
+			return false, "ProgressDeadlineExceeded", fmt.Sprintf("Deployment %s made no progress: %s; see `kubectl describe deployment %s` and its pods' events", d.Name, strings.TrimRight(c.Message, "."), d.Name), nil
 		}
 	}
 	if old := d.Status.Replicas - d.Status.UpdatedReplicas; observed && old > 0 {

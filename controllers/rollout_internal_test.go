@@ -204,7 +204,7 @@ func TestObserveDeployment(t *testing.T) {
 		name:    "a rollout past its progress deadline stalls",
 		deploy:  d(2, 1, zero, deadline),
 		stalled: true,
-		says:    `Deployment fn made no progress: ReplicaSet "fn-new" has timed out progressing.; see`,
+		says:    `Deployment fn made no progress: ReplicaSet "fn-new" has timed out progressing; see`,
 	}, {
 		name:   "a new Deployment the controller has not seen is a rollout in progress",
 		deploy: d(0, 0, nil, unobserved("fn:new")),
