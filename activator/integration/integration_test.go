@@ -294,6 +294,7 @@ type fnOpts struct {
 	timeout          time.Duration
 	scaleToZeroAfter time.Duration
 	replicas         int32
+	maxReplicas      int32
 	// public makes the Function's authType None (else RBAC, the default).
 	public bool
 }
@@ -316,6 +317,7 @@ func makeFunction(t *testing.T, c client.Client, ns, name string, o fnOpts) {
 			Runtime: lambdapodv1alpha1.RuntimeSpec{Concurrency: o.conc, Timeout: &metav1.Duration{Duration: o.timeout}},
 		},
 	}
+	f.Spec.Scale.MaxReplicas = o.maxReplicas
 	if o.scaleToZeroAfter > 0 {
 		f.Spec.Scale.ScaleToZeroAfter = &metav1.Duration{Duration: o.scaleToZeroAfter}
 	}
@@ -483,7 +485,8 @@ func TestActivator(t *testing.T) {
 
 	t.Run("BurstAtZeroAllSucceedOnceReady", func(t *testing.T) {
 		ns := namespace(t, e.Client, "burst")
-		makeFunction(t, e.Client, ns, "hello", fnOpts{conc: 2, replicas: 0})
+		// maxReplicas above what the burst needs, so that the need shows.
+		makeFunction(t, e.Client, ns, "hello", fnOpts{conc: 2, replicas: 0, maxReplicas: 30})
 		publish(t, e.Client, ns, "hello") // the Service exists, no endpoint yet
 		const n = 40
 		answers := make(chan answer, n)
@@ -492,19 +495,20 @@ func TestActivator(t *testing.T) {
 				answers <- post(fmt.Sprintf("%s/%s/hello/items/%d?x=1", base, ns, i), fmt.Sprintf("payload-%d", i))
 			}(i)
 		}
-		// The first cold request pokes the autoscaler: 0 -> at least 1 at once.
+		// The cold requests poke the autoscaler, which starts the pods the
+		// queue needs at once: ⌈40 queued / target 2⌉ = 20.
 		start := time.Now()
-		eventually(t, 3*time.Second, "the autoscaler scales the function up from zero", func() bool {
-			return replicas(t, e.Client, ns, "hello") >= 1
+		eventually(t, 3*time.Second, "the autoscaler starts ⌈40 queued / target 2⌉ = 20 pods", func() bool {
+			return replicas(t, e.Client, ns, "hello") == 20
 		})
 		t.Logf("0 -> %d replicas %v after the burst began", replicas(t, e.Client, ns, "hello"), time.Since(start).Round(time.Millisecond))
-		if got := replicas(t, e.Client, ns, "hello"); got > 10 {
-			t.Fatalf("replicas %d above maxReplicas", got)
-		}
 		select {
 		case a := <-answers:
 			t.Fatalf("a request was answered before any pod was ready: %+v", a)
 		case <-time.After(200 * time.Millisecond):
+		}
+		if got := replicas(t, e.Client, ns, "hello"); got != 20 {
+			t.Fatalf("replicas %d while the 40 are held, want ⌈40 / 2⌉ = 20", got)
 		}
 		p := startPod(t, "hello", 2, 5*time.Second, "pod-a")
 		publish(t, e.Client, ns, "hello", ready(p.IP))

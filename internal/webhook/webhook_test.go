@@ -3,11 +3,14 @@ package webhook_test
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -374,16 +377,114 @@ func TestLeader(t *testing.T) {
 	}
 }
 
+// TestServer runs the receiver as the manager does, on a TCP port with the
+// real Handler, and checks what a git host sees for each delivery and
+// whether a build was triggered; then that it stops when the manager does.
 func TestServer(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &webhook.Server{Addr: "127.0.0.1:0", Handler: http.NotFoundHandler()}
-	done := make(chan error, 1)
-	go func() { done <- s.Start(ctx) }()
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	rec := &recorder{}
+	addr := freeAddr(t)
+	s := &webhook.Server{Addr: addr, Handler: &webhook.Handler{Functions: cluster(), Secrets: cluster(), Trigger: rec}}
 	if s.NeedLeaderElection() {
 		t.Error("the webhook receiver should run on every replica, to answer those that do not lead")
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the server stopped before it served: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listens on %s 10 s after Start: %v", addr, err)
+		}
+	}
+
+	hello := types.NamespacedName{Namespace: "team", Name: "hello"}
+	const resolving = "resolving refs/heads/main for Function team/hello\n"
+	cases := []struct {
+		name, method, path, body string
+		headers                  map[string]string
+		code                     int
+		answer                   string
+		triggers                 []types.NamespacedName
+	}{
+		{"GitHub push", "POST", "/hooks/team/hello", githubMain, github(githubMain), 202, resolving, []types.NamespacedName{hello}},
+		{"GitLab push", "POST", "/hooks/team/hello", gitlabMain, gitlab("Push Hook"), 202, resolving, []types.NamespacedName{hello}},
+		{"Gitea push", "POST", "/hooks/team/hello", giteaMain, gitea(giteaMain), 202, resolving, []types.NamespacedName{hello}},
+		{"GitHub push signed with another secret", "POST", "/hooks/team/hello", githubMain,
+			map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + webhook.Sign([]byte("guess"), []byte(githubMain))}, 403, refusal, nil},
+		{"GitHub push changed after signing", "POST", "/hooks/team/hello", strings.Replace(githubMain, "main", "prod", 1), github(githubMain), 403, refusal, nil},
+		{"Gitea push signed with another secret", "POST", "/hooks/team/hello", giteaMain,
+			map[string]string{"X-Gitea-Event": "push", "X-Gitea-Signature": webhook.Sign([]byte("guess"), []byte(giteaMain))}, 403, refusal, nil},
+		{"GitLab push with a wrong token", "POST", "/hooks/team/hello", gitlabMain, map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "guess"}, 403, refusal, nil},
+		{"GitHub push unsigned", "POST", "/hooks/team/hello", githubMain, map[string]string{"X-GitHub-Event": "push"}, 403, refusal, nil},
+		{"GitHub push to a Function that does not exist", "POST", "/hooks/team/nope", githubMain, github(githubMain), 403, refusal, nil},
+		{"GitHub ping", "POST", "/hooks/team/hello", `{"zen":"hi"}`, map[string]string{"X-GitHub-Event": "ping", "X-Hub-Signature-256": "sha256=" + webhook.Sign([]byte(secret), []byte(`{"zen":"hi"}`))},
+			200, "ignored GitHub event \"ping\": only pushes trigger builds\n", nil},
+		{"GitHub push to another branch", "POST", "/hooks/team/hello", githubDev, github(githubDev), 200,
+			"ignored push to refs/heads/dev: Function team/hello builds revision \"main\"\n", nil},
+		{"GET", "GET", "/hooks/team/hello", "", github(""), 405, "push webhooks are POSTed to /hooks/{namespace}/{function}\n", nil},
+		{"a path outside /hooks/", "POST", "/team/hello", githubMain, github(githubMain), 404, "404 page not found\n", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rec.take()
+			req, err := http.NewRequest(tc.method, "http://"+addr+tc.path, strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range tc.headers {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tc.code || string(b) != tc.answer {
+				t.Errorf("answered %d %q, want %d %q", resp.StatusCode, b, tc.code, tc.answer)
+			}
+			if keys := rec.take(); !slices.Equal(keys, tc.triggers) {
+				t.Errorf("triggered %v, want %v", keys, tc.triggers)
+			}
+		})
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Start returned %v when the manager stopped, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server still runs 10 s after the manager stopped")
+	}
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Errorf("%s still takes connections after the server stopped", addr)
+	}
+}
+
+// freeAddr is a local address with a port nothing listens on, for a server
+// that does not tell which port it bound.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -6,16 +6,27 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
@@ -120,7 +131,10 @@ func TestScaleFromZero(t *testing.T) {
 }
 
 // TestBurstAtZero: 200 concurrent requests to a function at zero all get
-// 200 and the function's answer.
+// 200 and the function's answer, and the autoscaler starts the pods the
+// queue needs at once, up to maxReplicas and never more: its Deployment's
+// spec.replicas, watched through the burst, peaks at
+// min(⌈200 queued / target 2⌉, maxReplicas 3) = 3.
 func TestBurstAtZero(t *testing.T) {
 	const n = 200
 	fn := newFunction(t, "burst", func(fn *lambdapodv1alpha1.Function) {
@@ -129,9 +143,11 @@ func TestBurstAtZero(t *testing.T) {
 	})
 	waitPods(t, ns, fn.Name, 0, 2*time.Minute)
 
+	stop := watchReplicas(t, fn.Name)
 	t0 := time.Now()
 	results := spread([]string{activator}, n, func(i int) string { return fmt.Sprintf("/%s/%s/burst/%d?name=b%d", ns, fn.Name, i, i) })
 	total := time.Since(t0)
+	seen := stop()
 
 	failed, lat := checkAll(t, results, func(i int) string {
 		return helloBody(fmt.Sprintf("b%d", i), fmt.Sprintf("/burst/%d", i), fn.Name)
@@ -142,8 +158,96 @@ func TestBurstAtZero(t *testing.T) {
 		t.Logf("latency: min %s median %s p90 %s max %s", lat[0].Round(time.Millisecond), lat[len(lat)/2].Round(time.Millisecond),
 			lat[len(lat)*9/10].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
 	}
+	t.Logf("spec.replicas through the burst: %v", seen)
 	if failed > 0 {
-		t.Fatalf("%d of %d requests failed", failed, n)
+		t.Errorf("%d of %d requests failed", failed, n)
+	}
+	// Nothing is served until a pod is ready, seconds after the burst
+	// began. Meanwhile the activators report their queues at once (a
+	// request at zero pokes the reporter) and every second, and the
+	// autoscaler decides at once on a report with queued requests: any
+	// report of 5 or more queued asks for 3 pods.
+	maxReplicas := fn.Spec.Scale.MaxReplicas
+	if peak := slices.Max(seen); peak > maxReplicas {
+		t.Errorf("spec.replicas reached %d during the burst, above maxReplicas %d", peak, maxReplicas)
+	} else if peak < maxReplicas {
+		t.Errorf("spec.replicas peaked at %d during the burst, want maxReplicas %d (⌈%d queued / target 2⌉ capped)", peak, maxReplicas, n)
+	}
+}
+
+// watchReplicas watches the function's Deployment from now on and records
+// every spec.replicas it has; the returned function stops the watch once it
+// has seen the Deployment's current state, and returns them in order.
+func watchReplicas(t *testing.T, name string) (stop func() []int32) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	key := client.ObjectKey{Namespace: ns, Name: name}
+	var d appsv1.Deployment
+	if err := k.Get(ctx, key, &d); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", os.Getenv("KUBECONFIG"))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	// A RetryWatcher resumes from the last version seen if the API server
+	// ends the watch, so no change is missed.
+	rw, err := watchtools.NewRetryWatcherWithContext(ctx, d.ResourceVersion, &cache.ListWatch{
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
+			return cs.AppsV1().Deployments(ns).Watch(ctx, o)
+		}})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := []int32{ptr.Deref(d.Spec.Replicas, 1)}
+	lastVersion := d.ResourceVersion
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range rw.ResultChan() {
+			if dep, ok := ev.Object.(*appsv1.Deployment); ok {
+				mu.Lock()
+				if r := ptr.Deref(dep.Spec.Replicas, 1); r != seen[len(seen)-1] {
+					seen = append(seen, r)
+				}
+				lastVersion = dep.ResourceVersion
+				mu.Unlock()
+			}
+		}
+	}()
+	return func() []int32 {
+		t.Helper()
+		defer func() { cancel(); rw.Stop(); <-done }()
+		// Caught up when the last version seen is the Deployment's now.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if err := k.Get(context.Background(), key, &d); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			caughtUp := lastVersion == d.ResourceVersion
+			mu.Unlock()
+			if caughtUp {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the watch of deploy/%s has not seen version %s 30 s on", name, d.ResourceVersion)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
 	}
 }
 
