@@ -136,9 +136,11 @@ func TestRuntimeAPIContract(t *testing.T) {
 	if !reUUID.MatchString(id) {
 		t.Errorf("request id %q", id)
 	}
+	// The invocation was taken between before and now, so its deadline is
+	// in that window plus the timeout, to the millisecond.
 	deadline, err := strconv.ParseInt(h.Get("Lambda-Runtime-Deadline-Ms"), 10, 64)
-	if err != nil || deadline < before.Add(5*time.Second).UnixMilli()-1000 || deadline > time.Now().Add(5*time.Second).UnixMilli()+5 {
-		t.Errorf("deadline %q (%v), want now + 5s in epoch ms", h.Get("Lambda-Runtime-Deadline-Ms"), err)
+	if err != nil || deadline < before.Add(5*time.Second).UnixMilli() || deadline > time.Now().Add(5*time.Second).UnixMilli() {
+		t.Errorf("deadline %q (%v), want /next + 5s in epoch ms", h.Get("Lambda-Runtime-Deadline-Ms"), err)
 	}
 	assertHeader(t, h, "Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:000000000000:function:function")
 	assertHeader(t, h, "Lambda-Runtime-Trace-Id", trace)
@@ -213,6 +215,50 @@ func TestRuntimeAPIContract(t *testing.T) {
 	assertHeader(t, got.resp.Header, "X-Amz-Function-Error", "Unhandled")
 	assertHeader(t, got.resp.Header, "X-Amzn-RequestId", id)
 	assertBody(t, got.body, doc)
+}
+
+// Lambda-Runtime-Deadline-Ms and the function timeout count from the /next
+// that took the invocation, not from its arrival: an invocation that waited
+// behind another for 1.5 s still gets its whole timeout. The bounds have no
+// slack, so a clock started at arrival, 1.5 s earlier, cannot pass.
+func TestRuntimeAPIDeadlineCountsFromNext(t *testing.T) {
+	const timeout, queued = 3 * time.Second, 1500 * time.Millisecond
+	s := rawRuntime(t, "--timeout", "3s", "--stop-grace", "0s")
+	rt := "http://" + s.Runtime[0] + "/2018-06-01/runtime"
+
+	first := s.invokeAsync(`{"n":1}`, nil)
+	next := runtimeDo(t, http.MethodGet, rt+"/invocation/next", nil, nil)
+	firstID := next.resp.Header.Get("Lambda-Runtime-Aws-Request-Id")
+	second := s.invokeAsync(`{"n":2}`, nil)
+	waitFor(t, 5*time.Second, "the second invocation to wait in the queue", func() bool {
+		return s.metric("lambdapod_sidecar_queue_depth") == "1"
+	})
+	arrived := time.Now()
+	time.Sleep(queued) // the time spent queued is what this test measures
+	assertAccepted(t, runtimeDo(t, http.MethodPost, rt+"/invocation/"+firstID+"/response", strings.NewReader(`{}`), nil))
+	if got := awaitCall(t, first); got.resp.StatusCode != 200 {
+		t.Fatalf("first invocation: %d %s", got.resp.StatusCode, got.body)
+	}
+
+	before := time.Now()
+	next = runtimeDo(t, http.MethodGet, rt+"/invocation/next", nil, nil)
+	after := time.Now()
+	assertBody(t, next.body, `{"n":2}`)
+	id := next.resp.Header.Get("Lambda-Runtime-Aws-Request-Id")
+	deadline, err := strconv.ParseInt(next.resp.Header.Get("Lambda-Runtime-Deadline-Ms"), 10, 64)
+	if lo, hi := before.Add(timeout).UnixMilli(), after.Add(timeout).UnixMilli(); err != nil || deadline < lo || deadline > hi {
+		t.Errorf("deadline %q (%v), want within [%d, %d] (/next + 3s); queued since %d, arrival + 3s = %d",
+			next.resp.Header.Get("Lambda-Runtime-Deadline-Ms"), err, lo, hi, arrived.UnixMilli(), arrived.Add(timeout).UnixMilli())
+	}
+
+	// The runtime never answers: the caller gets the timeout a whole
+	// timeout after /next, not after arrival.
+	got := awaitCall(t, second)
+	if elapsed := time.Since(before); elapsed < timeout || elapsed > timeout+time.Second {
+		t.Errorf("Sandbox.Timedout %s after /next, want 3s..4s (%s after the invocation queued)", elapsed, time.Since(arrived))
+	}
+	assertHeader(t, got.resp.Header, "X-Amz-Function-Error", "Unhandled")
+	assertBody(t, got.body, `{"errorType":"Sandbox.Timedout","errorMessage":"RequestId: `+id+` Error: Task timed out after 3.00 seconds"}`)
 }
 
 // A response over 6,291,556 bytes: 413 RequestEntityTooLarge to the
@@ -411,7 +457,7 @@ exit 1
 // A bootstrap that exits before its first /next: Runtime.ExitError to the
 // first caller.
 func TestExitBeforeNext(t *testing.T) {
-	s := startSidecar(t, sidecarOpts{bootstrap: []string{bin.bootstrap, "exit-before-next"}, noWait: true})
+	s := startSidecar(t, sidecarOpts{bootstrap: []string{bin.bootstrap, "exit-before-next"}, listenOnly: true})
 	resp, body := s.post(invokePath, `{}`, nil)
 	id := resp.Header.Get("X-Amzn-RequestId")
 	assertHeader(t, resp.Header, "X-Amz-Function-Error", "Unhandled")

@@ -6,7 +6,8 @@
 //	inspect         return what the function saw (context, env, pid)
 //	error           return an error
 //	panic           panic
-//	sleep           sleep sleepMs, ignoring the deadline
+//	sleep           sleep sleepMs, ignoring the deadline; first create the
+//	                file "mark" names, if any, so a test knows it runs
 //	crash           os.Exit(3) mid-invocation
 //	large           return a 7 MB JSON string
 //	stream          return an io.Reader that yields two chunks 300 ms apart
@@ -14,8 +15,15 @@
 //	furl            return *events.LambdaFunctionURLStreamingResponse
 //	record          write the event to $RECORD_DIR/<request id>, then echo
 //
-// With the argument "exit-before-next" it exits with status 7 before
-// calling lambda.Start (an init failure).
+// Its first argument picks how the process behaves outside invocations:
+//
+//	exit-before-next  exit with status 7 before lambda.Start (an init failure)
+//	init-error        post Runtime.ConfigInvalid to /init/error, then hang
+//	                  instead of exiting, as a careless runtime may
+//	ignore-sigterm    append the time of each SIGTERM to $SIGTERM_LOG and
+//	                  carry on, so only SIGKILL stops it
+//
+// With $START_LOG set, every start first appends its time (Unix ns) there.
 package main
 
 import (
@@ -23,9 +31,13 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -36,6 +48,7 @@ import (
 type event struct {
 	Action  string `json:"action"`
 	SleepMs int    `json:"sleepMs"`
+	Mark    string `json:"mark"`
 }
 
 type failingReader struct {
@@ -84,6 +97,11 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	case "panic":
 		panic("the handler panicked")
 	case "sleep":
+		if ev.Mark != "" {
+			if err := os.WriteFile(ev.Mark, nil, 0o644); err != nil {
+				return nil, err
+			}
+		}
 		time.Sleep(time.Duration(ev.SleepMs) * time.Millisecond)
 		return map[string]any{"slept": ev.SleepMs, "pid": os.Getpid()}, nil
 	case "crash":
@@ -115,9 +133,47 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	return raw, nil
 }
 
+// initErrorDoc is what the init-error mode posts to /init/error.
+const initErrorDoc = `{"errorMessage":"missing config","errorType":"Runtime.ConfigInvalid"}`
+
+func appendTime(path string) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		os.Exit(9)
+	}
+	_, _ = f.WriteString(strconv.FormatInt(time.Now().UnixNano(), 10) + "\n")
+	f.Close()
+}
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "exit-before-next" {
+	if p := os.Getenv("START_LOG"); p != "" {
+		appendTime(p)
+	}
+	mode := ""
+	if len(os.Args) > 1 {
+		mode = os.Args[1]
+	}
+	switch mode {
+	case "exit-before-next":
 		os.Exit(7)
+	case "init-error":
+		req, _ := http.NewRequest(http.MethodPost, "http://"+os.Getenv("AWS_LAMBDA_RUNTIME_API")+"/2018-06-01/runtime/init/error",
+			strings.NewReader(initErrorDoc))
+		req.Header.Set("Lambda-Runtime-Function-Error-Type", "Runtime.ConfigInvalid")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusAccepted {
+			os.Exit(8)
+		}
+		resp.Body.Close()
+		time.Sleep(time.Hour)
+	case "ignore-sigterm":
+		term := make(chan os.Signal, 1)
+		signal.Notify(term, syscall.SIGTERM)
+		go func() {
+			for range term {
+				appendTime(os.Getenv("SIGTERM_LOG"))
+			}
+		}()
 	}
 	lambda.Start(handle)
 }
