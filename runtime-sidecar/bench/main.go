@@ -1,19 +1,25 @@
 // Command bench measures the runtime sidecar's overhead: invocations per
-// second and p50/p99 latency of an aws-lambda-go echo function invoked
-// through the sidecar, next to the same handler served as a plain Go
-// net/http server (the floor), with the same client in the same run, plus
-// the sidecar's resident memory under load. It prints a table and writes it
-// into the "## Runtime sidecar" section of docs/benchmarks.md.
+// second, p50/p99 latency, CPU time and allocations per invocation of an
+// aws-lambda-go echo function invoked through the sidecar, next to the same
+// function behind AWS's Lambda runtime interface emulator (RIE) and the
+// same handler served as a plain Go net/http server (the floor), with the
+// same client in the same run, plus the resident memory of the sidecar and
+// of RIE. It prints the tables and writes them into the "## Runtime sidecar"
+// section of docs/benchmarks.md.
 //
-//	go run ./runtime-sidecar/bench [-duration 5s] [-doc docs/benchmarks.md]
+//	make bench-sidecar   # builds bin/bench/aws-lambda-rie first
+//	go run ./runtime-sidecar/bench -rie bin/bench/aws-lambda-rie [-rounds 20] [-phase 250ms] [-doc docs/benchmarks.md]
 package main
 
 import (
 	"bufio"
 	"bytes"
+	"debug/buildinfo"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,31 +38,227 @@ import (
 const payload = `{"hello":"world","n":12345,"items":["a","b","c"]}`
 
 func main() {
-	duration := flag.Duration("duration", 5*time.Second, "measuring time per row")
-	warmup := flag.Duration("warmup", time.Second, "warm-up time per row")
-	doc := flag.String("doc", "docs/benchmarks.md", "file whose \"## Runtime sidecar\" section gets the table (\"\" = none)")
+	rie := flag.String("rie", "bin/bench/aws-lambda-rie", "aws-lambda-rie binary (make bench-sidecar builds it)")
+	rounds := flag.Int("rounds", 20, "rounds of alternating phases, one phase per peer each round")
+	phase := flag.Duration("phase", 250*time.Millisecond, "length of one peer's phase")
+	warmup := flag.Duration("warmup", time.Second, "warm-up time per peer before the rounds")
+	doc := flag.String("doc", "docs/benchmarks.md", "file whose \"## Runtime sidecar\" section gets the tables (\"\" = none)")
 	flag.Parse()
-	if err := run(*duration, *warmup, *doc); err != nil {
+	if err := run(*rie, *rounds, *phase, *warmup, *doc); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-type row struct {
-	name        string
-	clients     int
-	rps         float64
-	p50, p99    time.Duration
-	errors      int64
-	rssKiB      int64
-	hwmKiB      int64
-	floorP50    time.Duration
-	floorRPS    float64
-	isSidecar   bool
+type kind int
+
+const (
+	floorPeer kind = iota
+	riePeer
+	sidecarPeer
+)
+
+// peer is one server under test and what the client measured of it.
+type peer struct {
+	kind        kind
 	concurrency int
+	url         string
+	pid         int
+	metricsURL  string // the sidecar's, for its allocation counter
+	client      *http.Client
+
+	clients         int
+	lat             []time.Duration
+	phases          []phaseResult // one a round
+	errs            atomic.Int64
+	elapsed         time.Duration
+	rssKiB, hwmKiB  int64
+	cpu, childCPU   time.Duration
+	mallocs         float64
+	mallocsMeasured bool
+	floorP50        time.Duration
+	floorRPS        float64
 }
 
-func run(duration, warmup time.Duration, doc string) error {
+// phaseResult is one phase of a peer: its invocations per second and p50.
+type phaseResult struct {
+	rps float64
+	p50 time.Duration
+}
+
+func newPeer(k kind, concurrency int, url string, pid int) *peer {
+	// One keep-alive transport per peer, so that switching phases does not
+	// open connections.
+	tr := &http.Transport{MaxIdleConnsPerHost: 4, MaxConnsPerHost: 4, DisableCompression: true}
+	return &peer{kind: k, concurrency: concurrency, url: url, pid: pid, client: &http.Client{Transport: tr}}
+}
+
+func (p *peer) name() string {
+	switch p.kind {
+	case riePeer:
+		return "aws-lambda-rie"
+	case sidecarPeer:
+		return fmt.Sprintf("runtime-sidecar (LAMBDAPOD_CONCURRENCY=%d)", p.concurrency)
+	}
+	return "plain net/http (floor)"
+}
+
+func (p *peer) invoke() bool {
+	resp, err := p.client.Post(p.url, "application/json", strings.NewReader(payload))
+	if err != nil {
+		return false
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == 200 && string(b) == payload
+}
+
+// drive runs clients closed-loop callers of p for d, each sending its next
+// request when the previous answer is read, and with record keeps their
+// latencies, the time taken and p's resident memory.
+func (p *peer) drive(clients int, d time.Duration, record bool) {
+	lat := make([][]time.Duration, clients)
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := range clients {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				start := time.Now()
+				ok := p.invoke()
+				took := time.Since(start)
+				if !ok {
+					p.errs.Add(1)
+					continue
+				}
+				lat[i] = append(lat[i], took)
+			}
+		})
+	}
+	if record && p.kind != floorPeer {
+		for time.Now().Before(deadline) {
+			p.rssKiB = max(p.rssKiB, procStatus(p.pid, "VmRSS"))
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	wg.Wait()
+	if record {
+		took := time.Since(t0)
+		p.elapsed += took
+		var phase []time.Duration
+		for _, l := range lat {
+			phase = append(phase, l...)
+		}
+		p.lat = append(p.lat, phase...)
+		slices.Sort(phase)
+		r := phaseResult{rps: float64(len(phase)) / took.Seconds()}
+		if len(phase) > 0 {
+			r.p50 = phase[len(phase)/2]
+		}
+		p.phases = append(p.phases, r)
+	}
+}
+
+// pairedMedian is the median over the rounds of f of a's and b's phases
+// in the same round: a burst of other work that lands in some rounds
+// moves the pooled figures but hardly this.
+func pairedMedian(a, b *peer, f func(a, b phaseResult) float64) float64 {
+	var v []float64
+	for i := range min(len(a.phases), len(b.phases)) {
+		v = append(v, f(a.phases[i], b.phases[i]))
+	}
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+// alternate measures peers at the same number of clients in interleaved
+// phases, so that a burst of other work on a shared machine falls on all of
+// them alike; the order rotates each round so that no peer always follows
+// the same one.
+func alternate(peers []*peer, clients, rounds int, phase, warmup time.Duration) error {
+	for _, p := range peers {
+		p.clients = clients
+		p.drive(clients, warmup, false)
+		p.errs.Store(0)
+	}
+	type snapshot struct {
+		cpu, child time.Duration
+		mallocs    float64
+		scrape     float64
+	}
+	before := make([]snapshot, len(peers))
+	for i, p := range peers {
+		if p.metricsURL != "" {
+			// Scraping allocates too: two scrapes in a row tell how much,
+			// to take off the difference around the rounds.
+			m0, err0 := scrapeMallocs(p.metricsURL)
+			m1, err1 := scrapeMallocs(p.metricsURL)
+			if err := errors.Join(err0, err1); err != nil {
+				return err
+			}
+			before[i].mallocs, before[i].scrape = m1, m1-m0
+		}
+		before[i].cpu, before[i].child = cpuTime(p.pid), childrenCPU(p.pid)
+	}
+	for r := range rounds {
+		for j := range peers {
+			peers[(r+j)%len(peers)].drive(clients, phase, true)
+		}
+	}
+	for i, p := range peers {
+		p.cpu, p.childCPU = cpuTime(p.pid)-before[i].cpu, childrenCPU(p.pid)-before[i].child
+		if p.metricsURL != "" {
+			m, err := scrapeMallocs(p.metricsURL)
+			if err != nil {
+				return err
+			}
+			p.mallocs, p.mallocsMeasured = m-before[i].mallocs-before[i].scrape, true
+		}
+		if p.kind != floorPeer {
+			p.hwmKiB = procStatus(p.pid, "VmHWM")
+		}
+		slices.Sort(p.lat)
+	}
+	for _, p := range peers[1:] {
+		p.floorP50, p.floorRPS = peers[0].p50(), peers[0].rps()
+	}
+	return nil
+}
+
+func (p *peer) rps() float64 {
+	if p.elapsed == 0 {
+		return 0
+	}
+	return float64(len(p.lat)) / p.elapsed.Seconds()
+}
+
+func (p *peer) p50() time.Duration { return p.pct(50) }
+
+func (p *peer) pct(n int) time.Duration {
+	if len(p.lat) == 0 {
+		return 0
+	}
+	return p.lat[len(p.lat)*n/100]
+}
+
+// perInvocation divides a CPU time by the invocations that p answered in
+// the rounds (errors included: they cost CPU too).
+func (p *peer) perInvocation(d time.Duration) time.Duration {
+	n := int64(len(p.lat)) + p.errs.Load()
+	if n == 0 {
+		return 0
+	}
+	return d / time.Duration(n)
+}
+
+func run(rieBin string, rounds int, phase, warmup time.Duration, doc string) error {
+	rieVersion, err := moduleVersion(rieBin)
+	if err != nil {
+		return fmt.Errorf("%s: %w (make bench-sidecar builds it)", rieBin, err)
+	}
 	dir, err := os.MkdirTemp("", "lambdapod-bench-")
 	if err != nil {
 		return err
@@ -72,58 +274,169 @@ func run(duration, warmup time.Duration, doc string) error {
 			return fmt.Errorf("go build %s: %w", b[1], err)
 		}
 	}
+	load := loadavg()
 
-	// The floor: the same handler behind net/http.
-	floor := exec.Command(echoBin)
-	floor.Env = append(os.Environ(), "BENCH_FLOOR_ADDR=127.0.0.1:0")
-	floorOut, _ := floor.StdoutPipe()
-	if err := floor.Start(); err != nil {
+	floorURL, floorPID, stopFloor, err := startFloor(echoBin)
+	if err != nil {
 		return err
 	}
-	defer func() { _ = floor.Process.Kill(); _ = floor.Wait() }()
-	line, err := bufio.NewReader(floorOut).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("floor server: %w", err)
-	}
-	floorURL := "http://" + strings.TrimSpace(line) + "/"
+	defer stopFloor()
 
-	var rows []row
-	for _, clients := range []int{1, 4} {
-		sc, err := startSidecar(sidecarBin, echoBin, clients)
-		if err != nil {
-			return err
-		}
-		f := measure("plain net/http (floor)", floorURL, clients, warmup, duration, 0)
-		s := measure("through runtime-sidecar", sc.url+"/2015-03-31/functions/function/invocations", clients, warmup, duration, sc.pid)
-		s.isSidecar, s.concurrency, s.floorP50, s.floorRPS = true, clients, f.p50, f.rps
-		s.hwmKiB = procStatus(sc.pid, "VmHWM")
-		sc.stop()
-		rows = append(rows, f, s)
+	rie, err := startRIE(rieBin, echoBin, dir)
+	if err != nil {
+		return err
 	}
-	table := render(rows, duration)
-	fmt.Print(table)
+	sc1, err := startSidecar(sidecarBin, echoBin, 1)
+	if err != nil {
+		rie.stop()
+		return err
+	}
+	one := []*peer{
+		newPeer(floorPeer, 0, floorURL, floorPID),
+		newPeer(riePeer, 1, rie.url, rie.pid),
+		sc1.peer(1),
+	}
+	err = alternate(one, 1, rounds, phase, warmup)
+	rie.stop()
+	sc1.stop()
+	if err != nil {
+		return err
+	}
+
+	sc4, err := startSidecar(sidecarBin, echoBin, 4)
+	if err != nil {
+		return err
+	}
+	four := []*peer{newPeer(floorPeer, 0, floorURL, floorPID), sc4.peer(4)}
+	err = alternate(four, 4, rounds, phase, warmup)
+	sc4.stop()
+	if err != nil {
+		return err
+	}
+
+	out := render(append(one, four...), rounds, phase, warmup, rieVersion, load)
+	fmt.Print(out)
 	if doc != "" {
-		return writeDoc(doc, table)
+		return writeDoc(doc, out)
 	}
 	return nil
 }
 
-type sidecar struct {
+func moduleVersion(bin string) (string, error) {
+	bi, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		return "", err
+	}
+	return bi.Main.Path + " " + bi.Main.Version, nil
+}
+
+// server is a process under test; the bench kills it if the bench dies.
+type server struct {
 	cmd *exec.Cmd
 	url string
 	pid int
 }
 
+func (s *server) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	_ = s.cmd.Wait()
+}
+
+func command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
+// startFloor serves the same handler behind net/http.
+func startFloor(echo string) (string, int, func(), error) {
+	cmd := command(echo)
+	cmd.Env = append(os.Environ(), "BENCH_FLOOR_ADDR=127.0.0.1:0")
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		return "", 0, nil, err
+	}
+	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		stop()
+		return "", 0, nil, fmt.Errorf("floor server: %w", err)
+	}
+	return "http://" + strings.TrimSpace(line) + "/", cmd.Process.Pid, stop, nil
+}
+
+// startRIE runs the echo function under RIE in its classic mode, one
+// invocation at a time (its other mode, with AWS_LAMBDA_MAX_CONCURRENCY,
+// emulates Lambda Managed Instances). RIE cannot listen on port 0 and tell
+// the port, so both of its ports are picked free beforehand. Its
+// per-invocation INFO logs are turned off (the sidecar logs nothing per
+// invocation either); its START/END/REPORT lines on stdout cannot be, and
+// go to /dev/null.
+func startRIE(bin, echo, dir string) (*server, error) {
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	api, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, "rie.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	cmd := command(bin, "--log-level", "error", "--runtime-interface-emulator-address", addr, "--runtime-api-address", api, echo)
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "AWS_LAMBDA_MAX_CONCURRENCY=") })
+	cmd.Stderr = logFile
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, url: "http://" + addr + "/2015-03-31/functions/function/invocations", pid: cmd.Process.Pid}
+	// RIE starts the bootstrap on the first invocation: the first answer
+	// tells that both are up.
+	p := newPeer(riePeer, 1, s.url, s.pid)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if p.invoke() {
+			return s, nil
+		}
+	}
+	s.stop()
+	log, _ := os.ReadFile(logPath)
+	return nil, fmt.Errorf("aws-lambda-rie did not answer an invocation: %s", log)
+}
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+type sidecar struct{ server }
+
+func (s *sidecar) peer(concurrency int) *peer {
+	p := newPeer(sidecarPeer, concurrency, s.url+"/2015-03-31/functions/function/invocations", s.pid)
+	p.metricsURL = s.url + "/metrics"
+	return p
+}
+
 var reAddr = regexp.MustCompile(`msg="invoke API listening" addr=(\S+)`)
 
 func startSidecar(bin, echo string, concurrency int) (*sidecar, error) {
-	cmd := exec.Command(bin, "--invoke-addr", "127.0.0.1:0", "--runtime-api", "127.0.0.1:0", "--timeout", "30s", "--", echo)
-	cmd.Env = append(os.Environ(), "LAMBDAPOD_CONCURRENCY="+strconv.Itoa(concurrency))
+	// As the manager runs it: GOMAXPROCS=1 for a function of up to one
+	// vCPU (controllers/resources.SidecarProcs); the bootstraps, which in a
+	// pod run in a container of their own, without it.
+	cmd := command(bin, "--invoke-addr", "127.0.0.1:0", "--runtime-api", "127.0.0.1:0", "--timeout", "30s", "--", "env", "-u", "GOMAXPROCS", echo)
+	cmd.Env = append(os.Environ(), "LAMBDAPOD_CONCURRENCY="+strconv.Itoa(concurrency), "GOMAXPROCS=1")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &sidecar{cmd: cmd, pid: cmd.Process.Pid}
+	s := &sidecar{server{cmd: cmd, pid: cmd.Process.Pid}}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -138,6 +451,7 @@ func startSidecar(bin, echo string, concurrency int) (*sidecar, error) {
 		s.url = "http://" + a
 	case <-time.After(10 * time.Second):
 		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 		return nil, fmt.Errorf("sidecar did not start")
 	}
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
@@ -148,76 +462,25 @@ func startSidecar(bin, echo string, concurrency int) (*sidecar, error) {
 			}
 		}
 	}
-	_ = cmd.Process.Kill()
+	s.stop()
 	return nil, fmt.Errorf("sidecar not ready")
 }
 
-func (s *sidecar) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	_ = s.cmd.Wait()
-}
-
-// measure drives url with clients keep-alive connections, each sending the
-// next request when the previous answer is read.
-func measure(name, url string, clients int, warmup, duration time.Duration, pid int) row {
-	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients, DisableCompression: true}
-	client := &http.Client{Transport: tr}
-	defer tr.CloseIdleConnections()
-	var recording atomic.Bool
-	var stop atomic.Bool
-	var errs atomic.Int64
-	lat := make([][]time.Duration, clients)
-	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			body := []byte(payload)
-			for !stop.Load() {
-				start := time.Now()
-				resp, err := client.Post(url, "application/json", bytes.NewReader(body))
-				if err != nil {
-					errs.Add(1)
-					continue
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				d := time.Since(start)
-				if resp.StatusCode != 200 || string(b) != payload {
-					errs.Add(1)
-				}
-				if recording.Load() {
-					lat[i] = append(lat[i], d)
-				}
-			}
-		}()
+// scrapeMallocs reads the sidecar's cumulative count of heap allocations
+// from its own metrics (the Go collector's go_memstats_mallocs_total).
+func scrapeMallocs(url string) (float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
 	}
-	time.Sleep(warmup)
-	recording.Store(true)
-	var rssMax int64
-	t0 := time.Now()
-	for time.Since(t0) < duration {
-		time.Sleep(100 * time.Millisecond)
-		if pid != 0 {
-			rssMax = max(rssMax, procStatus(pid, "VmRSS"))
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_mallocs_total "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
 		}
 	}
-	recording.Store(false)
-	elapsed := time.Since(t0)
-	stop.Store(true)
-	wg.Wait()
-	var all []time.Duration
-	for _, l := range lat {
-		all = append(all, l...)
-	}
-	slices.Sort(all)
-	r := row{name: name, clients: clients, errors: errs.Load(), rssKiB: rssMax}
-	if len(all) > 0 {
-		r.rps = float64(len(all)) / elapsed.Seconds()
-		r.p50 = all[len(all)/2]
-		r.p99 = all[len(all)*99/100]
-	}
-	return r
+	return 0, fmt.Errorf("%s: no go_memstats_mallocs_total", url)
 }
 
 func procStatus(pid int, key string) int64 {
@@ -225,73 +488,200 @@ func procStatus(pid int, key string) int64 {
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, key+":") {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				v, _ := strconv.ParseInt(f[1], 10, 64)
-				return v
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			f := strings.Fields(v)
+			if len(f) >= 1 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n
 			}
 		}
 	}
 	return 0
 }
 
+// procStat reads a process's user+system CPU time (all its threads) and
+// its parent's pid from /proc/<pid>/stat.
+func procStat(pid int) (cpu time.Duration, ppid int) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 > len(s) {
+		return 0, 0
+	}
+	f := strings.Fields(s[i+2:])
+	if len(f) < 13 {
+		return 0, 0
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100, ppid // USER_HZ
+}
+
+func cpuTime(pid int) time.Duration {
+	cpu, _ := procStat(pid)
+	return cpu
+}
+
+// childrenCPU is the CPU time of pid's live children: the bootstraps of
+// the sidecar and of RIE.
+func childrenCPU(pid int) time.Duration {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	var sum time.Duration
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if cpu, ppid := procStat(child); ppid == pid {
+			sum += cpu
+		}
+	}
+	return sum
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
 func us(d time.Duration) string {
 	return strconv.FormatFloat(float64(d.Microseconds()), 'f', 0, 64) + " µs"
 }
 
-func render(rows []row, duration time.Duration) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "| clients | target | invocations/s | p50 | p99 | p50 vs floor | RSS max (VmRSS) | VmHWM | errors |\n")
-	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|\n")
-	for _, r := range rows {
-		ratio, rss, hwm := "1.00× (floor)", "—", "—"
-		if r.isSidecar {
-			ratio = fmt.Sprintf("%.2f×", float64(r.p50)/float64(r.floorP50))
-			rss = fmt.Sprintf("%.1f MiB", float64(r.rssKiB)/1024)
-			hwm = fmt.Sprintf("%.1f MiB", float64(r.hwmKiB)/1024)
-		}
-		target := r.name
-		if r.isSidecar {
-			target += fmt.Sprintf(" (LAMBDAPOD_CONCURRENCY=%d)", r.concurrency)
-		}
-		fmt.Fprintf(&b, "| %d | %s | %.0f | %s | %s | %s | %s | %s | %d |\n", r.clients, target, r.rps, us(r.p50), us(r.p99), ratio, rss, hwm, r.errors)
+func mib(kib int64) string { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
 	}
-	fmt.Fprintf(&b, "\n%d s per row after a 1 s warm-up; %s, %d CPUs, %s; payload %d bytes of JSON; keep-alive HTTP/1.1 clients, each sending its next request when the previous answer arrived.\n",
-		int(duration.Seconds()), runtime.Version(), runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"), len(payload))
+	return "MISSED"
+}
+
+func floorOf(peers []*peer, clients int) *peer {
+	for _, p := range peers {
+		if p.kind == floorPeer && p.clients == clients {
+			return p
+		}
+	}
+	return &peer{}
+}
+
+func render(peers []*peer, rounds int, phase, warmup time.Duration, rieVersion, load string) string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "| clients | peer | invocations/s | p50 | p99 | p50 vs floor | RSS max (VmRSS) | VmHWM | errors |\n")
+	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|\n")
+	for _, p := range peers {
+		ratio, rss, hwm := "1.00× (floor)", "—", "—"
+		if p.kind != floorPeer {
+			ratio = fmt.Sprintf("%.2f×", float64(p.p50())/float64(p.floorP50))
+			rss, hwm = mib(p.rssKiB), mib(p.hwmKiB)
+		}
+		fmt.Fprintf(&b, "| %d | %s | %.0f | %s | %s | %s | %s | %s | %d |\n",
+			p.clients, p.name(), p.rps(), us(p.p50()), us(p.pct(99)), ratio, rss, hwm, p.errs.Load())
+	}
+	fmt.Fprintf(&b, "\nCPU time per invocation (user+system from `/proc/<pid>/stat`, over the rounds) and heap allocations per invocation:\n\n")
+	fmt.Fprintf(&b, "| clients | peer | server process | its bootstrap(s) | total | heap allocations |\n")
+	fmt.Fprintf(&b, "|---|---|---|---|---|---|\n")
+	for _, p := range peers {
+		child, allocs := "— (in-process)", "—"
+		total := p.cpu
+		if p.kind != floorPeer {
+			child = us(p.perInvocation(p.childCPU))
+			total += p.childCPU
+		}
+		if p.mallocsMeasured {
+			allocs = fmt.Sprintf("%.1f", p.mallocs/float64(int64(len(p.lat))+p.errs.Load()))
+		}
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s |\n", p.clients, p.name(), us(p.perInvocation(p.cpu)), child, us(p.perInvocation(total)), allocs)
+	}
+	fmt.Fprintf(&b, "\n%d rounds of one %v phase per peer (order rotating each round) after a %v warm-up per peer; %s, %d CPUs, load average at start %s, %s; %s; payload %d bytes of JSON; keep-alive HTTP/1.1 clients (Go net/http), each sending its next request when the previous answer arrived.\n",
+		rounds, phase, warmup, runtime.Version(), runtime.NumCPU(), load, time.Now().UTC().Format("2006-01-02"), rieVersion, len(payload))
+
+	var rie, sc1 *peer
+	var hwm, rss int64
+	for _, p := range peers {
+		switch {
+		case p.kind == riePeer:
+			rie = p
+		case p.kind == sidecarPeer && p.clients == 1:
+			sc1 = p
+		}
+		if p.kind == sidecarPeer {
+			hwm, rss = max(hwm, p.hwmKiB), max(rss, p.rssKiB)
+		}
+	}
 	b.WriteString("\nTargets in this run:\n\n")
-	for _, r := range rows {
-		if !r.isSidecar {
-			continue
+	if sc1 != nil && rie != nil {
+		tput := sc1.rps() / rie.rps()
+		fmt.Fprintf(&b, "- 1 client: the sidecar does %.0f invocations/s, %.2f× RIE's %.0f (target ≥ 2×: %s); median of the per-round ratios %.2f×.\n",
+			sc1.rps(), tput, rie.rps(), verdict(tput >= 2), pairedMedian(sc1, rie, func(s, r phaseResult) float64 { return s.rps / r.rps }))
+		p50 := float64(sc1.p50()) / float64(sc1.floorP50)
+		fmt.Fprintf(&b, "- 1 client: the sidecar's p50 is %s, %.2f× the floor's %s (target ≤ 2.5×: %s); median of the per-round ratios %.2f×; RIE's p50 is %.2f× the floor's.\n",
+			us(sc1.p50()), p50, us(sc1.floorP50), verdict(p50 <= 2.5), pairedMedian(sc1, floorOf(peers, 1), func(s, f phaseResult) float64 { return float64(s.p50) / float64(f.p50) }),
+			float64(rie.p50())/float64(rie.floorP50))
+	}
+	fmt.Fprintf(&b, "- Sidecar memory: RSS max %s, VmHWM %s over both concurrencies (target < 20 MiB: %s).\n", mib(rss), mib(hwm), verdict(hwm < 20*1024 && rss < 20*1024))
+	for _, p := range peers {
+		if p.kind == sidecarPeer && p.clients > 1 {
+			fmt.Fprintf(&b, "- %d clients (no target): the sidecar's p50 is %.2f× the floor's, %.0f invocations/s against the floor's %.0f.\n",
+				p.clients, float64(p.p50())/float64(p.floorP50), p.rps(), p.floorRPS)
 		}
-		ratio := float64(r.p50) / float64(r.floorP50)
-		verdict := func(ok bool) string {
-			if ok {
-				return "met"
-			}
-			return "MISSED"
-		}
-		fmt.Fprintf(&b, "- %d client(s): p50 %.2f× the floor (target ≤ 2×: %s); RSS max %.1f MiB, VmHWM %.1f MiB (target < 20 MiB: %s).\n",
-			r.clients, ratio, verdict(ratio <= 2), float64(r.rssKiB)/1024, float64(r.hwmKiB)/1024, verdict(r.hwmKiB < 20*1024))
 	}
 	b.WriteString("\nThe sidecar's round trip is two extra HTTP exchanges on loopback (caller → sidecar, and the bootstrap's " +
 		"`/response` POST answered while the next `/next` is being held) plus the hand-off through a channel; the floor is " +
-		"one exchange. On a machine shared with other work the absolute numbers move between runs; the ratio is measured " +
-		"in one run with the same client.\n")
+		"one exchange. On a machine shared with other work the absolute numbers move between runs; the ratios are measured " +
+		"in one run with the same client, in interleaved phases.\n")
 	return b.String()
 }
 
 const header = `## Runtime sidecar
 
-Command: ` + "`make bench-sidecar`" + ` (runs ` + "`go run ./runtime-sidecar/bench`" + `, which rewrites this section).
+Command: ` + "`make bench-sidecar`" + ` (builds ` + "`bin/bench/aws-lambda-rie`" + ` from the Go module
+proxy at the Makefile's ` + "`RIE_VERSION`" + ` if missing or of another version, then runs
+` + "`go run ./runtime-sidecar/bench`" + `, which rewrites this section).
 
-An aws-lambda-go echo function invoked through the runtime sidecar
-(` + "`POST /2015-03-31/functions/function/invocations`" + ` → ` + "`/next`" + ` →
-` + "`/response`" + ` → caller), next to the same handler (the same aws-lambda-go
-JSON marshalling) served as a plain Go ` + "`net/http`" + ` server: the floor. Same
-client, same run. Targets: p50 through the sidecar at most 2× the floor;
-sidecar RSS under 20 MiB under load (sampled from ` + "`/proc/<pid>/status`" + `).
+One aws-lambda-go echo function (` + "`runtime-sidecar/bench/testdata/echo`" + `), three peers:
+
+- **floor**: the same handler (the same aws-lambda-go JSON marshalling) served
+  as a plain Go ` + "`net/http`" + ` server, in one process;
+- **aws-lambda-rie**: AWS's Lambda runtime interface emulator running the
+  function as its bootstrap, invoked with
+  ` + "`POST /2015-03-31/functions/function/invocations`" + `; classic mode, which
+  serves one invocation at a time, so it has 1-client rows only; its
+  per-invocation INFO logs are off (` + "`--log-level error`" + `), its
+  START/END/REPORT lines go to ` + "`/dev/null`" + `;
+- **runtime-sidecar**: the sidecar built from this tree running the same
+  bootstrap (` + "`POST /2015-03-31/functions/function/invocations`" + ` → ` + "`/next`" + ` →
+  ` + "`/response`" + ` → caller), with as many bootstraps as clients, run as the
+  manager runs it: ` + "`GOMAXPROCS=1`" + ` (a function of up to one vCPU), its
+  bootstraps without it, as in their own container.
+
+The same client drives all three in one run. The peers at one number of
+clients take turns in short phases (one phase each per round, the order
+rotating), so that other work on the machine falls on all of them alike;
+each row pools its phases. RSS is sampled from ` + "`/proc/<pid>/status`" + ` during
+the peer's phases (the server process only, not its bootstraps; the kernel
+updates VmHWM lazily, so it can read below the sampled maximum). CPU time
+is the server process's and, separately, its bootstraps' user+system time
+over the rounds divided by the invocations it answered; the sidecar's heap
+allocations come from its own ` + "`go_memstats_mallocs_total`" + ` metric, less one
+scrape's worth. Next to each pooled ratio, the median over the rounds of
+the ratio within one round, which a burst of other work in a few rounds
+hardly moves. Targets (on the pooled figures): at 1 client, the sidecar at
+least 2× RIE's invocations per second and its p50 at most 2.5× the floor's;
+sidecar RSS under 20 MiB.
 
 `
 
