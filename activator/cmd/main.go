@@ -38,40 +38,68 @@ func main() {
 }
 
 func env(name, def string) string {
-	if v, ok := os.LookupEnv("ACTIVATOR_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))); ok {
+	if v, ok := os.LookupEnv(envName(name)); ok {
 		return v
 	}
 	return def
 }
 
+// envErrs holds the environment values that did not parse, by flag name:
+// refused after flag.Parse, as a bad flag is, unless the flag was given.
+var envErrs = map[string]error{}
+
 func envDuration(name string, def time.Duration) time.Duration {
 	if v := env(name, ""); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
+		d, err := time.ParseDuration(v)
+		if err == nil {
 			return d
 		}
-		fmt.Fprintf(os.Stderr, "activator: ignoring bad duration %s=%q\n", name, v)
+		envErrs[name] = fmt.Errorf("%s=%q: not a duration (e.g. 30s, 2m)", envName(name), v)
 	}
 	return def
 }
 
 func envInt(name string, def int) int {
 	if v := env(name, ""); v != "" {
-		if n, err := strconv.Atoi(v); err == nil {
+		n, err := strconv.Atoi(v)
+		if err == nil {
 			return n
 		}
-		fmt.Fprintf(os.Stderr, "activator: ignoring bad number %s=%q\n", name, v)
+		envErrs[name] = fmt.Errorf("%s=%q: not a whole number", envName(name), v)
 	}
 	return def
 }
 
 func envBool(name string, def bool) bool {
 	if v := env(name, ""); v != "" {
-		if b, err := strconv.ParseBool(v); err == nil {
+		b, err := strconv.ParseBool(v)
+		if err == nil {
 			return b
 		}
-		fmt.Fprintf(os.Stderr, "activator: ignoring bad boolean %s=%q\n", name, v)
+		envErrs[name] = fmt.Errorf("%s=%q: not true or false", envName(name), v)
 	}
 	return def
+}
+
+func envName(flagName string) string {
+	return "ACTIVATOR_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// checkEnv exits as flag.Parse does on a bad flag (status 2) when an
+// environment value did not parse and no flag replaced it.
+func checkEnv(fs *flag.FlagSet) {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	bad := false
+	for name, err := range envErrs {
+		if !given[name] {
+			fmt.Fprintln(os.Stderr, "activator:", err)
+			bad = true
+		}
+	}
+	if bad {
+		os.Exit(2)
+	}
 }
 
 func run() error {
@@ -98,8 +126,7 @@ func run() error {
 	})
 	if v := env("trusted-proxies", ""); v != "" {
 		if err := parsePrefixes(v, &cfg.Handler.TrustedProxies); err != nil {
-			fmt.Fprintln(os.Stderr, "activator:", err)
-			os.Exit(2)
+			envErrs["trusted-proxies"] = fmt.Errorf("%s: %w", envName("trusted-proxies"), err)
 		}
 	}
 	fs.Int64Var(&cfg.Handler.MaxHeldBytes, "max-held-bytes", int64(envInt("max-held-bytes", 128<<20)), "request bodies (and events made of them) held at once, in bytes; a request past it is refused before its body is read, with the -overflow-status")
@@ -127,6 +154,7 @@ func run() error {
 	fs.StringVar(&kubeconfig, "kubeconfig", env("kubeconfig", os.Getenv("KUBECONFIG")), "kubeconfig file (default: in-cluster)")
 	fs.StringVar(&logLevel, "log-level", env("log-level", "info"), "debug, info, warn or error")
 	flag.Parse()
+	checkEnv(fs)
 
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {

@@ -53,6 +53,9 @@ const (
 	// Forbidden: the caller may not invoke the function, or its signature
 	// does not match; Failure.Lambda is the Invoke API's answer.
 	Forbidden
+	// SlowBody: the caller did not send the request body within the body
+	// timeout; nothing ran, and the connection is closed.
+	SlowBody
 )
 
 // Failure is what a stage returns instead of an answer. The chain renders
@@ -100,6 +103,7 @@ var httpStatus = map[Kind]int{
 	CannotRun:         http.StatusServiceUnavailable,
 	Unauthenticated:   http.StatusUnauthorized,
 	Forbidden:         http.StatusForbidden,
+	SlowBody:          http.StatusRequestTimeout,
 }
 
 // render writes f as the call's format wants it and returns the status.
@@ -153,6 +157,9 @@ func renderInvoke(w http.ResponseWriter, c *call, f *Failure) int {
 		return http.StatusOK
 	case Refused, Unauthenticated, Forbidden:
 		e = f.Lambda
+	case SlowBody:
+		// As the sidecar answers a body it could not read.
+		e = invokeapi.InvalidContent("Could not read the request body: " + f.Message)
 	case NotFound, NoRoute:
 		e = invokeapi.NotFound(c.target.Function.ARN(c.region))
 	case Throttled:

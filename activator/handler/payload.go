@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -67,6 +68,14 @@ func (h *Payload) serve(w http.ResponseWriter, r *http.Request, c *call) *Failur
 	if err != nil {
 		// The deadline stays: the server's reads of the rest fail too, and
 		// it closes the connection.
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			// A caller still there but too slow is told so: with nothing
+			// written, net/http would answer it 200 and an empty body.
+			w.Header().Set("Connection", "close")
+			return &Failure{Kind: SlowBody, Err: err,
+				Message: fmt.Sprintf("the body did not arrive within %s (the activator's -body-timeout)", h.bodyTimeout)}
+		}
 		return &Failure{Kind: CallerGone, Err: err}
 	}
 	_ = rc.SetReadDeadline(time.Time{})

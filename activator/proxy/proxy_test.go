@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,7 +15,7 @@ import (
 )
 
 func TestInvokeReusesConnectionsAndForwardsHeaders(t *testing.T) {
-	var conns atomic.Int32
+	var conns, closed atomic.Int32
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/2015-03-31/functions/my-fn/invocations" || r.Header.Get("X-Amz-Invocation-Type") != "RequestResponse" ||
 			r.Header.Get("X-Amz-Client-Context") != "e30=" || r.Header.Get("Authorization") != "" || r.Header.Get("Content-Type") != "application/json" {
@@ -25,8 +26,11 @@ func TestInvokeReusesConnectionsAndForwardsHeaders(t *testing.T) {
 		_, _ = w.Write(b)
 	}))
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
+		switch s {
+		case http.StateNew:
 			conns.Add(1)
+		case http.StateClosed:
+			closed.Add(1)
 		}
 	}
 	srv.Start()
@@ -34,29 +38,43 @@ func TestInvokeReusesConnectionsAndForwardsHeaders(t *testing.T) {
 	inv := New()
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	h := http.Header{"X-Amz-Client-Context": {"e30="}, "Authorization": {"AWS4-HMAC-SHA256 x"}}
-	for i := 0; i < 5; i++ {
-		resp, err := inv.Invoke(context.Background(), addr, &Request{Function: "my-fn", Payload: []byte(`{"i":1}`), Header: h})
+	invoke := func(what, payload string) {
+		t.Helper()
+		resp, err := inv.Invoke(context.Background(), addr, &Request{Function: "my-fn", Payload: []byte(payload), Header: h})
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", what, err)
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || string(b) != `{"i":1}` || resp.Header.Get("X-Amzn-RequestId") != "rid" {
-			t.Fatalf("got %d %q %v", resp.StatusCode, b, resp.Header)
+		if resp.StatusCode != 200 || string(b) != payload || resp.Header.Get("X-Amzn-RequestId") != "rid" {
+			t.Fatalf("%s: got %d %q %v, want 200 %q from the pod", what, resp.StatusCode, b, resp.Header, payload)
 		}
+	}
+	for i := 0; i < 5; i++ {
+		invoke("sequential invocation", fmt.Sprintf(`{"i":%d}`, i))
 	}
 	if n := conns.Load(); n != 1 {
 		t.Fatalf("%d connections for 5 sequential invocations, want 1", n)
 	}
-	// The pod closes its idle connections: the next invocation notices and
-	// dials again instead of failing.
+	// The pod closes its idle connection: the next invocation notices and
+	// dials again instead of failing or writing into the dead one.
 	srv.CloseClientConnections()
-	time.Sleep(20 * time.Millisecond)
-	resp, err := inv.Invoke(context.Background(), addr, &Request{Function: "my-fn", Payload: []byte(`{}`), Header: h})
-	if err != nil {
-		t.Fatalf("after the pod closed idle connections: %v", err)
+	deadline := time.Now().Add(5 * time.Second)
+	for closed.Load() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pod did not close its connection")
+		}
+		time.Sleep(time.Millisecond)
 	}
-	resp.Body.Close()
+	invoke("after the pod closed its idle connection", `{"after":"close"}`)
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections after the pod closed the first, want 2: the stale one replaced by one new", n)
+	}
+	// The new connection is the one kept for the next invocation.
+	invoke("on the new connection", `{"again":true}`)
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections, want the replacement reused", n)
+	}
 }
 
 func TestInvokeStreamsChunkedResponses(t *testing.T) {

@@ -72,6 +72,12 @@ var ErrNoRoute = errors.New("no function in the request: use /{namespace}/{funct
 // ErrNoRoute.
 func Parse(r *http.Request, c Config) (Target, error) {
 	ep := r.URL.EscapedPath()
+	if !invokeapi.IsInvokePath(ep) && invokeapi.IsAPIPath(ep) {
+		// Another operation of Lambda's API (ListFunctions, GetFunction
+		// ...): the SDKs understand this answer. The price: a namespace
+		// named 2015-03-31 is reached by host routing only.
+		return Target{}, invokeapi.UnknownOperation(r.Method, r.URL.Path)
+	}
 	if invokeapi.IsInvokePath(ep) {
 		escaped, ok := invokeapi.SplitPath(ep)
 		if !ok || r.Method != http.MethodPost {

@@ -81,6 +81,11 @@ func TestParseErrors(t *testing.T) {
 		{"POST", "/2015-03-31/functions/hello:1/invocations?Qualifier=2", 400, "InvalidParameterValueException", "does not match the specified qualifier"},
 		{"GET", "/2015-03-31/functions/hello/invocations", 404, "UnknownOperationException", "Unknown operation GET"},
 		{"POST", "/2015-03-31/functions/hello", 404, "UnknownOperationException", "Unknown operation POST"},
+		// Lambda's other operations under the same API version:
+		// ListFunctions, ListEventSourceMappings.
+		{"GET", "/2015-03-31/functions", 404, "UnknownOperationException", "Unknown operation GET"},
+		{"GET", "/2015-03-31/event-source-mappings/", 404, "UnknownOperationException", "Unknown operation GET"},
+		{"GET", "/2015-03-31", 404, "UnknownOperationException", "Unknown operation GET"},
 	} {
 		_, err := Parse(httptest.NewRequest(tc.method, tc.target, nil), Config{DefaultNamespace: "default", Region: "eu-west-1"})
 		var ie *invokeapi.Error

@@ -150,6 +150,13 @@ func SplitPath(escapedPath string) (escapedName string, ok bool) {
 // IsInvokePath reports whether the path is under the Invoke API's prefix.
 func IsInvokePath(escapedPath string) bool { return strings.HasPrefix(escapedPath, PathPrefix) }
 
+// IsAPIPath reports whether a path is under the API version of Invoke
+// (/2015-03-31), where Lambda serves its other operations too.
+func IsAPIPath(escapedPath string) bool {
+	v := strings.TrimSuffix(PathPrefix, "functions/")
+	return escapedPath == strings.TrimSuffix(v, "/") || strings.HasPrefix(escapedPath, v)
+}
+
 // FunctionName is an Invoke call's FunctionName, parsed.
 type FunctionName struct {
 	// Raw is what the caller wrote, unescaped.
