@@ -259,14 +259,25 @@ func TestBuilds(t *testing.T) {
 	})
 }
 
-// startBuildManager runs the controller with a build history of two and
-// serves its push webhook receiver.
+// The build ConfigMap where the manager looks for it by default
+// (POD_NAMESPACE, --build-configmap).
+const (
+	buildConfigNamespace = "lambdapod-system"
+	buildConfigName      = "lambdapod-build-config"
+)
+
+// startBuildManager runs the controller reading its build settings from the
+// build ConfigMap on the API server, as the manager does, with a build
+// history of two, and serves its push webhook receiver.
 func startBuildManager(t *testing.T, env *testenv.Env) *httptest.Server {
 	t.Helper()
-	bcfg := build.DefaultConfig()
-	bcfg.HistoryLimit = 2
+	create(t, env.Client, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: buildConfigNamespace}})
+	create(t, env.Client, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: buildConfigName, Namespace: buildConfigNamespace},
+		Data:       map[string]string{"historyLimit": "2"},
+	})
 	mgr, r := startManager(t, env, func(r *controllers.FunctionReconciler) {
-		r.BuildConfig = func(context.Context) (build.Config, error) { return bcfg, nil }
+		r.BuildConfig = build.ConfigMapSource{Reader: r.APIReader, Namespace: buildConfigNamespace, Name: buildConfigName}.Load
 	})
 	srv := httptest.NewServer(&webhook.Handler{Functions: mgr.GetClient(), Secrets: mgr.GetAPIReader(), Trigger: r.Triggers})
 	t.Cleanup(srv.Close)

@@ -77,7 +77,9 @@ func IsSSH(url string) bool {
 func (c Credentials) Auth(url string) (transport.AuthMethod, error) {
 	if IsSSH(url) {
 		if len(c.SSHPrivateKey) == 0 {
-			return nil, nil
+			// Without a key go-git would ask an SSH agent, which a pod has
+			// not, and say only that SSH_AUTH_SOCK is unset.
+			return nil, fmt.Errorf("a git URL over SSH needs a private key: put it under %q in the Secret of spec.source.git.secretRef", KeySSHPrivateKey)
 		}
 		ep, err := transport.NewEndpoint(url)
 		if err != nil {

@@ -3,6 +3,7 @@ package git_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/lambdapod/lambdapod/internal/git"
@@ -69,6 +70,11 @@ func TestAuthKinds(t *testing.T) {
 	}
 	if _, err := (git.Credentials{SSHPrivateKey: []byte("not a key")}).Auth("git@github.com:org/repo.git"); err == nil {
 		t.Error("a malformed ssh-privatekey was accepted")
+	}
+	// Over SSH a missing key is named, not left to go-git's "SSH agent
+	// requested but SSH_AUTH_SOCK not-specified".
+	if _, err := (git.Credentials{Password: "token"}).Auth("ssh://git@git.example/org/r.git"); err == nil || !strings.Contains(err.Error(), `needs a private key: put it under "ssh-privatekey"`) {
+		t.Errorf("SSH without ssh-privatekey: %v", err)
 	}
 	if a, err := (git.Credentials{Password: "token"}).Auth("https://git.example/a/b.git"); err != nil || a == nil || a.Name() != "http-basic-auth" {
 		t.Errorf("token auth = %v, %v", a, err)
