@@ -202,7 +202,7 @@ func serveActivator(listen, control string, conc int) error {
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"inflight": in, "queued": q, "pods": pods,
 			"heapInuse": ms.HeapInuse, "stackInuse": ms.StackInuse, "sys": ms.Sys, "mallocs": ms.Mallocs,
-			"goroutines": runtime.NumGoroutine(), "rss": rss(),
+			"numGC": ms.NumGC, "gcPauseNs": ms.PauseTotalNs, "goroutines": runtime.NumGoroutine(), "rss": rss(),
 		})
 	})
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -481,7 +481,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d.Micros
 type stats struct {
 	Inflight, Queued, Pods, Goroutines int
 	HeapInuse, StackInuse, Sys, RSS    uint64
-	Mallocs                            uint64
+	Mallocs, NumGC, GCPauseNs          uint64
 }
 
 func getStats(control, fn string, gc bool) (stats, error) {
@@ -500,7 +500,7 @@ func getStats(control, fn string, gc bool) (stats, error) {
 	}
 	return stats{Inflight: int(m["inflight"]), Queued: int(m["queued"]), Pods: int(m["pods"]), Goroutines: int(m["goroutines"]),
 		HeapInuse: uint64(m["heapInuse"]), StackInuse: uint64(m["stackInuse"]), Sys: uint64(m["sys"]), RSS: uint64(m["rss"]),
-		Mallocs: uint64(m["mallocs"])}, nil
+		Mallocs: uint64(m["mallocs"]), NumGC: uint64(m["numGC"]), GCPauseNs: uint64(m["gcPauseNs"])}, nil
 }
 
 // setEndpointsNS sets the endpoints of a function of another namespace.
@@ -598,8 +598,9 @@ func drive(sidecarBin, bootstrapBin string, rate int, phase time.Duration, phase
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "\nActivator CPU time (user+system, from /proc/<pid>/stat) per request through it: %.0f µs; heap allocations per request: %.0f\n",
-			float64(cpu.Microseconds())/float64(n), float64(s1.Mallocs-s0.Mallocs)/float64(n))
+		fmt.Fprintf(out, "\nActivator CPU time (user+system, from /proc/<pid>/stat) per request through it: %.0f µs; heap allocations per request: %.0f; garbage collections: %d (one per %.0f requests), stop-the-world pauses %.1f ms in all\n",
+			float64(cpu.Microseconds())/float64(n), float64(s1.Mallocs-s0.Mallocs)/float64(n),
+			s1.NumGC-s0.NumGC, float64(n)/float64(max(s1.NumGC-s0.NumGC, 1)), float64(s1.GCPauseNs-s0.GCPauseNs)/1e6)
 	}
 	if want("throughput") {
 		throughput(direct, via)
