@@ -252,6 +252,35 @@ func podIP(t *testing.T, namespace string, sel client.MatchingLabels) string {
 // Security Standard asks), waits until it ends and returns its output.
 func runClientPod(t *testing.T, namespace, name, script string) string {
 	t.Helper()
+	pod := startBashPod(t, namespace, name, script)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for {
+		if err := k.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			t.Fatalf("pod %s/%s: %v", namespace, name, err)
+		}
+		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			out, errOut, _ := kubectl(t, "", "-n", namespace, "describe", "pod", name)
+			t.Fatalf("pod %s/%s still %s after 3m:\n%s%s", namespace, name, pod.Status.Phase, out, errOut)
+		case <-time.After(time.Second):
+		}
+	}
+	out, errOut, err := kubectl(t, "", "-n", namespace, "logs", name)
+	if err != nil {
+		t.Fatalf("kubectl logs %s/%s: %v\n%s", namespace, name, err, errOut)
+	}
+	t.Logf("pod %s/%s %s:\n%s", namespace, name, pod.Status.Phase, out)
+	return out
+}
+
+// startBashPod creates a restricted pod of the bash+curl image that make
+// dev pushes, running script.
+func startBashPod(t *testing.T, namespace, name, script string) *corev1.Pod {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(devDir, "bash-image.txt"))
 	if err != nil {
 		t.Fatalf("the bash+curl image that make dev pushes: %v (run make dev)", err)
@@ -279,29 +308,8 @@ func runClientPod(t *testing.T, namespace, name, script string) string {
 			}},
 		},
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	if err := k.Create(ctx, pod); err != nil {
+	if err := k.Create(context.Background(), pod); err != nil {
 		t.Fatalf("create pod %s/%s: %v", namespace, name, err)
 	}
-	for {
-		if err := k.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
-			t.Fatalf("pod %s/%s: %v", namespace, name, err)
-		}
-		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			out, errOut, _ := kubectl(t, "", "-n", namespace, "describe", "pod", name)
-			t.Fatalf("pod %s/%s still %s after 3m:\n%s%s", namespace, name, pod.Status.Phase, out, errOut)
-		case <-time.After(time.Second):
-		}
-	}
-	out, errOut, err := kubectl(t, "", "-n", namespace, "logs", name)
-	if err != nil {
-		t.Fatalf("kubectl logs %s/%s: %v\n%s", namespace, name, err, errOut)
-	}
-	t.Logf("pod %s/%s %s:\n%s", namespace, name, pod.Status.Phase, out)
-	return out
+	return pod
 }
