@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdapod/lambdapod/internal/testproc"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -56,33 +58,16 @@ func TestMain(m *testing.M) {
 // activator is the binary running.
 type activator struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *testproc.Buffer
 	exited chan struct{}
 	err    error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // start runs the activator with args and an environment of env alone (nothing of
 // this process' ACTIVATOR_*, KUBECONFIG, POD_NAME or POD_NAMESPACE).
 func start(t *testing.T, env map[string]string, args ...string) *activator {
 	t.Helper()
-	a := &activator{cmd: exec.Command(binary, args...), out: &syncBuffer{}, exited: make(chan struct{})}
+	a := &activator{cmd: exec.Command(binary, args...), out: &testproc.Buffer{}, exited: make(chan struct{})}
 	a.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	for k, v := range env {
 		a.cmd.Env = append(a.cmd.Env, k+"="+v)
@@ -360,7 +345,7 @@ func TestTheEnvironmentConfiguresTheActivatorAndFlagsWin(t *testing.T) {
 	big := `{"pad":"` + strings.Repeat("x", 5000) + `"}`
 
 	t.Run("FromTheEnvironment", func(t *testing.T) {
-		listen, admin := freeAddr(t), freeAddr(t)
+		listen, admin := testproc.FreeAddr(t), testproc.FreeAddr(t)
 		a := start(t, env(listen, admin))
 		a.serving(t, admin)
 		base := "http://" + listen
@@ -433,8 +418,8 @@ func TestTheEnvironmentConfiguresTheActivatorAndFlagsWin(t *testing.T) {
 	})
 
 	t.Run("FlagsWin", func(t *testing.T) {
-		listen, admin := freeAddr(t), freeAddr(t)
-		envListen, envAdmin := freeAddr(t), freeAddr(t)
+		listen, admin := testproc.FreeAddr(t), testproc.FreeAddr(t)
+		envListen, envAdmin := testproc.FreeAddr(t), testproc.FreeAddr(t)
 		other := filepath.Join(dir, "other-token")
 		if err := os.WriteFile(other, []byte("tok-flag\n"), 0o600); err != nil {
 			t.Fatal(err)
@@ -501,16 +486,6 @@ func TestTheEnvironmentConfiguresTheActivatorAndFlagsWin(t *testing.T) {
 			t.Errorf("exit %d %v after SIGTERM, want 0 after -drain-delay 100ms, not the 3s of the environment", code, time.Since(stopped))
 		}
 	})
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 type answer struct {

@@ -3,7 +3,6 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os/exec"
 	"sort"
@@ -13,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdapod/lambdapod/internal/testproc"
+
 	"github.com/lambdapod/lambdapod/internal/testenv"
 )
 
@@ -21,24 +22,14 @@ import (
 type activatorProc struct {
 	url, admin string
 	cmd        *exec.Cmd
-	logs       *syncBuffer
+	logs       *testproc.Buffer
 	exited     chan struct{}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func startActivatorProc(t *testing.T, e *testenv.Env, id string, args ...string) *activatorProc {
 	t.Helper()
-	listen, admin := freeAddr(t), freeAddr(t)
-	a := &activatorProc{url: "http://" + listen, admin: "http://" + admin, logs: &syncBuffer{}, exited: make(chan struct{})}
+	listen, admin := testproc.FreeAddr(t), testproc.FreeAddr(t)
+	a := &activatorProc{url: "http://" + listen, admin: "http://" + admin, logs: &testproc.Buffer{}, exited: make(chan struct{})}
 	a.cmd = exec.Command(bin.activator, append([]string{
 		"-kubeconfig", e.Kubeconfig(t), "-listen", listen, "-admin-listen", admin, "-id", id,
 		"-default-namespace", "default", "-drain-delay", "10ms", "-probe-not-ready=false",

@@ -10,7 +10,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +26,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lambdapod/lambdapod/internal/testproc"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -107,25 +108,8 @@ type pod struct {
 	veth   string
 	IP     string
 	cmd    *exec.Cmd
-	logs   *syncBuffer
+	logs   *testproc.Buffer
 	exited chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func run(t *testing.T, args ...string) {
@@ -145,7 +129,7 @@ func startPod(t *testing.T, fn string, conc int, timeout time.Duration, id strin
 		t.Fatal("too many pods for one /24")
 	}
 	pid := os.Getpid() % 100000
-	p := &pod{t: t, veth: fmt.Sprintf("lpa%dh%d", pid, i), logs: &syncBuffer{}, exited: make(chan struct{})}
+	p := &pod{t: t, veth: fmt.Sprintf("lpa%dh%d", pid, i), logs: &testproc.Buffer{}, exited: make(chan struct{})}
 	peer := fmt.Sprintf("lpa%dp%d", pid, i)
 	// One /30 per pod out of 10.77.<pid%250>.0/24: host .4i+1, pod .4i+2.
 	net := fmt.Sprintf("10.77.%d.", os.Getpid()%250)

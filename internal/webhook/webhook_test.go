@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdapod/lambdapod/internal/testproc"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -382,7 +384,7 @@ func TestLeader(t *testing.T) {
 // whether a build was triggered; then that it stops when the manager does.
 func TestServer(t *testing.T) {
 	rec := &recorder{}
-	addr := freeAddr(t)
+	addr := testproc.FreeAddr(t)
 	s := &webhook.Server{Addr: addr, Handler: &webhook.Handler{Functions: cluster(), Secrets: cluster(), Trigger: rec}}
 	if s.NeedLeaderElection() {
 		t.Error("the webhook receiver should run on every replica, to answer those that do not lead")
@@ -475,16 +477,4 @@ func TestServer(t *testing.T) {
 		c.Close()
 		t.Errorf("%s still takes connections after the server stopped", addr)
 	}
-}
-
-// freeAddr is a local address with a port nothing listens on, for a server
-// that does not tell which port it bound.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

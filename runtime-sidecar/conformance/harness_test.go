@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdapod/lambdapod/internal/testproc"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
@@ -75,27 +77,10 @@ type sidecar struct {
 	cmd        *exec.Cmd
 	URL        string   // invoke side, http://127.0.0.1:port
 	Runtime    []string // Runtime API address per slot
-	logs       *syncBuffer
+	logs       *testproc.Buffer
 	exited     chan struct{}
 	exitCode   int
 	addrsReady chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type sidecarOpts struct {
@@ -133,7 +118,7 @@ func startSidecar(t *testing.T, o sidecarOpts) *sidecar {
 	if o.bootstrap != nil {
 		args = append(append(args, "--"), o.bootstrap...)
 	}
-	s := &sidecar{t: t, logs: &syncBuffer{}, exited: make(chan struct{}), addrsReady: make(chan struct{})}
+	s := &sidecar{t: t, logs: &testproc.Buffer{}, exited: make(chan struct{}), addrsReady: make(chan struct{})}
 	s.cmd = exec.Command(bin.sidecar, args...)
 	s.cmd.Env = cleanEnv(o.env...)
 	s.cmd.Stdout = s.logs

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdapod/lambdapod/internal/testproc"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 )
@@ -19,14 +21,14 @@ import (
 // process in pod mode).
 type supervisorProc struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *testproc.Buffer
 	exited chan struct{}
 	code   int
 }
 
 func startSupervisor(t *testing.T, socket string, args ...string) *supervisorProc {
 	t.Helper()
-	p := &supervisorProc{out: &syncBuffer{}, exited: make(chan struct{})}
+	p := &supervisorProc{out: &testproc.Buffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin.supervisor, args...)
 	// The controller gives the function container the Lambda environment.
 	p.cmd.Env = cleanEnv("LAMBDAPOD_CONTROL_SOCKET="+socket, "AWS_LAMBDA_FUNCTION_NAME=fn-pod", "FROM_CONTAINER=1")
