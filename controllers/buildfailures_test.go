@@ -118,6 +118,8 @@ func TestBuildFailures(t *testing.T) {
 			t.Errorf("a git server away is retried, not Stalled: %+v", stalled)
 		}
 		waitDescribed(t, env, kc, fn, "GitUnreachable", "dial tcp "+l.Addr().String()+": connect: connection refused")
+		// Retried, yet kubectl describe's events say so too.
+		waitEvent(t, env, kc, fn, "Warning", "GitUnreachable", "connection refused")
 	})
 
 	t.Run("a repository that is not there yet is GitUnreachable, and retried until it is", func(t *testing.T) {

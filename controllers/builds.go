@@ -138,7 +138,7 @@ func (r *FunctionReconciler) gitImage(ctx context.Context, s *scope) (string, ti
 			return running, poll, stalled(lambdapodv1alpha1.ConditionBuilt, "RevisionNotFound", fmt.Errorf("%w: push it, or change spec.source.git.revision", nf))
 		default:
 			// The server may be back at the next poll; until then say why.
-			return running, poll, waiting(lambdapodv1alpha1.ConditionBuilt, "GitUnreachable", err)
+			return running, poll, retrying(lambdapodv1alpha1.ConditionBuilt, "GitUnreachable", err)
 		}
 	}
 

@@ -177,7 +177,7 @@ func (s *scope) summarize(rec events.EventRecorder) (ctrl.Result, error) {
 		s.set(lambdapodv1alpha1.ConditionReconciling, metav1.ConditionTrue, v.Reason, v.Error())
 		s.remove(lambdapodv1alpha1.ConditionStalled)
 	}
-	s.announce(rec)
+	s.announce(rec, v != nil && v.Warn)
 
 	switch {
 	case s.err != nil:
@@ -191,8 +191,9 @@ func (s *scope) summarize(rec events.EventRecorder) (ctrl.Result, error) {
 }
 
 // announce records an event when a build finished, and when readiness
-// changed to ready or to stalled.
-func (s *scope) announce(rec events.EventRecorder) {
+// changed to ready, to stalled, or to a problem that warn says is worth a
+// Warning though it is retried.
+func (s *scope) announce(rec events.EventRecorder, warn bool) {
 	fn := s.fn
 	if built := meta.FindStatusCondition(fn.Status.Conditions, lambdapodv1alpha1.ConditionBuilt); s.run != nil && built != nil {
 		before := s.before.Status.LatestBuild
@@ -215,7 +216,7 @@ func (s *scope) announce(rec events.EventRecorder) {
 	switch {
 	case now.Status == metav1.ConditionTrue:
 		rec.Eventf(fn, nil, corev1.EventTypeNormal, "Ready", "Reconcile", "serving at %s", fn.Status.URL)
-	case meta.IsStatusConditionTrue(fn.Status.Conditions, lambdapodv1alpha1.ConditionStalled):
+	case meta.IsStatusConditionTrue(fn.Status.Conditions, lambdapodv1alpha1.ConditionStalled), warn:
 		rec.Eventf(fn, nil, corev1.EventTypeWarning, now.Reason, "Reconcile", "%s", now.Message)
 	}
 }

@@ -15,6 +15,10 @@ type stepError struct {
 	// by itself (a build or rollout running, a git server away), and
 	// Reconciling says so meanwhile.
 	Stalled bool
+	// Warn marks a problem that may pass by itself yet is worth a Warning
+	// event when it begins (a git server away, or refusing the
+	// credentials): kubectl describe shows it among the events too.
+	Warn bool
 	// Condition is the condition besides Ready the problem is about:
 	// ConditionBuilt, ConditionDeployed, or "" for neither.
 	Condition string
@@ -36,6 +40,12 @@ func stalled(condition, reason string, err error) *stepError {
 // waiting is a problem that passes without the user.
 func waiting(condition, reason string, err error) *stepError {
 	return &stepError{Reason: reason, Condition: condition, Err: err}
+}
+
+// retrying is a problem that may pass without the user, announced with a
+// Warning event when it begins.
+func retrying(condition, reason string, err error) *stepError {
+	return &stepError{Reason: reason, Condition: condition, Err: err, Warn: true}
 }
 
 func (e *stepError) Error() string {
