@@ -27,7 +27,8 @@ func TestTestsBesideTheClusterLeavePodsDeletable(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Fatal("needs root, as the activator's integration tests do (run the e2e suite as make e2e does)")
 	}
-	pod := startBashPod(t, ns, "before-make-test", "sleep 600")
+	// The image has bash and curl only: bash waits on a pipe of its own.
+	pod := startBashPod(t, ns, "before-make-test", "exec 3<> <(:); read -t 600 -u 3")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	for pod.Status.Phase != corev1.PodRunning {
