@@ -261,7 +261,10 @@ func TestHTTPErrorsAndTimeouts(t *testing.T) {
 			}
 		}
 	})
-	fns := fakeFunctions{"default/hello": {Timeout: 100 * time.Millisecond, Concurrency: 10, EventFormat: event.HTTPAPIv2}}
+	// A function timeout longer than the slack below, so that counting it
+	// twice shows.
+	const fnTimeout = 400 * time.Millisecond
+	fns := fakeFunctions{"default/hello": {Timeout: fnTimeout, Concurrency: 10, EventFormat: event.HTTPAPIv2}}
 	// The activator's own limit is only a backstop for a pod that says
 	// nothing (this fake one): the start bound (the activation timeout)
 	// plus the function's timeout plus the grace.
@@ -274,12 +277,13 @@ func TestHTTPErrorsAndTimeouts(t *testing.T) {
 		}
 	}
 	check(e.do("GET", "/default/hello/error", ""), 502, `{"message":"Internal Server Error"}`)
-	check(e.do("GET", "/default/hello/timedout", ""), 504, "timed out after 100ms")
+	check(e.do("GET", "/default/hello/timedout", ""), 504, "timed out after 400ms")
 	check(e.do("GET", "/default/hello/malformed", ""), 502, `{"message":"Internal Server Error"}`)
 	// The backstop is documented as what was left of the activation
 	// timeout when the invocation was sent, plus the function's timeout,
-	// plus the grace: about 420 ms here. The slack is for a loaded machine;
-	// a limit twice as long (840 ms) is past it.
+	// plus the grace: about 720 ms here. The slack is for a loaded machine;
+	// a limit twice as long, or the function's timeout counted twice, is
+	// past it.
 	const slack = 250 * time.Millisecond
 	backstop := func(what string, d time.Duration) {
 		t.Helper()
@@ -287,9 +291,9 @@ func TestHTTPErrorsAndTimeouts(t *testing.T) {
 		if sw <= 200*time.Millisecond || sw > 300*time.Millisecond {
 			t.Fatalf("%s: the pod was told to start within %v, want what was left of the 300ms activation timeout", what, sw)
 		}
-		want := sw + 100*time.Millisecond + 20*time.Millisecond
+		want := sw + fnTimeout + 20*time.Millisecond
 		if d < want || d > want+slack {
-			t.Fatalf("%s: answered after %v, want the activator's limit of %v (start within %v + timeout 100ms + grace 20ms), at most %v late",
+			t.Fatalf("%s: answered after %v, want the activator's limit of %v (start within %v + timeout 400ms + grace 20ms), at most %v late",
 				what, d, want, sw, slack)
 		}
 	}
@@ -301,7 +305,7 @@ func TestHTTPErrorsAndTimeouts(t *testing.T) {
 	start = time.Now()
 	w := e.do("POST", "/2015-03-31/functions/hello/invocations", `"hang"`)
 	if w.Code != 200 || w.Header().Get("X-Amz-Function-Error") != "Unhandled" || !strings.Contains(w.Body.String(), `"errorType":"Sandbox.Timedout"`) ||
-		!strings.Contains(w.Body.String(), "Task timed out after 0.10 seconds") {
+		!strings.Contains(w.Body.String(), "Task timed out after 0.40 seconds") {
 		t.Fatalf("invoke timeout: %d %v %s", w.Code, w.Header(), w.Body)
 	}
 	backstop("Invoke API", time.Since(start))
