@@ -928,12 +928,17 @@ Where the numbers come from, and the causes of any gap:
   because every extra process wake-up waits for a CPU that the load
   generator, the sidecar, the bootstrap and other work also want. The
   paired median (each round's p95 difference, median over the rounds)
-  discounts bursts of other work that land in one path's phase only. The
-  target (0.5 ms) was met once on this kind of machine (0.477 ms, 248 µs
-  of activator CPU per request, before the hardening of #13) and is missed
-  now: the activator's CPU per request is 250-260 µs with GOMAXPROCS=1, as
-  the chart runs it (290-330 µs with a thread per core: more cross-CPU
-  wake-ups), of which its own code is a small part. A perf profile puts about a third in the kernel's
+  discounts bursts of other work that land in one path's phase only. On
+  this kind of machine (a VM whose host is shared) both move by about a
+  third between runs minutes apart: three runs in ten minutes gave paired
+  medians of 0.42, 0.47 and 0.60 ms and pooled p95s of 0.51 to 0.84 ms,
+  so the target (0.5 ms) is met in some runs and not in others. The
+  activator's CPU per request is 240-250 µs with GOMAXPROCS=1, as the
+  chart runs it (290-330 µs with a thread per core: more cross-CPU
+  wake-ups). For scale, in the same setting a raw HTTP/1.1 loop forwarding
+  with activator/proxy costs 165 µs per request and net/http's server
+  forwarding the same way 206 µs: the floor of a loopback proxy here is
+  most of it. A perf profile puts about a third in the kernel's
   loopback socket calls (one write to the pod and one to the client per
   request, each about 24 µs, which include the receiver's TCP processing),
   about a fifth in Go's scheduler and its monitor thread (wake-ups between
