@@ -5,10 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,16 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-git/go-billy/v5/memfs"
-	"github.com/go-git/go-billy/v5/util"
-	gogit "github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
-	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
-	"github.com/go-git/go-git/v5/plumbing/storer"
-	"github.com/go-git/go-git/v5/plumbing/transport"
-	"github.com/go-git/go-git/v5/plumbing/transport/server"
-	"github.com/go-git/go-git/v5/storage/memory"
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -259,29 +246,29 @@ func TestBuildFailures(t *testing.T) {
 	})
 
 	t.Run("over SSH, a known_hosts with the server's host key resolves and clones", func(t *testing.T) {
-		srv := startSSHGit(t)
+		srv, commit := sshRepo(t)
 		create(t, c, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: "ssh-git", Namespace: "default"},
 			Type:       corev1.SecretTypeSSHAuth,
 			Data: map[string][]byte{
-				"ssh-privatekey": srv.clientKey,
-				"known_hosts":    []byte(knownhosts.Line([]string{knownhosts.Normalize(srv.addr)}, srv.hostKey) + "\n"),
+				"ssh-privatekey": srv.ClientKey,
+				"known_hosts":    []byte(knownhosts.Line([]string{knownhosts.Normalize(srv.Addr)}, srv.HostKey) + "\n"),
 			},
 		})
-		fn := gitFunction("ssh", srv.url, func(g *lambdapodv1alpha1.GitSource) {
+		fn := gitFunction("ssh", srv.URL, func(g *lambdapodv1alpha1.GitSource) {
 			g.SecretRef = &corev1.LocalObjectReference{Name: "ssh-git"}
 		})
 		create(t, c, fn)
-		waitCondition(t, c, fn, lambdapodv1alpha1.ConditionBuilt, metav1.ConditionUnknown, "Building", srv.commit[:12])
-		pr := waitRun(t, c, fn, srv.commit)
+		waitCondition(t, c, fn, lambdapodv1alpha1.ConditionBuilt, metav1.ConditionUnknown, "Building", commit[:12])
+		pr := waitRun(t, c, fn, commit)
 
 		secret := &corev1.Secret{}
 		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "ssh-git"}, secret); err != nil {
 			t.Fatal(err)
 		}
 		got, source := runCloneStep(t, pr, secret)
-		if got != srv.commit {
-			t.Errorf("the clone step checked out %s, want %s", got, srv.commit)
+		if got != commit {
+			t.Errorf("the clone step checked out %s, want %s", got, commit)
 		}
 		if b, err := os.ReadFile(filepath.Join(source, "Dockerfile")); err != nil || string(b) != sshDockerfile {
 			t.Errorf("the clone step's Dockerfile: %q, %v", b, err)
@@ -289,7 +276,7 @@ func TestBuildFailures(t *testing.T) {
 	})
 
 	t.Run("over SSH, a known_hosts without the server's host key is GitUnreachable naming the host", func(t *testing.T) {
-		srv := startSSHGit(t)
+		srv, commit := sshRepo(t)
 		other, _, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
 			t.Fatal(err)
@@ -302,19 +289,19 @@ func TestBuildFailures(t *testing.T) {
 			ObjectMeta: metav1.ObjectMeta{Name: "ssh-changed-git", Namespace: "default"},
 			Type:       corev1.SecretTypeSSHAuth,
 			Data: map[string][]byte{
-				"ssh-privatekey": srv.clientKey,
+				"ssh-privatekey": srv.ClientKey,
 				// The host's entry, with a key the host no longer has.
-				"known_hosts": []byte(knownhosts.Line([]string{knownhosts.Normalize(srv.addr)}, otherKey) + "\n"),
+				"known_hosts": []byte(knownhosts.Line([]string{knownhosts.Normalize(srv.Addr)}, otherKey) + "\n"),
 			},
 		})
-		fn := gitFunction("ssh-changed", srv.url, func(g *lambdapodv1alpha1.GitSource) {
+		fn := gitFunction("ssh-changed", srv.URL, func(g *lambdapodv1alpha1.GitSource) {
 			g.SecretRef = &corev1.LocalObjectReference{Name: "ssh-changed-git"}
 		})
 		create(t, c, fn)
-		says := fmt.Sprintf("the host key of %s is not in known_hosts", srv.addr)
+		says := fmt.Sprintf("the host key of %s is not in known_hosts", srv.Addr)
 		waitCondition(t, c, fn, lambdapodv1alpha1.ConditionBuilt, metav1.ConditionFalse, "GitUnreachable", says)
-		waitCondition(t, c, fn, lambdapodv1alpha1.ConditionReady, metav1.ConditionFalse, "GitUnreachable", "git ls-remote "+srv.url)
-		noRun(t, c, fn, srv.commit)
+		waitCondition(t, c, fn, lambdapodv1alpha1.ConditionReady, metav1.ConditionFalse, "GitUnreachable", "git ls-remote "+srv.URL)
+		noRun(t, c, fn, commit)
 	})
 
 	t.Run("a push delivery over the size limit is refused with 413 and builds nothing", func(t *testing.T) {
@@ -546,161 +533,10 @@ func runCloneStep(t *testing.T, pr *tektonv1.PipelineRun, secret *corev1.Secret)
 
 const sshDockerfile = "FROM lambda/provided:al2023\n"
 
-// sshGit is a git host serving one repository over SSH on loopback, to
-// one client key only.
-type sshGit struct {
-	// url is ssh://git@127.0.0.1:port/team/hello.git; addr its host:port.
-	url, addr string
-	hostKey   ssh.PublicKey
-	// clientKey is the PEM private key the server admits.
-	clientKey []byte
-	commit    string
-}
-
-// startSSHGit serves a repository with one commit over SSH, running
-// go-git's upload-pack for `git-upload-pack '<path>'` as git's sshd does.
-func startSSHGit(t *testing.T) *sshGit {
+// sshRepo serves a repository with one commit, its Dockerfile, over SSH.
+func sshRepo(t *testing.T) (srv *gittest.SSH, commit string) {
 	t.Helper()
-	st := memory.NewStorage()
-	repo, err := gogit.InitWithOptions(st, memfs.New(), gogit.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wt, err := repo.Worktree()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := util.WriteFile(wt.Filesystem, "Dockerfile", []byte(sshDockerfile), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := wt.Add("Dockerfile"); err != nil {
-		t.Fatal(err)
-	}
-	h, err := wt.Commit("over ssh", &gogit.CommitOptions{Author: &object.Signature{Name: "Test", Email: "test@example.com", When: time.Now()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostSigner, err := ssh.NewSignerFromKey(hostPriv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientPub, clientPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	authorized, err := ssh.NewPublicKey(clientPub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(clientPriv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-		if bytes.Equal(key.Marshal(), authorized.Marshal()) {
-			return nil, nil
-		}
-		return nil, errors.New("unknown key")
-	}}
-	cfg.AddHostKey(hostSigner)
-
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	const path = "/team/hello.git"
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go serveSSHGit(conn, cfg, path, st)
-		}
-	}()
-	addr := l.Addr().String()
-	return &sshGit{url: "ssh://git@" + addr + path, addr: addr, hostKey: hostSigner.PublicKey(),
-		clientKey: pem.EncodeToMemory(block), commit: h.String()}
+	repo := gittest.New(t)
+	commit = repo.Commit(t, map[string]string{"Dockerfile": sshDockerfile}, "over ssh")
+	return repo.ServeSSH(t), commit
 }
-
-func serveSSHGit(conn net.Conn, cfg *ssh.ServerConfig, path string, st storer.Storer) {
-	defer conn.Close()
-	sc, chans, reqs, err := ssh.NewServerConn(conn, cfg)
-	if err != nil {
-		return
-	}
-	defer sc.Close()
-	go ssh.DiscardRequests(reqs)
-	for nc := range chans {
-		if nc.ChannelType() != "session" {
-			_ = nc.Reject(ssh.UnknownChannelType, "sessions only")
-			continue
-		}
-		ch, requests, err := nc.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer ch.Close()
-			for req := range requests {
-				var exec struct{ Command string }
-				if req.Type != "exec" || ssh.Unmarshal(req.Payload, &exec) != nil {
-					_ = req.Reply(false, nil)
-					continue
-				}
-				status := uint32(0)
-				if exec.Command != transport.UploadPackServiceName+" '"+path+"'" {
-					_ = req.Reply(true, nil)
-					fmt.Fprintf(ch.Stderr(), "fatal: only %s of %s is served\n", transport.UploadPackServiceName, path)
-					status = 128
-				} else {
-					_ = req.Reply(true, nil)
-					if err := uploadPack(ch, st); err != nil {
-						fmt.Fprintf(ch.Stderr(), "fatal: %v\n", err)
-						status = 128
-					}
-				}
-				_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{status}))
-				return
-			}
-		}()
-	}
-}
-
-// uploadPack is git-upload-pack on one connection: the advertisement, then
-// the pack the client asks for, if it asks (ls-remote hangs up instead).
-func uploadPack(rw io.ReadWriter, st storer.Storer) error {
-	sess, err := server.NewServer(storeLoader{st}).NewUploadPackSession(&transport.Endpoint{Protocol: "ssh", Path: "/"}, nil)
-	if err != nil {
-		return err
-	}
-	defer sess.Close()
-	ctx := context.Background()
-	ar, err := sess.AdvertisedReferencesContext(ctx)
-	if err != nil {
-		return err
-	}
-	if err := ar.Encode(rw); err != nil {
-		return err
-	}
-	req := packp.NewUploadPackRequest()
-	if err := req.Decode(rw); err != nil {
-		return nil
-	}
-	resp, err := sess.UploadPack(ctx, req)
-	if err != nil {
-		return err
-	}
-	defer resp.Close()
-	return resp.Encode(rw)
-}
-
-type storeLoader struct{ storer.Storer }
-
-func (l storeLoader) Load(*transport.Endpoint) (storer.Storer, error) { return l.Storer, nil }

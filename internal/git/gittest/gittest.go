@@ -151,12 +151,7 @@ func (r *Repo) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		// Peel annotated tags as git's own upload-pack does (tag^{}).
-		for name, h := range ar.References {
-			if tag, err := object.GetTag(r.st, h); err == nil {
-				ar.Peeled[name] = tag.Target
-			}
-		}
+		r.peel(ar)
 		ar.Prefix = [][]byte{[]byte("# service=" + transport.UploadPackServiceName), pktline.Flush}
 		w.Header().Set("Content-Type", "application/x-git-upload-pack-advertisement")
 		w.Header().Set("Cache-Control", "no-cache")
@@ -177,6 +172,16 @@ func (r *Repo) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		_ = resp.Encode(w)
 	default:
 		http.Error(w, "only upload-pack is served", http.StatusForbidden)
+	}
+}
+
+// peel adds the commits of annotated tags to an advertisement, as git's
+// own upload-pack does (tag^{}).
+func (r *Repo) peel(ar *packp.AdvRefs) {
+	for name, h := range ar.References {
+		if tag, err := object.GetTag(r.st, h); err == nil {
+			ar.Peeled[name] = tag.Target
+		}
 	}
 }
 
