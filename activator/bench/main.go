@@ -39,6 +39,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lambdapod/lambdapod/internal/procstat"
+
 	"github.com/lambdapod/lambdapod/activator/auth"
 	"github.com/lambdapod/lambdapod/activator/event"
 	"github.com/prometheus/client_golang/prometheus"
@@ -202,7 +204,7 @@ func serveActivator(listen, control string, conc int) error {
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"inflight": in, "queued": q, "pods": pods,
 			"heapInuse": ms.HeapInuse, "stackInuse": ms.StackInuse, "sys": ms.Sys, "mallocs": ms.Mallocs,
-			"numGC": ms.NumGC, "gcPauseNs": ms.PauseTotalNs, "goroutines": runtime.NumGoroutine(), "rss": rss(),
+			"numGC": ms.NumGC, "gcPauseNs": ms.PauseTotalNs, "goroutines": runtime.NumGoroutine(), "rss": procstat.StatusKiB(0, "VmRSS") * 1024,
 		})
 	})
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -215,20 +217,6 @@ func serveActivator(listen, control string, conc int) error {
 	chain.SetParker(parker)
 	go func() { _ = parker.Serve() }()
 	return srv.Serve(ln)
-}
-
-func rss() uint64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseUint(f[1], 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
 }
 
 // ---- the driver ----------------------------------------------------------------
@@ -532,8 +520,8 @@ func setEndpoints(control, fn string, addrs []string, wait bool) (time.Duration,
 }
 
 func drive(sidecarBin, bootstrapBin string, rate int, phase time.Duration, phases, held, conc int) error {
-	fmt.Fprintf(out, "# activator benchmark: %d CPUs, %s, load average at start %s\n", runtime.NumCPU(), runtime.Version(), loadavg())
-	defer func() { fmt.Fprintf(out, "\nload average at the end: %s\n", loadavg()) }()
+	fmt.Fprintf(out, "# activator benchmark: %d CPUs, %s, load average at start %s\n", runtime.NumCPU(), runtime.Version(), procstat.LoadAvg())
+	defer func() { fmt.Fprintf(out, "\nload average at the end: %s\n", procstat.LoadAvg()) }()
 	// The sidecar as the manager runs it: GOMAXPROCS=1 (a function of up
 	// to one vCPU); the bootstraps, which in a pod run in their own
 	// container, without it.
@@ -587,13 +575,14 @@ func drive(sidecarBin, bootstrapBin string, rate int, phase time.Duration, phase
 	}
 	// 1. Latency at a fixed rate, alternating phases.
 	if want("latency") {
-		cpu0 := cpuTime(act.cmd.Process.Pid)
+		cpu0, _ := procstat.CPU(act.cmd.Process.Pid)
 		s0, err := getStats(control, "fn", false)
 		if err != nil {
 			return err
 		}
 		n := latency(direct, via, viaAuth, rate, phase, phases)
-		cpu := cpuTime(act.cmd.Process.Pid) - cpu0
+		cpu1, _ := procstat.CPU(act.cmd.Process.Pid)
+		cpu := cpu1 - cpu0
 		s1, err := getStats(control, "fn", false)
 		if err != nil {
 			return err
@@ -811,31 +800,6 @@ func memory(actAddr, control, scAddr string, held int) error {
 		return fmt.Errorf("only %d of %d held requests were answered 200 once the pod was ready", answered.Load(), after.Queued)
 	}
 	return nil
-}
-
-// cpuTime is a process's user+system CPU time.
-func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }

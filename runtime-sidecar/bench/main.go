@@ -33,6 +33,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/lambdapod/lambdapod/internal/procstat"
 )
 
 const payload = `{"hello":"world","n":12345,"items":["a","b","c"]}`
@@ -137,7 +139,7 @@ func (p *peer) drive(clients int, d time.Duration, record bool) {
 	}
 	if record && p.kind != floorPeer {
 		for time.Now().Before(deadline) {
-			p.rssKiB = max(p.rssKiB, procStatus(p.pid, "VmRSS"))
+			p.rssKiB = max(p.rssKiB, procstat.StatusKiB(p.pid, "VmRSS"))
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
@@ -201,7 +203,7 @@ func alternate(peers []*peer, clients, rounds int, phase, warmup time.Duration) 
 			}
 			before[i].mallocs, before[i].scrape = m1, m1-m0
 		}
-		before[i].cpu, before[i].child = cpuTime(p.pid), childrenCPU(p.pid)
+		before[i].cpu, before[i].child = cpu(p.pid), procstat.ChildrenCPU(p.pid)
 	}
 	for r := range rounds {
 		for j := range peers {
@@ -209,7 +211,7 @@ func alternate(peers []*peer, clients, rounds int, phase, warmup time.Duration) 
 		}
 	}
 	for i, p := range peers {
-		p.cpu, p.childCPU = cpuTime(p.pid)-before[i].cpu, childrenCPU(p.pid)-before[i].child
+		p.cpu, p.childCPU = cpu(p.pid)-before[i].cpu, procstat.ChildrenCPU(p.pid)-before[i].child
 		if p.metricsURL != "" {
 			m, err := scrapeMallocs(p.metricsURL)
 			if err != nil {
@@ -218,7 +220,7 @@ func alternate(peers []*peer, clients, rounds int, phase, warmup time.Duration) 
 			p.mallocs, p.mallocsMeasured = m-before[i].mallocs-before[i].scrape, true
 		}
 		if p.kind != floorPeer {
-			p.hwmKiB = procStatus(p.pid, "VmHWM")
+			p.hwmKiB = procstat.StatusKiB(p.pid, "VmHWM")
 		}
 		slices.Sort(p.lat)
 	}
@@ -274,7 +276,7 @@ func run(rieBin string, rounds int, phase, warmup time.Duration, doc string) err
 			return fmt.Errorf("go build %s: %w", b[1], err)
 		}
 	}
-	load := loadavg()
+	load := procstat.LoadAvg()
 
 	floorURL, floorPID, stopFloor, err := startFloor(echoBin)
 	if err != nil {
@@ -483,79 +485,6 @@ func scrapeMallocs(url string) (float64, error) {
 	return 0, fmt.Errorf("%s: no go_memstats_mallocs_total", url)
 }
 
-func procStatus(pid int, key string) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, key+":"); ok {
-			f := strings.Fields(v)
-			if len(f) >= 1 {
-				n, _ := strconv.ParseInt(f[0], 10, 64)
-				return n
-			}
-		}
-	}
-	return 0
-}
-
-// procStat reads a process's user+system CPU time (all its threads) and
-// its parent's pid from /proc/<pid>/stat.
-func procStat(pid int) (cpu time.Duration, ppid int) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 > len(s) {
-		return 0, 0
-	}
-	f := strings.Fields(s[i+2:])
-	if len(f) < 13 {
-		return 0, 0
-	}
-	ppid, _ = strconv.Atoi(f[1])
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100, ppid // USER_HZ
-}
-
-func cpuTime(pid int) time.Duration {
-	cpu, _ := procStat(pid)
-	return cpu
-}
-
-// childrenCPU is the CPU time of pid's live children: the bootstraps of
-// the sidecar and of RIE.
-func childrenCPU(pid int) time.Duration {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
-	var sum time.Duration
-	for _, e := range entries {
-		child, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if cpu, ppid := procStat(child); ppid == pid {
-			sum += cpu
-		}
-	}
-	return sum
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 func us(d time.Duration) string {
 	return strconv.FormatFloat(float64(d.Microseconds()), 'f', 0, 64) + " µs"
 }
@@ -708,4 +637,9 @@ func writeDoc(path, table string) error {
 		return err
 	}
 	return os.WriteFile(path, []byte(strings.TrimRight(out, "\n")+"\n"), 0o644)
+}
+
+func cpu(pid int) time.Duration {
+	c, _ := procstat.CPU(pid)
+	return c
 }
