@@ -72,12 +72,6 @@ var ErrNoRoute = errors.New("no function in the request: use /{namespace}/{funct
 // ErrNoRoute.
 func Parse(r *http.Request, c Config) (Target, error) {
 	ep := r.URL.EscapedPath()
-	if !invokeapi.IsInvokePath(ep) && invokeapi.IsAPIPath(ep) {
-		// Another operation of Lambda's API (ListFunctions, GetFunction
-		// ...): the SDKs understand this answer. The price: a namespace
-		// named 2015-03-31 is reached by host routing only.
-		return Target{}, invokeapi.UnknownOperation(r.Method, r.URL.Path)
-	}
 	if invokeapi.IsInvokePath(ep) {
 		escaped, ok := invokeapi.SplitPath(ep)
 		if !ok || r.Method != http.MethodPost {
@@ -122,6 +116,12 @@ func Parse(r *http.Request, c Config) (Target, error) {
 				return Target{Kind: HTTP, Namespace: ns, Name: fn, Path: p}, nil
 			}
 		}
+	}
+	if invokeapi.IsAPIPath(ep) {
+		// Another operation of Lambda's API (ListFunctions, GetFunction
+		// ...): the SDKs understand this answer. The price: path routing
+		// never reaches a namespace named 2015-03-31 (host routing does).
+		return Target{}, invokeapi.UnknownOperation(r.Method, r.URL.Path)
 	}
 	rest := strings.TrimPrefix(ep, "/")
 	ns, rest, _ := strings.Cut(rest, "/")

@@ -31,6 +31,9 @@ func TestParse(t *testing.T) {
 		{"GET", "/ns/fn/a%2Fb/c", "example.org", Target{Kind: HTTP, Namespace: "ns", Name: "fn", Path: "/a%2Fb/c", Prefix: "/ns/fn"}, false},
 		{"GET", "/a/b/c", "hello.team-a.fn.example.com:8080", Target{Kind: HTTP, Namespace: "team-a", Name: "hello", Path: "/a/b/c"}, false},
 		{"GET", "/", "hello.team-a.FN.example.com", Target{Kind: HTTP, Namespace: "team-a", Name: "hello", Path: "/"}, false},
+		// Host routing gives the function the whole path, even one under
+		// Lambda's API version.
+		{"GET", "/2015-03-31/tags", "hello.team-a.fn.example.com", Target{Kind: HTTP, Namespace: "team-a", Name: "hello", Path: "/2015-03-31/tags"}, false},
 		{"GET", "/", "example.org", Target{}, true},
 		{"GET", "/Upper/fn", "example.org", Target{}, true},
 		{"GET", "/ns", "example.org", Target{}, true},

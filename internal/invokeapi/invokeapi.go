@@ -41,7 +41,10 @@ import (
 
 // Paths of the Invoke API.
 const (
-	PathPrefix = "/2015-03-31/functions/"
+	// APIVersion is the path of Invoke's API version, under which Lambda
+	// serves its other operations too.
+	APIVersion = "/2015-03-31"
+	PathPrefix = APIVersion + "/functions/"
 	PathSuffix = "/invocations"
 )
 
@@ -153,8 +156,7 @@ func IsInvokePath(escapedPath string) bool { return strings.HasPrefix(escapedPat
 // IsAPIPath reports whether a path is under the API version of Invoke
 // (/2015-03-31), where Lambda serves its other operations too.
 func IsAPIPath(escapedPath string) bool {
-	v := strings.TrimSuffix(PathPrefix, "functions/")
-	return escapedPath == strings.TrimSuffix(v, "/") || strings.HasPrefix(escapedPath, v)
+	return escapedPath == APIVersion || strings.HasPrefix(escapedPath, APIVersion+"/")
 }
 
 // FunctionName is an Invoke call's FunctionName, parsed.
