@@ -60,6 +60,7 @@ func main() {
 	flag.StringVar(&cfg.Region, "region", envOr("LAMBDAPOD_REGION", "us-east-1"), "AWS_REGION as functions see it")
 	flag.StringVar(&cfg.ActivatorURL, "activator-url", envOr("LAMBDAPOD_ACTIVATOR_URL", "http://lambdapod-activator.lambdapod-system.svc"), "the activator's base URL, for functions' status.url")
 	flag.StringVar(&cfg.Domain, "domain", os.Getenv("LAMBDAPOD_DOMAIN"), "serve functions at <name>.<namespace>.<domain> instead of under the activator URL")
+	flag.StringVar(&cfg.DomainScheme, "domain-scheme", envOr("LAMBDAPOD_DOMAIN_SCHEME", "http"), "scheme of the host-routed URLs in functions' status.url (https when the Ingress terminates TLS)")
 	flag.StringVar(&bo.webhookAddr, "webhook-bind-address", envOr("LAMBDAPOD_WEBHOOK_BIND_ADDRESS", ":8082"), "where git push webhooks are received (POST /hooks/<namespace>/<function>); 0 turns it off")
 	flag.StringVar(&bo.configMap, "build-configmap", envOr("LAMBDAPOD_BUILD_CONFIGMAP", "lambdapod-build-config"), "the ConfigMap of build step images and settings, in the manager's namespace (POD_NAMESPACE)")
 	bo.namespace = envOr("POD_NAMESPACE", "lambdapod-system")
@@ -76,6 +77,10 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
+	if cfg.DomainScheme != "http" && cfg.DomainScheme != "https" {
+		log.Error(nil, "--domain-scheme: want http or https", "value", cfg.DomainScheme)
+		os.Exit(2)
+	}
 	if sec.networkPolicies {
 		set, err := labels.ConvertSelectorToLabelsMap(sec.activatorLabels)
 		if err != nil || len(set) == 0 {

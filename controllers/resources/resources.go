@@ -43,8 +43,11 @@ type Config struct {
 	// ActivatorURL is the activator's external base URL, for path routing:
 	// a function's URL is ActivatorURL/<namespace>/<name>/.
 	ActivatorURL string
-	// Domain, when set, selects host routing: http://<name>.<namespace>.<Domain>/.
+	// Domain, when set, selects host routing: <DomainScheme>://<name>.<namespace>.<Domain>/.
 	Domain string
+	// DomainScheme is the scheme of host-routed URLs: "https" when the
+	// Ingress in front of the activator terminates TLS ("http" if empty).
+	DomainScheme string
 	// InvokeKey, when set, is the activators' public key (package
 	// invoketoken, base64): sidecars then take invocations only with a
 	// token the activators signed for their function.
@@ -74,7 +77,11 @@ func selector(fn *lambdapodv1alpha1.Function) map[string]string {
 // URL is where the activator serves the function.
 func URL(cfg Config, fn *lambdapodv1alpha1.Function) string {
 	if cfg.Domain != "" {
-		return fmt.Sprintf("http://%s.%s.%s/", fn.Name, fn.Namespace, cfg.Domain)
+		scheme := cfg.DomainScheme
+		if scheme == "" {
+			scheme = "http"
+		}
+		return fmt.Sprintf("%s://%s.%s.%s/", scheme, fn.Name, fn.Namespace, cfg.Domain)
 	}
 	return fmt.Sprintf("%s/%s/%s/", strings.TrimSuffix(cfg.ActivatorURL, "/"), fn.Namespace, fn.Name)
 }

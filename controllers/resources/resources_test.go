@@ -104,6 +104,8 @@ func TestURL(t *testing.T) {
 		{resources.Config{ActivatorURL: "http://activator.example"}, "http://activator.example/team-a/hello/"},
 		{resources.Config{ActivatorURL: "https://fn.example.com/"}, "https://fn.example.com/team-a/hello/"},
 		{resources.Config{ActivatorURL: "http://ignored", Domain: "fn.example.com"}, "http://hello.team-a.fn.example.com/"},
+		// TLS at the Ingress in front of the activator
+		{resources.Config{ActivatorURL: "http://ignored", Domain: "fn.example.com", DomainScheme: "https"}, "https://hello.team-a.fn.example.com/"},
 	}
 	for _, tc := range cases {
 		if got := resources.URL(tc.cfg, fn); got != tc.want {

@@ -171,27 +171,34 @@ func TestChartRenders(t *testing.T) {
 		}
 		tls, _, _ := unstructured.NestedSlice(ing.Object, "spec", "tls")
 		if len(tls) != 1 || tls[0].(map[string]any)["secretName"] != "lambdapod-tls" ||
-			!slices.Equal(strs(tls[0].(map[string]any)["hosts"]), []string{"lambda.example.com", "*.fn.example.com"}) {
+			!slices.Equal(strs(tls[0].(map[string]any)["hosts"]), []string{"lambda.example.com", "*.team-a.fn.example.com"}) {
 			t.Errorf("activator Ingress tls = %v", tls)
 		}
+		// Path routing on host, and a rule without a host for
+		// <function>.<namespace>.<domain>: two labels below the domain,
+		// which an Ingress wildcard (one label) would not match.
 		rules, _, _ := unstructured.NestedSlice(ing.Object, "spec", "rules")
 		var hosts []string
 		for _, rule := range rules {
-			hosts = append(hosts, rule.(map[string]any)["host"].(string))
+			h, _ := rule.(map[string]any)["host"].(string)
+			hosts = append(hosts, h)
 		}
-		if !slices.Equal(hosts, []string{"lambda.example.com", "*.fn.example.com"}) {
-			t.Errorf("activator Ingress hosts = %q", hosts)
+		if !slices.Equal(hosts, []string{"lambda.example.com", ""}) {
+			t.Errorf("activator Ingress hosts = %q, want lambda.example.com and a rule without a host", hosts)
 		}
 		m := container(t, r.mustFind(t, "Deployment", "lambdapod-manager"))
 		if got := envOf(m)["LAMBDAPOD_ACTIVATOR_URL"]; got != "https://lambda.example.com" {
 			t.Errorf("activator URL with a TLS Ingress = %q", got)
 		}
-		if !slices.Contains(strs(m["args"]), "--domain=fn.example.com") {
-			t.Errorf("manager args %q lack --domain", strs(m["args"]))
+		if !slices.Contains(strs(m["args"]), "--domain=fn.example.com") || !slices.Contains(strs(m["args"]), "--domain-scheme=https") {
+			t.Errorf("manager args %q lack --domain or --domain-scheme=https (TLS at the Ingress)", strs(m["args"]))
 		}
 		a := container(t, r.mustFind(t, "Deployment", "lambdapod-activator"))
 		if !slices.Contains(strs(a["args"]), "-domain=fn.example.com") {
 			t.Errorf("activator args %q lack -domain", strs(a["args"]))
+		}
+		if !slices.Contains(strs(a["args"]), "-trusted-proxies=10.244.0.0/16,10.1.2.3") {
+			t.Errorf("activator args %q lack -trusted-proxies from activator.trustedProxies", strs(a["args"]))
 		}
 		wh := r.mustFind(t, "Ingress", "lambdapod-webhook")
 		paths, _, _ := unstructured.NestedSlice(wh.Object, "spec", "rules")

@@ -217,6 +217,8 @@ activator:
     tls:
       enabled: true
       secretName: lambdapod-tls
+      hosts: ["*.team-a.fn.example.com"]
+  trustedProxies: ["10.244.0.0/16", "10.1.2.3"]
 webhook:
   ingress:
     enabled: true
