@@ -15,6 +15,10 @@ RELEASE=lambdapod
 FN=${DEV_FUNCTION:-hello}
 FN_NS=${DEV_FUNCTION_NAMESPACE:-default}
 HELM_VERSION=v3.21.4
+DOMAIN=${DEV_DOMAIN:-lambdapod.test}          # functions at <name>.<namespace>.$DOMAIN through the Ingress
+INGRESS_HOST=activator.$DOMAIN                # path routing through the Ingress
+HOOKS_HOST=hooks.$DOMAIN                      # git push webhooks through the Ingress
+TLS_SECRET=lambdapod-dev-tls
 READY_TIMEOUT=${DEV_READY_TIMEOUT:-600}
 GO=${GO:-go}
 
@@ -31,10 +35,11 @@ export KUBECONFIG=$KUBECONFIG_OUT
 KUBECTL=$(kubectl_cmd)
 kc() { "$KUBECTL" "$@"; }
 
-step "images: lambdapod, Tekton $(sed -n 's/^\ttektonVersion = "\(v[^"]*\)".*/\1/p' hack/images/main.go) and kaniko (go build, push to $REGISTRY)"
-nice -n 19 "$GO" run ./hack/images -registry "$REGISTRY" -tag "$IMAGE_TAG" -tekton -kaniko >"$D/images.txt"
+step "images: lambdapod, Tekton $(sed -n 's/^\ttektonVersion = "\(v[^"]*\)".*/\1/p' hack/images/main.go), kaniko and Traefik (go build, push to $REGISTRY)"
+[[ -x $root/bin/images/bin/traefik-traefik ]] || dlog "the first run builds Traefik from its module: about 10 minutes"
+nice -n 19 "$GO" run ./hack/images -registry "$REGISTRY" -tag "$IMAGE_TAG" -tekton -kaniko -traefik >"$D/images.txt"
 digest_of() { awk -F@ -v r="$REGISTRY/$1" '$1 == r {print $2}' "$D/images.txt"; }
-for i in lambdapod/manager lambdapod/activator lambdapod/runtime-sidecar lambdapod/kaniko-executor tekton/controller; do
+for i in lambdapod/manager lambdapod/activator lambdapod/runtime-sidecar lambdapod/kaniko-executor tekton/controller traefik/traefik; do
   [[ -n $(digest_of $i) ]] || die "no digest for $i in $D/images.txt"
 done
 
@@ -115,6 +120,27 @@ kc apply -f "$D/tekton-controller.yaml" >/dev/null
 dlog "waiting for the Tekton controller"
 kc -n tekton-pipelines rollout status deploy/tekton-pipelines-controller --timeout=180s
 
+step "Ingress controller: Traefik (hack/dev/traefik.yaml), TLS for $INGRESS_HOST and *.$FN_NS.$DOMAIN"
+sed "s|TRAEFIK_IMAGE|$NODE_REGISTRY/traefik/traefik@$(digest_of traefik/traefik)|" hack/dev/traefik.yaml >"$D/traefik.yaml"
+kc apply -f "$D/traefik.yaml" >/dev/null
+kc -n traefik rollout status deploy/traefik --timeout=180s
+TRAEFIK=$(kc -n traefik get svc traefik -o jsonpath='{.spec.clusterIP}')
+# The activator believes X-Forwarded-* from Traefik's pods alone (the ready
+# ones: not one that a rollout is stopping).
+read -ra ips <<<"$(kc -n traefik get endpointslices -l kubernetes.io/service-name=traefik \
+  -o jsonpath='{range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{" "}{end}')"
+((${#ips[@]} > 0)) || die "no ready Traefik pod"
+TRAEFIK_POD_IPS=$(printf '%s/32,' "${ips[@]}")
+TRAEFIK_POD_IPS=${TRAEFIK_POD_IPS%,}
+# A self-signed authority (bin/dev/tls/ca.crt: curl --cacert) and a
+# certificate for the activator's host, the webhook host and the functions
+# of $FN_NS (a wildcard covers one label: one name per namespace).
+"$GO" run ./hack/dev/devcert -dir "$D/tls" -host "$INGRESS_HOST" -host "$HOOKS_HOST" -host "*.$FN_NS.$DOMAIN"
+kc create namespace "$NS" --dry-run=client -o yaml | kc apply -f - >/dev/null
+kc -n "$NS" create secret tls "$TLS_SECRET" --cert="$D/tls/tls.crt" --key="$D/tls/tls.key" --dry-run=client -o yaml |
+  kc apply -f - >/dev/null
+dlog "Traefik at $TRAEFIK (pods $TRAEFIK_POD_IPS)"
+
 step "lambdapod (Helm chart charts/lambdapod)"
 HELM=$D/bin/helm
 # (helm installed by go install reports only v3.X: read the module version)
@@ -136,6 +162,16 @@ helm_install() {
     --set "build.config.goImage=$GO_IMAGE,build.config.baseImage=scratch"
     --set "build.config.kanikoImage=$NODE_REGISTRY/lambdapod/kaniko-executor@$(digest_of lambdapod/kaniko-executor)"
     --set "build.config.insecureRegistries=$NODE_REGISTRY\,$REGISTRY"
+    # Behind Traefik: host routing on $DOMAIN, TLS, forwarded headers
+    # believed from Traefik's pod alone, webhooks from its namespace.
+    --set "domain=$DOMAIN"
+    --set "activator.ingress.enabled=true,activator.ingress.className=traefik,activator.ingress.host=$INGRESS_HOST"
+    --set "activator.ingress.tls.enabled=true,activator.ingress.tls.secretName=$TLS_SECRET"
+    --set "activator.ingress.tls.hosts[0]=*.$FN_NS.$DOMAIN"
+    --set "activator.trustedProxies={$TRAEFIK_POD_IPS}"
+    --set "webhook.ingress.enabled=true,webhook.ingress.className=traefik,webhook.ingress.host=$HOOKS_HOST"
+    --set "webhook.ingress.tls.enabled=true,webhook.ingress.tls.secretName=$TLS_SECRET"
+    --set "networkPolicy.webhook.namespaceSelector.matchLabels.kubernetes\.io/metadata\.name=traefik"
   )
   local as ac
   as=$(kc -n "$NS" get svc "$RELEASE-autoscaler" -o jsonpath='{.spec.clusterIP}' 2>/dev/null || true)
@@ -218,6 +254,16 @@ dlog "HTTP $code after $((($(date +%s%N) - start) / 1000000)) ms:"
 printf '%s\n' "${answer%$'\n'*}"
 [[ $code == 2* ]] || die "the activator answered HTTP $code"
 
+step "invoking $FN through the Ingress (Traefik, HTTPS, host routing): $(kc -n "$FN_NS" get fn "$FN" -o jsonpath='{.status.url}')"
+furl=$(kc -n "$FN_NS" get fn "$FN" -o jsonpath='{.status.url}')
+[[ $furl == "https://$FN.$FN_NS.$DOMAIN/" ]] || die "fn/$FN has status.url '$furl', want https://$FN.$FN_NS.$DOMAIN/"
+resolve="$FN.$FN_NS.$DOMAIN:443:$TRAEFIK"
+answer=$(curl -sS --max-time 120 --cacert "$D/tls/ca.crt" --resolve "$resolve" -w '\n%{http_code}' "${furl}?name=ingress") ||
+  die "no answer from $furl through Traefik at $TRAEFIK"
+code=${answer##*$'\n'}
+dlog "HTTP $code: ${answer%$'\n'*}"
+[[ $code == 2* ]] || die "the answer through the Ingress was HTTP $code"
+
 step "Function $FN_NS/$FN-private: the same image, for callers RBAC lets invoke it"
 image=$(kc -n "$FN_NS" get fn "$FN" -o jsonpath='{.status.image}')
 cat >"$D/function-private.yaml" <<EOF
@@ -275,6 +321,7 @@ echo
 printf '  %-62s # %s\n' \
   "export KUBECONFIG=$KUBECONFIG_OUT" "kubectl and helm use the cluster" \
   "curl '$url?name=you'" "invoke through the activator" \
+  "curl --cacert $D/tls/ca.crt --resolve $resolve ${furl}" "through the Ingress (Traefik): HTTPS, host routing" \
   "curl -H \"Authorization: Bearer \$(kubectl -n $FN_NS create token invoker)\" $purl" "an authenticated function" \
   "kubectl get fn" "functions: URL, image, replicas" \
   "kubectl get pipelineruns -l lambdapod.io/function=$FN" "its builds" \

@@ -18,6 +18,11 @@
 // the way ko lays them out (/ko-app/<name>), since Tekton hard-codes those
 // paths.
 //
+// With -traefik it builds Traefik (github.com/traefik/traefik/v3 at
+// traefikVersion, with the replaces of its own go.mod) as traefik/traefik:
+// /traefik, user 65532. make dev runs it as the cluster's Ingress
+// controller.
+//
 // With -kaniko it builds kaniko's executor (github.com/GoogleContainerTools/kaniko
 // at kanikoVersion) as lambdapod/kaniko-executor, laid out like kaniko's own
 // image (/kaniko/executor, /kaniko/ssl/certs, DOCKER_CONFIG=/kaniko/.docker/,
@@ -67,6 +72,7 @@ type image struct {
 	Entrypoint []string          // default: the first binary
 	Files      map[string]string // path in the image -> host file to copy
 	Dirs       []string          // empty directories to add (0755, root)
+	LDFlags    string            // added to -s -w (e.g. -X for a version)
 }
 
 const (
@@ -74,7 +80,22 @@ const (
 	tektonVersion = "v1.15.0" // newest whose module zip the proxy serves
 	kanikoModule  = "github.com/GoogleContainerTools/kaniko"
 	kanikoVersion = "v1.23.2" // the last release; its module zip has no vendor/, so -mod=mod
+	// Traefik, the Ingress controller of make dev. v3.7 needs a module of
+	// its repository that the proxy does not serve (it replaces
+	// github.com/traefik/traefik/dynamic/ext with a local directory), so the
+	// newest v3.6.
+	traefikModule  = "github.com/traefik/traefik/v3"
+	traefikVersion = "v3.6.12"
 )
+
+// traefikModEdits repeat what Traefik's own go.mod replaces and excludes
+// (a tools module that requires it does not inherit them).
+var traefikModEdits = []string{
+	"-replace=github.com/abbot/go-http-auth=github.com/containous/go-http-auth@v0.4.1-0.20200324110947-a37a7636d23e",
+	"-replace=github.com/gorilla/mux=github.com/containous/mux@v0.0.0-20250523120546-41b6ec3aed59",
+	"-replace=github.com/mailgun/minheap=github.com/containous/minheap@v0.0.0-20190809180810-6e71eb837595",
+	"-exclude=github.com/tencentcloud/tencentcloud-sdk-go@v3.0.83+incompatible",
+}
 
 var tektonCommands = []string{"controller", "entrypoint", "nop", "sidecarlogresults", "workingdirinit"}
 
@@ -127,12 +148,26 @@ func kanikoImage(dir string) image {
 	}
 }
 
+// traefikImage is Traefik's binary alone, as its own image has it
+// (/traefik as the entrypoint), run as 65532: its entry points listen
+// above 1024.
+func traefikImage(dir string) image {
+	return image{
+		Name:    "traefik/traefik",
+		Dir:     dir,
+		Bins:    []binary{{traefikModule + "/cmd/traefik", "/traefik"}},
+		User:    "65532:65532",
+		LDFlags: "-X " + traefikModule + "/pkg/version.Version=" + traefikVersion,
+	}
+}
+
 func main() {
 	registry := flag.String("registry", "localhost:5000", "registry to push to (plain HTTP); empty: do not push")
 	tag := flag.String("tag", "dev", "tag of every image")
 	only := flag.String("images", "", "comma-separated image names to build (e.g. manager,pause); default all")
 	tekton := flag.Bool("tekton", false, "also build Tekton "+tektonVersion+"'s controller and helper images")
 	kaniko := flag.Bool("kaniko", false, "also build kaniko "+kanikoVersion+"'s executor image (the Dockerfile strategy's builder)")
+	traefik := flag.Bool("traefik", false, "also build Traefik "+traefikVersion+" (make dev's Ingress controller)")
 	work := flag.String("work", "bin/images", "directory for built binaries and the Tekton tools module")
 	tarPath := flag.String("tarball", "", "also write every image to this docker-style tarball")
 	flag.Parse()
@@ -152,18 +187,25 @@ func main() {
 	}
 	imgs := projectImages()
 	if *tekton {
-		dir, err := toolsModule(filepath.Join(work2, "tekton-src"), tektonModule, tektonVersion, tektonCommands)
+		dir, err := toolsModule(filepath.Join(work2, "tekton-src"), tektonModule, tektonVersion, tektonCommands, nil)
 		if err != nil {
 			log.Fatalf("tekton tools module: %v", err)
 		}
 		imgs = append(imgs, tektonImages(dir)...)
 	}
 	if *kaniko {
-		dir, err := toolsModule(filepath.Join(work2, "kaniko-src"), kanikoModule, kanikoVersion, []string{"executor"})
+		dir, err := toolsModule(filepath.Join(work2, "kaniko-src"), kanikoModule, kanikoVersion, []string{"executor"}, nil)
 		if err != nil {
 			log.Fatalf("kaniko tools module: %v", err)
 		}
 		imgs = append(imgs, kanikoImage(dir))
+	}
+	if *traefik {
+		dir, err := toolsModule(filepath.Join(work2, "traefik-src"), traefikModule, traefikVersion, []string{"traefik"}, traefikModEdits)
+		if err != nil {
+			log.Fatalf("traefik tools module: %v", err)
+		}
+		imgs = append(imgs, traefikImage(dir))
 	}
 	if *only != "" {
 		want := map[string]bool{}
@@ -251,7 +293,7 @@ func build(root, work string, im image, extra map[string][]byte) (v1.Image, erro
 	for _, b := range im.Bins {
 		out := filepath.Join(work, "bin", strings.TrimPrefix(im.Name, "lambdapod/")+"-"+filepath.Base(b.Path))
 		log.Printf("go build %s -> %s", b.Pkg, b.Path)
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, b.Pkg)
+		cmd := exec.Command("go", "build", "-trimpath", strings.TrimSpace("-ldflags=-s -w "+im.LDFlags), "-o", out, b.Pkg)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 		if im.Dir != "" {
@@ -378,7 +420,8 @@ func layerOf(files map[string][]byte, emptyDirs []string) (v1.Layer, error) {
 // toolsModule prepares a tools module under dir that requires module at
 // version and imports its commands (cmd/<name>), so they build with that
 // module's own dependency versions, independent of the project's go.mod.
-func toolsModule(dir, module, version string, commands []string) (string, error) {
+// edits are further go mod edit flags (the module's own replaces).
+func toolsModule(dir, module, version string, commands []string, edits []string) (string, error) {
 	if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.Contains(b, []byte(module+" "+version)) {
 		if _, err := os.Stat(filepath.Join(dir, "go.sum")); err == nil {
 			return dir, nil
@@ -399,7 +442,7 @@ func toolsModule(dir, module, version string, commands []string) (string, error)
 	os.Remove(filepath.Join(dir, "go.sum"))
 	for _, args := range [][]string{
 		{"mod", "init", "lambdapod.local/" + filepath.Base(dir)},
-		{"mod", "edit", "-require", module + "@" + version},
+		append([]string{"mod", "edit", "-require", module + "@" + version}, edits...),
 		{"mod", "tidy"},
 	} {
 		log.Printf("%s: go %s", filepath.Base(dir), strings.Join(args, " "))
