@@ -1,7 +1,9 @@
 // Command bashimage makes an image-sourced sample function without Docker
 // and pushes it to the node registry: the Lambda Developer Guide's bash
 // custom runtime (a bootstrap that loops on /next with curl and posts the
-// response, and a function.sh whose handler echoes the event).
+// response, and a function.sh whose handler echoes the event), and a
+// stream.sh handler (_HANDLER=stream.handler) whose response the bootstrap
+// streams as the Runtime API documents it.
 //
 //	bashimage -registry localhost:5000
 //
@@ -42,6 +44,8 @@ var (
 	bootstrap []byte
 	//go:embed function.sh
 	functionSh []byte
+	//go:embed stream.sh
+	streamSh []byte
 )
 
 func main() {
@@ -118,6 +122,7 @@ func main() {
 	}
 	file("/var/task/bootstrap", 0o755, bootstrap)
 	file("/var/task/function.sh", 0o644, functionSh)
+	file("/var/task/stream.sh", 0o644, streamSh)
 	if err := tw.Close(); err != nil {
 		log.Fatal(err)
 	}
