@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"regexp"
@@ -34,7 +35,7 @@ import (
 
 // TestDevFunctionReady: kubectl wait works on make dev's Function, whose
 // status names the commit it was built from, the image by digest and its
-// URL at the activator, which answers.
+// URL through the Ingress, which answers.
 func TestDevFunctionReady(t *testing.T) {
 	out, errOut, err := kubectl(t, "", "-n", devFnNS, "wait", "--for=condition=Ready", "fn/"+devFn, "--timeout=60s")
 	if err != nil {
@@ -64,14 +65,23 @@ func TestDevFunctionReady(t *testing.T) {
 	if !regexp.MustCompile(`@sha256:[0-9a-f]{64}$`).MatchString(fn.Status.Image) {
 		t.Errorf("status.image = %q, want a reference by digest", fn.Status.Image)
 	}
-	if want := fmt.Sprintf("%s/%s/%s/", strings.TrimSuffix(strings.TrimSuffix(activator, ":80"), "/"), devFnNS, devFn); fn.Status.URL != want {
+	// make dev installs the chart with its Ingress (TLS, host routing):
+	// status.url is where a client outside the cluster calls.
+	in := ingress(t)
+	if want := "https://" + in.domainHost(devFnNS, devFn) + "/"; fn.Status.URL != want {
 		t.Errorf("status.url = %q, want %q", fn.Status.URL, want)
 	}
 	if fn.Status.ObservedGeneration != fn.Generation {
 		t.Errorf("status.observedGeneration = %d, generation %d", fn.Status.ObservedGeneration, fn.Generation)
 	}
 
-	a := get(t, fn.Status.URL+"ready?name=e2e")
+	resp, err := in.client.Get(fn.Status.URL + "ready?name=e2e")
+	if err != nil {
+		t.Fatalf("GET %sready: %v", fn.Status.URL, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	a := answer{status: resp.StatusCode, header: resp.Header, body: string(body)}
 	if a.status != 200 || a.body != helloBody("e2e", "/ready", devFn) {
 		t.Errorf("GET %sready: %d %q, want 200 %q", fn.Status.URL, a.status, a.body, helloBody("e2e", "/ready", devFn))
 	}

@@ -3,8 +3,15 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path"
@@ -13,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -194,12 +202,27 @@ func waitFunction(t *testing.T, name string, timeout time.Duration, ok func(*lam
 }
 
 // TestGitPushRebuilds: a Function built from a git repository follows a
-// push: status.commit moves to the new commit, it is Ready on it, and the
-// next request is answered by the new code.
+// push, told of it by the git host's push webhook delivered through the
+// webhook Ingress (Traefik, HTTPS) as a hosted git service delivers it:
+// status.commit moves to the new commit, it is Ready on it, and the next
+// request is answered by the new code. The Function polls only every hour,
+// so the webhook alone explains the rebuild (TestFailingBuildInStatus
+// covers polling).
 func TestGitPushRebuilds(t *testing.T) {
+	in := ingress(t)
+	const secret = "e2e-webhook-secret"
+	if err := k.Create(context.Background(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "push-webhook", Namespace: ns},
+		StringData: map[string]string{"webhook-secret": secret},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	r := newGitRepo(t, ns+"-push")
 	first := r.head(t)
-	fn := newGitFunction(t, "push", r, first, nil)
+	fn := newGitFunction(t, "push", r, first, func(fn *lambdapodv1alpha1.Function) {
+		fn.Spec.Source.Git.PollInterval = &metav1.Duration{Duration: time.Hour}
+		fn.Spec.Source.Git.SecretRef = &corev1.LocalObjectReference{Name: "push-webhook"}
+	})
 	path := fmt.Sprintf("/%s/%s/", ns, fn.Name)
 	if a := get(t, path+"?name=before"); a.status != 200 || a.body != helloBody("before", "/", fn.Name) {
 		t.Fatalf("before the push: %d %q, want 200 %q", a.status, a.body, helloBody("before", "/", fn.Name))
@@ -217,6 +240,31 @@ func TestGitPushRebuilds(t *testing.T) {
 	})
 	pushed := time.Now()
 	t.Logf("pushed %.12s (was %.12s)", second, first)
+
+	// GitHub's push event, signed with the Function's webhook secret.
+	hook, _ := json.Marshal(map[string]any{
+		"ref":        "refs/heads/main",
+		"before":     first,
+		"after":      second,
+		"repository": map[string]string{"clone_url": r.url},
+	})
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(hook)
+	u := fmt.Sprintf("https://%s/hooks/%s/%s", in.hooksHost, ns, fn.Name)
+	req, _ := http.NewRequest(http.MethodPost, u, bytes.NewReader(hook))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	resp, err := in.client.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", u, err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	t.Logf("webhook through the Ingress: POST %s: HTTP %d %s", u, resp.StatusCode, strings.TrimSpace(string(answer)))
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("webhook delivery: HTTP %d %s, want 202", resp.StatusCode, answer)
+	}
 
 	fn = waitFunction(t, fn.Name, 5*time.Minute, func(fn *lambdapodv1alpha1.Function) bool {
 		return fn.Status.Commit == second && readyOnGeneration(fn)

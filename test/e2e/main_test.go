@@ -239,8 +239,14 @@ func builtImage(t *testing.T) string {
 // that are not about who may invoke call it without credentials.
 func newFunction(t *testing.T, name string, change func(*lambdapodv1alpha1.Function)) *lambdapodv1alpha1.Function {
 	t.Helper()
+	return newFunctionIn(t, ns, name, change)
+}
+
+// newFunctionIn is newFunction in another namespace; the caller deletes it.
+func newFunctionIn(t *testing.T, namespace, name string, change func(*lambdapodv1alpha1.Function)) *lambdapodv1alpha1.Function {
+	t.Helper()
 	fn := &lambdapodv1alpha1.Function{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
 		Spec: lambdapodv1alpha1.FunctionSpec{
 			Source: lambdapodv1alpha1.Source{Image: builtImage(t)},
 			Scale: lambdapodv1alpha1.ScaleSpec{
@@ -260,8 +266,8 @@ func newFunction(t *testing.T, name string, change func(*lambdapodv1alpha1.Funct
 		t.Fatalf("create fn/%s: %v", name, err)
 	}
 	start := time.Now()
-	if out, errOut, err := kubectl(t, "", "-n", ns, "wait", "--for=condition=Ready", "fn/"+name, "--timeout=180s"); err != nil {
-		dump(t, name)
+	if out, errOut, err := kubectl(t, "", "-n", namespace, "wait", "--for=condition=Ready", "fn/"+name, "--timeout=180s"); err != nil {
+		dumpIn(t, namespace, name)
 		t.Fatalf("kubectl wait fn/%s: %v\n%s%s", name, err, out, errOut)
 	}
 	if err := k.Get(ctx, client.ObjectKeyFromObject(fn), fn); err != nil {
