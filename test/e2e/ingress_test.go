@@ -261,13 +261,17 @@ func TestIngress(t *testing.T) {
 		echo := newFunction(t, "ingress-echo", func(fn *lambdapodv1alpha1.Function) {
 			fn.Spec.Source.Image = bashImage(t)
 		})
+		// What a client claims: to be 203.0.113.7, on port 8080, and the
+		// scheme it did not use.
 		forged := func(req *http.Request) {
-			// What a client claims: to be 203.0.113.7, over plain HTTP,
-			// at another host.
 			req.Header.Set("X-Forwarded-For", "203.0.113.7")
-			req.Header.Set("X-Forwarded-Proto", "http")
 			req.Header.Set("X-Forwarded-Port", "8080")
 			req.Header.Set("X-Real-Ip", "203.0.113.7")
+			if req.URL.Scheme == "https" {
+				req.Header.Set("X-Forwarded-Proto", "http")
+			} else {
+				req.Header.Set("X-Forwarded-Proto", "https")
+			}
 		}
 		type event struct {
 			Headers        map[string]string `json:"headers"`
@@ -330,7 +334,7 @@ func TestIngress(t *testing.T) {
 			t.Errorf("sourceIp %q around the Ingress, want the peer's address, not the forged X-Forwarded-For", src)
 		}
 		if p := ev.Headers["x-forwarded-proto"]; p != "http" {
-			t.Errorf("x-forwarded-proto %q around the Ingress, want http (the connection's own)", p)
+			t.Errorf("x-forwarded-proto %q around the Ingress, want http (the connection's own, not the forged https)", p)
 		}
 		if p := ev.Headers["x-forwarded-port"]; p == "8080" {
 			t.Errorf("x-forwarded-port %q around the Ingress: the forged header was believed", p)
