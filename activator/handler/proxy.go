@@ -73,16 +73,20 @@ func (h *Proxy) forward(w http.ResponseWriter, r *http.Request, c *call, addr st
 	defer cancel()
 	// On HTTP routes the request's headers are in the event; none of them
 	// may pose as the Invoke API's (a client context, a trace id).
+	// On the Invoke API the function's request id is the one the caller
+	// gets (an Event's 202 has it before the function runs); behind an
+	// HTTP route it is the invocation's own, as behind API Gateway.
 	var hdr http.Header
+	var requestID string
 	if c.invoke {
-		hdr = r.Header
+		hdr, requestID = r.Header, c.requestID
 	}
 	var token string
 	if h.signer != nil {
 		token = h.signer.Token(c.key.Namespace, c.key.Name)
 	}
 	resp, err := h.invoker.Invoke(ctx, addr, &proxy.Request{Function: c.key.Name, Payload: c.payload, Header: hdr,
-		StartWithin: startWithin, Token: token})
+		StartWithin: startWithin, Token: token, RequestID: requestID})
 	if err != nil {
 		if proxy.NotDelivered(err) && ctx.Err() == nil {
 			return &queue.NotRun{Err: err, Unreachable: true}

@@ -65,6 +65,9 @@ type Request struct {
 	// Token, when set, is the activators' token for the function
 	// (package invoketoken).
 	Token string
+	// RequestID, when set, is the invocation's request id (the one the
+	// caller got).
+	RequestID string
 }
 
 type conn struct {
@@ -259,6 +262,11 @@ func (i *Invoker) roundTrip(ctx context.Context, c *conn, addr string, r *Reques
 	if r.Token != "" {
 		bw.WriteString(contract.HeaderInvokeToken + ": ")
 		bw.WriteString(r.Token)
+		bw.WriteString("\r\n")
+	}
+	if r.RequestID != "" {
+		bw.WriteString(contract.HeaderRequestID + ": ")
+		bw.WriteString(r.RequestID)
 		bw.WriteString("\r\n")
 	}
 	if r.StartWithin > 0 {

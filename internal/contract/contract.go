@@ -95,6 +95,11 @@ const (
 	// NotRunRefused (with 403): the invocation came without a valid
 	// invoke token.
 	NotRunRefused = "refused"
+	// HeaderRequestID is the request id the activator gave the caller (an
+	// Event's 202 carries it before the function runs); the sidecar makes
+	// it the invocation's id, so that the function sees the id its caller
+	// got. A value that is not a UUID is ignored.
+	HeaderRequestID = "X-Lambdapod-Request-Id"
 )
 
 // Environment variables the manager renders into the sidecar's container

@@ -88,6 +88,16 @@ const (
 // request ids.
 func NewRequestID() string { return uuid.NewString() }
 
+// ValidRequestID reports whether id has NewRequestID's form (a UUID in its
+// 36-character text form).
+func ValidRequestID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	_, err := uuid.Parse(id)
+	return err == nil
+}
+
 // FunctionARN is the ARN of a function of lambdapod's account.
 func FunctionARN(region, name string) string {
 	return "arn:aws:lambda:" + region + ":" + AccountID + ":function:" + name

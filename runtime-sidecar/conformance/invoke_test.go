@@ -23,6 +23,7 @@ import (
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/lambdapod/lambdapod/internal/contract"
 )
 
 func goBootstrap() []string { return []string{bin.bootstrap} }
@@ -777,5 +778,30 @@ func TestASlowPayloadGivesItsSlotBack(t *testing.T) {
 	}
 	if resp, body := s.post(invokePath, `{"action":"echo"}`, nil); resp.StatusCode != 200 {
 		t.Fatalf("after the slow caller's deadline: %d %s, want 200 (the slot is free)", resp.StatusCode, body)
+	}
+}
+
+// The activator's request id (X-Lambdapod-Request-Id, the one its caller
+// got, an Event's 202 before the function ran) becomes the invocation's:
+// the function's context and the answer carry it. A value that is not a
+// request id is ignored: the sidecar makes its own.
+func TestActivatorRequestIDIsTheInvocations(t *testing.T) {
+	s := startSidecar(t, sidecarOpts{bootstrap: goBootstrap()})
+	const id = "5f3a9c1e-8b2d-4e6f-a1b0-c9d8e7f6a5b4"
+	resp, body := s.post(invokePath, `{"action":"inspect"}`, map[string]string{contract.HeaderRequestID: id})
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if in := decodeInspect(t, body); in.RequestID != id {
+		t.Errorf("the function saw request id %q, want the activator's %q", in.RequestID, id)
+	}
+	assertHeader(t, resp.Header, "X-Amzn-RequestId", id)
+
+	for _, bad := range []string{"not-an-id", id + "0", "../../etc/passwd", strings.Repeat("a", 36)} {
+		resp, body = s.post(invokePath, `{"action":"inspect"}`, map[string]string{contract.HeaderRequestID: bad})
+		in := decodeInspect(t, body)
+		if resp.StatusCode != 200 || in.RequestID == bad || !reUUID.MatchString(in.RequestID) {
+			t.Errorf("with %s: %q: status %d, request id %q, want 200 and a UUID of the sidecar's own", contract.HeaderRequestID, bad, resp.StatusCode, in.RequestID)
+		}
 	}
 }

@@ -299,6 +299,10 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName str
 	// HTTP bodies as they came.
 
 	inv := invocation.New(buf)
+	if id := r.Header.Get(contract.HeaderRequestID); id != "" && invokeapi.ValidRequestID(id) {
+		// The activator's: the id its caller got (an Event's 202).
+		inv.ID = id
+	}
 	inv.Event = invType == invokeapi.Event
 	inv.ContentType = r.Header.Get("Content-Type")
 	inv.ClientContext = clientContext
