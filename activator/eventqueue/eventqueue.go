@@ -1,0 +1,479 @@
+// Package eventqueue keeps the Event (asynchronous) invocations that the
+// activators accepted in NATS JetStream until they have run, so that an
+// invocation answered 202 survives a crash or an OOM of the activator that
+// took it, as on Lambda, where an accepted event is stored before the
+// answer.
+//
+// One stream (LAMBDAPOD_EVENTS by default, file storage, work-queue
+// retention) holds an event per message on lambdapod.events.<namespace>.<name>:
+// the payload as the body, the rest in headers. Every activator pulls from
+// one durable consumer, so whichever activator is up runs what another
+// accepted. A message is acknowledged only after its invocation ended;
+// while it runs the activator tells the server so (in progress) every
+// third of the ack wait, and an activator that dies mid-invocation leaves
+// the message to be delivered again after the ack wait.
+//
+// Retries follow Lambda's asynchronous invocation: a function error,
+// timeout or crash is retried up to the function's maximum retry attempts
+// (a new message with the next attempt number, due after a backoff that
+// doubles: Lambda waits about one and then two minutes), and an event
+// older than its maximum age is not run. An invocation that could not
+// start (no capacity, pods that cannot run) is not an attempt: the same
+// message comes back after a delay.
+package eventqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Headers of an event message (the payload is the body).
+const (
+	HeaderRequestID     = "Lambdapod-Request-Id"
+	HeaderAttempt       = "Lambdapod-Attempt"
+	HeaderAccepted      = "Lambdapod-Accepted"
+	HeaderNotBefore     = "Lambdapod-Not-Before"
+	HeaderClientContext = "Lambdapod-Client-Context"
+	HeaderTraceID       = "Lambdapod-Trace-Id"
+)
+
+// SubjectPrefix is the prefix of the event subjects: <prefix><namespace>.<name>.
+const SubjectPrefix = "lambdapod.events."
+
+// Config configures the queue.
+type Config struct {
+	// URL of the NATS server(s), comma-separated.
+	URL string
+	// Stream is the JetStream stream's name (LAMBDAPOD_EVENTS).
+	Stream string
+	// Consumer is the durable consumer all activators share (activators).
+	Consumer string
+	// Replicas of the stream: 1, or 3 on a clustered NATS.
+	Replicas int
+	// MaxBytes bounds the stream: past it, new events are refused (the
+	// caller gets an error, not a 202); none is dropped to make room.
+	MaxBytes int64
+	// MaxAge is how long the server keeps an event at most, a backstop
+	// above every function's maximum event age (6 hours).
+	MaxAge time.Duration
+	// AckWait is how long a message may go without news from the
+	// activator running it before it is delivered again.
+	AckWait time.Duration
+	// Concurrency is how many events this activator runs at once.
+	Concurrency int
+	// RetryDelay is the wait before the first retry; it doubles for the
+	// next (Lambda: about a minute, then two).
+	RetryDelay time.Duration
+	// NotRunDelay is the wait before an event that could not start is
+	// tried again.
+	NotRunDelay time.Duration
+	// PublishTimeout bounds the wait for the server's acknowledgement of a
+	// new event.
+	PublishTimeout time.Duration
+	Log            *slog.Logger
+	Registerer     prometheus.Registerer
+}
+
+func (c *Config) defaults() {
+	if c.Stream == "" {
+		c.Stream = "LAMBDAPOD_EVENTS"
+	}
+	if c.Consumer == "" {
+		c.Consumer = "activators"
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = 1 << 30
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = 7 * time.Hour
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 64
+	}
+	if c.RetryDelay <= 0 {
+		c.RetryDelay = time.Minute
+	}
+	if c.NotRunDelay <= 0 {
+		c.NotRunDelay = 5 * time.Second
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = 5 * time.Second
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+}
+
+// Event is one accepted asynchronous invocation.
+type Event struct {
+	RequestID string
+	Namespace string
+	Name      string
+	// Attempt is 1 for the first run, 2 and 3 for Lambda's retries.
+	Attempt       int
+	Accepted      time.Time
+	ClientContext string
+	TraceID       string
+	Payload       []byte
+	// notBefore delays a retry.
+	notBefore time.Time
+}
+
+// Policy is a function's asynchronous invocation settings.
+type Policy struct {
+	// MaxRetries is how many times a failed invocation is run again (0-2).
+	MaxRetries int
+	// MaxAge is how long after it was accepted an event may still run.
+	MaxAge time.Duration
+}
+
+// DefaultPolicy is Lambda's: two retries, six hours.
+var DefaultPolicy = Policy{MaxRetries: 2, MaxAge: 6 * time.Hour}
+
+// Result is how an event's invocation ended.
+type Result int
+
+const (
+	// Succeeded: the function ran and returned.
+	Succeeded Result = iota
+	// Failed: the function ran and failed (an error, a timeout, a crash):
+	// an attempt, retried while attempts remain.
+	Failed
+	// NotRun: the invocation could not start (no capacity, no pod that
+	// can run it); not an attempt, tried again after a delay.
+	NotRun
+	// Gone: the function does not exist any more; the event is dropped.
+	Gone
+)
+
+// ErrFull is returned by Publish when the queue is at its size limit.
+var ErrFull = errors.New("the event queue is full")
+
+// ErrUnavailable is returned by Publish when no server acknowledged the
+// event: it is not stored.
+var ErrUnavailable = errors.New("the event queue is unavailable")
+
+// Queue is the activator's side of the event stream.
+type Queue struct {
+	cfg  Config
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	cons jetstream.Consumer
+	m    *metrics
+
+	mu      sync.Mutex
+	running int
+}
+
+// Open connects, and creates or updates the stream and the consumer (the
+// activators race for it; the settings are the same).
+func Open(ctx context.Context, cfg Config) (*Queue, error) {
+	cfg.defaults()
+	log := cfg.Log
+	nc, err := nats.Connect(cfg.URL,
+		nats.Name("lambdapod-activator"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("event queue: disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("event queue: reconnected", "server", c.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to NATS at %s: %w", cfg.URL, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        cfg.Stream,
+		Description: "lambdapod: accepted Event invocations, until they ran",
+		Subjects:    []string{SubjectPrefix + ">"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		MaxBytes:    cfg.MaxBytes,
+		MaxAge:      cfg.MaxAge,
+		Discard:     jetstream.DiscardNew,
+		Duplicates:  2 * time.Minute,
+	}); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("stream %s: %w", cfg.Stream, err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
+		Durable:       cfg.Consumer,
+		Description:   "lambdapod activators: run the accepted Event invocations",
+		FilterSubject: SubjectPrefix + ">",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 100000,
+	})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("consumer %s of stream %s: %w", cfg.Consumer, cfg.Stream, err)
+	}
+	q := &Queue{cfg: cfg, nc: nc, js: js, cons: cons}
+	q.m = newMetrics(cfg.Registerer, q)
+	return q, nil
+}
+
+// Close drops the connection; unacknowledged events go to another
+// activator after the ack wait.
+func (q *Queue) Close() { q.nc.Close() }
+
+// Publish stores a new event and returns once the server acknowledged it
+// (ErrFull, ErrUnavailable otherwise). Publishing the same request id again
+// within two minutes stores it once.
+func (q *Queue) Publish(ctx context.Context, ev *Event) error {
+	if ev.Attempt == 0 {
+		ev.Attempt = 1
+	}
+	ctx, cancel := context.WithTimeout(ctx, q.cfg.PublishTimeout)
+	defer cancel()
+	_, err := q.js.PublishMsg(ctx, ev.message(), jetstream.WithMsgID(ev.RequestID+"#"+strconv.Itoa(ev.Attempt)),
+		jetstream.WithExpectStream(q.cfg.Stream))
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode != jetstream.JSErrCodeStreamMessageExceedsMaximum &&
+			strings.Contains(apiErr.Description, "maximum") {
+			// The stream's limit (DiscardNew): "maximum bytes exceeded".
+			q.m.published.WithLabelValues("full").Inc()
+			return fmt.Errorf("%w: %v", ErrFull, err)
+		}
+		q.m.published.WithLabelValues("error").Inc()
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if ev.Attempt == 1 {
+		q.m.published.WithLabelValues("ok").Inc()
+	}
+	return nil
+}
+
+func (ev *Event) message() *nats.Msg {
+	m := nats.NewMsg(SubjectPrefix + ev.Namespace + "." + ev.Name)
+	m.Data = ev.Payload
+	h := m.Header
+	h.Set(HeaderRequestID, ev.RequestID)
+	h.Set(HeaderAttempt, strconv.Itoa(ev.Attempt))
+	h.Set(HeaderAccepted, ev.Accepted.UTC().Format(time.RFC3339Nano))
+	if !ev.notBefore.IsZero() {
+		h.Set(HeaderNotBefore, ev.notBefore.UTC().Format(time.RFC3339Nano))
+	}
+	if ev.ClientContext != "" {
+		h.Set(HeaderClientContext, ev.ClientContext)
+	}
+	if ev.TraceID != "" {
+		h.Set(HeaderTraceID, ev.TraceID)
+	}
+	return m
+}
+
+// decode reads an event back from its message.
+func decode(msg jetstream.Msg) (*Event, error) {
+	rest, ok := strings.CutPrefix(msg.Subject(), SubjectPrefix)
+	ns, name, ok2 := strings.Cut(rest, ".")
+	if !ok || !ok2 || ns == "" || name == "" {
+		return nil, fmt.Errorf("subject %q is not %s<namespace>.<name>", msg.Subject(), SubjectPrefix)
+	}
+	h := msg.Headers()
+	ev := &Event{Namespace: ns, Name: name, RequestID: h.Get(HeaderRequestID), Payload: msg.Data(),
+		ClientContext: h.Get(HeaderClientContext), TraceID: h.Get(HeaderTraceID)}
+	var err error
+	if ev.Attempt, err = strconv.Atoi(h.Get(HeaderAttempt)); err != nil || ev.Attempt < 1 {
+		return nil, fmt.Errorf("header %s %q", HeaderAttempt, h.Get(HeaderAttempt))
+	}
+	if ev.Accepted, err = time.Parse(time.RFC3339Nano, h.Get(HeaderAccepted)); err != nil {
+		return nil, fmt.Errorf("header %s: %w", HeaderAccepted, err)
+	}
+	if v := h.Get(HeaderNotBefore); v != "" {
+		if ev.notBefore, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			return nil, fmt.Errorf("header %s: %w", HeaderNotBefore, err)
+		}
+	}
+	if ev.RequestID == "" {
+		return nil, fmt.Errorf("no %s header", HeaderRequestID)
+	}
+	return ev, nil
+}
+
+// Runner runs one event's invocation.
+type Runner func(ctx context.Context, ev *Event) Result
+
+// Run pulls events and runs them, at most Concurrency at once, until ctx
+// ends; then it waits for those running.
+func (q *Queue) Run(ctx context.Context, policy func(namespace, name string) (Policy, bool), run Runner) {
+	slots := make(chan struct{}, q.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for ctx.Err() == nil {
+		// One free slot at least, then as many as are free.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		n := 1
+		for n < q.cfg.Concurrency {
+			select {
+			case slots <- struct{}{}:
+				n++
+				continue
+			default:
+			}
+			break
+		}
+		batch, err := q.cons.Fetch(n, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			for range n {
+				<-slots
+			}
+			if ctx.Err() == nil {
+				q.cfg.Log.Warn("event queue: fetching events", "err", err)
+				select {
+				case <-time.After(time.Second):
+				case <-ctx.Done():
+				}
+			}
+			continue
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				q.handle(ctx, msg, policy, run)
+			}()
+		}
+		for range n - got {
+			<-slots
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+			q.cfg.Log.Warn("event queue: fetching events", "err", err)
+		}
+	}
+}
+
+// handle runs one delivered event and settles its message.
+func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, policy func(namespace, name string) (Policy, bool), run Runner) {
+	log := q.cfg.Log
+	ev, err := decode(msg)
+	if err != nil {
+		// Not an event of ours: it would come back for ever.
+		log.Error("event queue: dropping a message that is no event", "subject", msg.Subject(), "err", err)
+		q.m.ended.WithLabelValues("malformed").Inc()
+		_ = msg.Term()
+		return
+	}
+	log = log.With("function", ev.Namespace+"/"+ev.Name, "requestId", ev.RequestID, "attempt", ev.Attempt)
+	if wait := time.Until(ev.notBefore); wait > 0 {
+		// A retry, early: back when it is due.
+		_ = msg.NakWithDelay(wait)
+		return
+	}
+	pol, ok := policy(ev.Namespace, ev.Name)
+	if !ok {
+		log.Warn("event dropped: the function does not exist")
+		q.m.ended.WithLabelValues("gone").Inc()
+		q.ack(msg, log)
+		return
+	}
+	if age := time.Since(ev.Accepted); age > pol.MaxAge {
+		log.Warn("event dropped: older than the function's maximum event age", "age", age.Round(time.Second), "maxAge", pol.MaxAge)
+		q.m.ended.WithLabelValues("expired").Inc()
+		q.ack(msg, log)
+		return
+	}
+
+	// While it runs (held at zero, then the function's timeout), the
+	// server hears that it is in progress.
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(q.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	q.mu.Lock()
+	q.running++
+	q.mu.Unlock()
+	res := run(context.WithoutCancel(ctx), ev)
+	q.mu.Lock()
+	q.running--
+	q.mu.Unlock()
+	close(done)
+
+	switch res {
+	case Succeeded:
+		q.m.ended.WithLabelValues("succeeded").Inc()
+		q.ack(msg, log)
+	case Gone:
+		log.Warn("event dropped: the function does not exist")
+		q.m.ended.WithLabelValues("gone").Inc()
+		q.ack(msg, log)
+	case NotRun:
+		q.m.notRun.Inc()
+		_ = msg.NakWithDelay(q.cfg.NotRunDelay)
+	case Failed:
+		if ev.Attempt > pol.MaxRetries {
+			log.Warn("event failed: retries exhausted", "maxRetries", pol.MaxRetries)
+			q.m.ended.WithLabelValues("retries_exhausted").Inc()
+			q.ack(msg, log)
+			return
+		}
+		next := *ev
+		next.Attempt++
+		next.notBefore = time.Now().Add(q.cfg.RetryDelay << (ev.Attempt - 1))
+		if err := q.Publish(ctx, &next); err != nil {
+			// Not stored: the same attempt comes back later instead.
+			log.Warn("event queue: could not store the retry; the attempt will run again", "err", err)
+			_ = msg.NakWithDelay(q.cfg.RetryDelay)
+			return
+		}
+		log.Info("event failed: retrying", "due", next.notBefore.Format(time.RFC3339))
+		q.m.retried.Inc()
+		q.ack(msg, log)
+	}
+}
+
+func (q *Queue) ack(msg jetstream.Msg, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), q.cfg.PublishTimeout)
+	defer cancel()
+	// DoubleAck: the message is settled only once the server says so.
+	if err := msg.DoubleAck(ctx); err != nil {
+		log.Warn("event queue: acknowledging; the event may run again", "err", err)
+	}
+}
+
+// Running is the number of events this activator runs now.
+func (q *Queue) Running() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.running
+}
