@@ -165,6 +165,12 @@ func TestEveryFlagFallsBackToItsEnvironmentVariable(t *testing.T) {
 		"invoke-tokens":          {"false", ""},
 		"kubeconfig":             {"/tmp/kubeconfig", `"/tmp/kubeconfig"`},
 		"log-level":              {"debug", `"debug"`},
+		"event-queue":            {"nats://nats.example:4222", `"nats://nats.example:4222"`},
+		"event-concurrency":      {"9", "9"},
+		"event-retry-delay":      {"5s", "5s"},
+		"event-ack-wait":         {"12s", "12s"},
+		"event-queue-replicas":   {"3", "3"},
+		"event-queue-max-bytes":  {"1048576", "1048576"},
 		// A list flag shows no default; TestTrustedProxiesFromTheEnvironment.
 		"trusted-proxies": {"10.0.0.0/8", ""},
 	}

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/lambdapod/lambdapod/activator/event"
+	"github.com/lambdapod/lambdapod/activator/eventqueue"
 	"github.com/lambdapod/lambdapod/activator/handler"
 	"github.com/lambdapod/lambdapod/activator/queue"
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
@@ -33,6 +34,10 @@ func Config(f *lambdapodv1alpha1.Function) handler.Function {
 		Concurrency: int(f.Spec.Runtime.ConcurrencyOrDefault()),
 		EventFormat: event.Format(f.Spec.HTTP.EventFormatOrDefault()),
 		Public:      f.Spec.AuthTypeOrDefault() == lambdapodv1alpha1.AuthNone,
+		Async: eventqueue.Policy{
+			MaxRetries: f.Spec.MaximumRetryAttemptsOrDefault(),
+			MaxAge:     f.Spec.MaximumEventAgeOrDefault(),
+		},
 	}
 }
 

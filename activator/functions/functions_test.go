@@ -5,8 +5,10 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/lambdapod/lambdapod/activator/event"
+	"github.com/lambdapod/lambdapod/activator/eventqueue"
 	"github.com/lambdapod/lambdapod/activator/handler"
 	"github.com/lambdapod/lambdapod/activator/queue"
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
@@ -19,16 +21,20 @@ func TestStore(t *testing.T) {
 	f := &lambdapodv1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a"}}
 	s.Upsert(f)
 	got, ok := s.Lookup("ns", "a")
-	want := handler.Function{Timeout: 30 * time.Second, Concurrency: 1, EventFormat: event.HTTPAPIv2}
+	// Lambda's asynchronous defaults: two retries, six hours.
+	lambdaAsync := eventqueue.Policy{MaxRetries: 2, MaxAge: 6 * time.Hour}
+	want := handler.Function{Timeout: 30 * time.Second, Concurrency: 1, EventFormat: event.HTTPAPIv2, Async: lambdaAsync}
 	if !ok || got != want {
 		t.Fatalf("defaults: %+v %v", got, ok)
 	}
 	f.Spec.Runtime.Timeout = &metav1.Duration{Duration: 3 * time.Second}
 	f.Spec.Runtime.Concurrency = 8
 	f.Spec.HTTP.EventFormat = lambdapodv1alpha1.EventFormatALB
+	f.Spec.Async = &lambdapodv1alpha1.AsyncSpec{MaximumRetryAttempts: ptr.To[int32](0), MaximumEventAge: &metav1.Duration{Duration: 90 * time.Second}}
 	s.Upsert(f)
 	got, _ = s.Lookup("ns", "a")
-	if got != (handler.Function{Timeout: 3 * time.Second, Concurrency: 8, EventFormat: event.ALB}) || s.Concurrency(queue.Key{Namespace: "ns", Name: "a"}) != 8 {
+	if got != (handler.Function{Timeout: 3 * time.Second, Concurrency: 8, EventFormat: event.ALB, Async: eventqueue.Policy{MaxRetries: 0, MaxAge: 90 * time.Second}}) ||
+		s.Concurrency(queue.Key{Namespace: "ns", Name: "a"}) != 8 {
 		t.Fatalf("spec: %+v", got)
 	}
 	if len(changed) != 2 {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/lambdapod/lambdapod/activator/auth"
 	"github.com/lambdapod/lambdapod/activator/event"
+	"github.com/lambdapod/lambdapod/activator/eventqueue"
 	"github.com/lambdapod/lambdapod/activator/metrics"
 	"github.com/lambdapod/lambdapod/activator/park"
 	"github.com/lambdapod/lambdapod/activator/proxy"
@@ -44,6 +45,9 @@ type Function struct {
 	// Public: spec.authType None, anyone may invoke it; else callers need
 	// credentials of an identity RBAC lets invoke it (auth.go).
 	Public bool
+	// Async is how its Event invocations are retried and expire in the
+	// durable queue.
+	Async eventqueue.Policy
 }
 
 // Functions looks functions up (from an informer's cache).

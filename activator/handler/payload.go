@@ -32,6 +32,8 @@ type Payload struct {
 	trusted  func(netip.Addr) bool
 	// async counts background Event invocations, for a graceful stop.
 	async sync.WaitGroup
+	// events is the durable queue of Event invocations, when there is one.
+	events durableEvents
 }
 
 func (h *Payload) serve(w http.ResponseWriter, r *http.Request, c *call) *Failure {
@@ -111,6 +113,9 @@ func (h *Payload) serve(w http.ResponseWriter, r *http.Request, c *call) *Failur
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	case invokeapi.Event:
+		if h.events.on {
+			return h.enqueue(w, r, c)
+		}
 		return h.event(w, r, c)
 	}
 	return h.next.serve(w, r, c)

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lambdapod/lambdapod/activator/eventqueue"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -83,6 +85,9 @@ type Config struct {
 	// invokekey.Name of SystemNamespace (made if missing), for pods that
 	// take invocations only from the activators (package invoketoken).
 	InvokeTokens bool
+	// Events, with a URL, keeps Event invocations in NATS JetStream
+	// (package eventqueue) instead of the activator's memory.
+	Events eventqueue.Config
 }
 
 // Activator is a configured activator.
@@ -218,6 +223,9 @@ func New(cfg Config, rc *rest.Config) (*Activator, error) {
 	// no request goes there again to find them closed.
 	a.pools.OnGone = inv.CloseIdle
 	a.chain = handler.New(cfg.Handler, a.fns, a.pools, inv, a.metrics)
+	if cfg.Events.URL != "" {
+		a.chain.UseDurableEvents()
+	}
 	if a.authz != nil {
 		a.chain.SetAuthorizer(a.authz)
 	}
@@ -367,6 +375,14 @@ func (a *Activator) Run(ctx context.Context) error {
 	if a.reporter != nil {
 		go a.reporter.Run(rctx)
 	}
+	ectx, stopEvents := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopEvents()
+	eventsDone := make(chan struct{})
+	if a.cfg.Events.URL != "" {
+		go func() { defer close(eventsDone); a.runEvents(ectx) }()
+	} else {
+		close(eventsDone)
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	close(a.listening)
@@ -396,8 +412,42 @@ func (a *Activator) Run(ctx context.Context) error {
 	case <-done:
 	case <-sctx.Done():
 	}
+	// No new events from the durable queue; those running end (or go to
+	// another activator after the queue's ack wait).
+	stopEvents()
+	select {
+	case <-eventsDone:
+	case <-sctx.Done():
+	}
 	a.log.Info("activator stopped")
 	return err
+}
+
+// runEvents connects to the durable event queue (again and again until it
+// answers: synchronous invocations are served meanwhile, Events refused)
+// and runs its events until ctx ends.
+func (a *Activator) runEvents(ctx context.Context) {
+	cfg := a.cfg.Events
+	cfg.Log = a.log.With("component", "eventqueue")
+	cfg.Registerer = a.reg
+	for attempt := 0; ; attempt++ {
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		q, err := eventqueue.Open(octx, cfg)
+		cancel()
+		if err == nil {
+			defer q.Close()
+			a.chain.SetEventQueue(q)
+			a.log.Info("event queue connected: Event invocations are stored there before their 202", "url", cfg.URL)
+			q.Run(ctx, a.chain.EventPolicy, a.chain.RunEvent)
+			return
+		}
+		a.log.Warn("event queue unreachable: Event invocations are refused (503) until it answers", "url", cfg.URL, "err", err, "attempt", attempt+1)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 func (a *Activator) upsertFunction(o any) {

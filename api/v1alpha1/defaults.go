@@ -142,3 +142,25 @@ func (r *RuntimeSpec) EphemeralStorageMiB() int64 {
 	}
 	return r.EphemeralStorage.Value() / mebibyte
 }
+
+// Lambda's asynchronous invocation defaults.
+const (
+	DefaultMaximumRetryAttempts = 2
+	DefaultMaximumEventAge      = 6 * time.Hour
+)
+
+// MaximumRetryAttemptsOrDefault is spec.async.maximumRetryAttempts, or 2.
+func (s *FunctionSpec) MaximumRetryAttemptsOrDefault() int {
+	if s.Async != nil && s.Async.MaximumRetryAttempts != nil {
+		return int(*s.Async.MaximumRetryAttempts)
+	}
+	return DefaultMaximumRetryAttempts
+}
+
+// MaximumEventAgeOrDefault is spec.async.maximumEventAge, or 6h.
+func (s *FunctionSpec) MaximumEventAgeOrDefault() time.Duration {
+	if s.Async != nil && s.Async.MaximumEventAge != nil && s.Async.MaximumEventAge.Duration > 0 {
+		return s.Async.MaximumEventAge.Duration
+	}
+	return DefaultMaximumEventAge
+}

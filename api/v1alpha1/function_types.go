@@ -74,6 +74,34 @@ type FunctionSpec struct {
 	// +kubebuilder:default=RBAC
 	// +optional
 	AuthType AuthType `json:"authType,omitempty"`
+
+	// async says how Event (asynchronous) invocations that fail are
+	// retried and how long an accepted event may wait, as Lambda's
+	// asynchronous invocation configuration does. Empty: Lambda's
+	// defaults (two retries, six hours).
+	// +optional
+	Async *AsyncSpec `json:"async,omitempty"`
+}
+
+// AsyncSpec is a function's asynchronous invocation configuration (Lambda's
+// MaximumRetryAttempts and MaximumEventAgeInSeconds).
+type AsyncSpec struct {
+	// maximumRetryAttempts is how many times an Event invocation that
+	// failed (an error, a timeout, a crash) is run again: 0 to 2, default
+	// 2. Retries come about one and then two minutes later.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=2
+	// +optional
+	MaximumRetryAttempts *int32 `json:"maximumRetryAttempts,omitempty"`
+
+	// maximumEventAge is how long after it was accepted an event may still
+	// run (a first run or a retry): 60s to 6h, default 6h. An older event
+	// is dropped.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+([.][0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('60s') && duration(self) <= duration('6h')",message="spec.async.maximumEventAge must be between 60s and 6h, as on Lambda"
+	// +optional
+	MaximumEventAge *metav1.Duration `json:"maximumEventAge,omitempty"`
 }
 
 // AuthType says who may invoke a Function.

@@ -71,6 +71,18 @@ spec:
 spec:
   source: {image: example/fn:1}
   runtime: {timeout: thirty}`, []string{"spec.runtime.timeout"}},
+		{"three retries of an Event", `
+spec:
+  source: {image: example/fn:1}
+  async: {maximumRetryAttempts: 3}`, []string{"spec.async.maximumRetryAttempts", "less than or equal to 2"}},
+		{"an event age under a minute", `
+spec:
+  source: {image: example/fn:1}
+  async: {maximumEventAge: 30s}`, []string{"spec.async.maximumEventAge", "between 60s and 6h"}},
+		{"an event age over six hours", `
+spec:
+  source: {image: example/fn:1}
+  async: {maximumEventAge: 7h}`, []string{"spec.async.maximumEventAge", "between 60s and 6h"}},
 		{"minReplicas above maxReplicas", `
 spec:
   source: {image: example/fn:1}

@@ -7,7 +7,8 @@
 // Any other event is echoed as {"pod":POD_ID,"event":<event>,"inflight":n}
 // after sleeping sleepMs, where n is the number of invocations this process
 // was running at the peak of this one; {"fail":true} returns an error
-// instead.
+// instead. Every invocation of a non-HTTP event prints
+// "invoked <request id> <event>" (the event tests count them).
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
 )
 
 // inflight counts the invocations running in this process.
@@ -50,6 +52,9 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 			Cookies:    []string{"seen=1; Path=/"},
 			Body:       fmt.Sprintf("%s %s %s", ev.RequestContext.HTTP.Method, ev.RawPath, ev.Body),
 		}, nil
+	}
+	if lc, ok := lambdacontext.FromContext(ctx); ok {
+		fmt.Printf("invoked %s %s\n", lc.AwsRequestID, raw)
 	}
 	if probe.SleepMs > 0 {
 		time.Sleep(time.Duration(probe.SleepMs) * time.Millisecond)

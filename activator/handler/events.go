@@ -1,0 +1,114 @@
+package handler
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/lambdapod/lambdapod/activator/eventqueue"
+	"github.com/lambdapod/lambdapod/activator/queue"
+	"github.com/lambdapod/lambdapod/activator/route"
+	"github.com/lambdapod/lambdapod/internal/invokeapi"
+)
+
+// durableEvents is where Event invocations go when the activator has a
+// durable queue (package eventqueue): stored there before the 202, run by
+// whichever activator pulls them. Without one they run from memory.
+type durableEvents struct {
+	on bool
+	q  atomic.Pointer[eventqueue.Queue]
+}
+
+// UseDurableEvents makes Event invocations go to the durable queue: until
+// SetEventQueue gives one (the activator connects in the background), an
+// Event gets 503 and is not accepted.
+func (ch *Chain) UseDurableEvents() { ch.payload.events.on = true }
+
+// SetEventQueue gives the durable queue once it is connected.
+func (ch *Chain) SetEventQueue(q *eventqueue.Queue) { ch.payload.events.q.Store(q) }
+
+// enqueue stores an accepted Event in the durable queue and answers 202
+// once the queue has it; if the queue cannot take it the caller gets an
+// error, never a 202.
+func (h *Payload) enqueue(w http.ResponseWriter, r *http.Request, c *call) *Failure {
+	q := h.events.q.Load()
+	if q == nil {
+		return &Failure{Kind: Overloaded, RetryAfter: time.Second,
+			Message: "the activator is not connected to its event queue yet; the event was not accepted, retry"}
+	}
+	err := q.Publish(r.Context(), &eventqueue.Event{
+		RequestID: c.requestID, Namespace: c.key.Namespace, Name: c.key.Name, Attempt: 1, Accepted: c.start,
+		ClientContext: r.Header.Get(invokeapi.HeaderClientContext), TraceID: r.Header.Get(invokeapi.HeaderTraceID),
+		Payload: c.payload,
+	})
+	switch {
+	case errors.Is(err, eventqueue.ErrFull):
+		return &Failure{Kind: Throttled, RetryAfter: time.Second, Err: err,
+			Message: "the event queue is full; the event was not accepted, retry later"}
+	case err != nil:
+		return &Failure{Kind: Overloaded, RetryAfter: time.Second, Err: err,
+			Message: "the event queue did not store the event; it was not accepted, retry"}
+	}
+	w.Header().Set(invokeapi.HeaderRequestID, c.requestID)
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// EventPolicy is the function's asynchronous invocation policy, for the
+// queue; false if there is no such function.
+func (ch *Chain) EventPolicy(namespace, name string) (eventqueue.Policy, bool) {
+	fn, ok := ch.fns.Lookup(namespace, name)
+	if !ok {
+		return eventqueue.Policy{}, false
+	}
+	return fn.Async, true
+}
+
+// RunEvent runs an event from the durable queue through the same pools,
+// holds and pods as a synchronous invocation (so queued events wake a
+// function at zero and count toward its concurrency), and says how it
+// ended.
+func (ch *Chain) RunEvent(ctx context.Context, ev *eventqueue.Event) eventqueue.Result {
+	fn, ok := ch.fns.Lookup(ev.Namespace, ev.Name)
+	if !ok {
+		return eventqueue.Gone
+	}
+	c := &call{start: time.Now(), requestID: ev.RequestID, invoke: true, region: ch.opts.Region,
+		key: queue.Key{Namespace: ev.Namespace, Name: ev.Name}, found: true, fn: fn, payload: ev.Payload,
+		target: route.Target{Kind: route.Invoke, Namespace: ev.Namespace, Name: ev.Name,
+			Function: invokeapi.FunctionName{Name: ev.Namespace + "." + ev.Name}}}
+	r := (&http.Request{
+		Method: http.MethodPost, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		URL:    &url.URL{Path: "/2015-03-31/functions/" + ev.Namespace + "." + ev.Name + "/invocations"},
+		Header: http.Header{"Content-Type": {"application/json"}},
+	}).WithContext(ctx)
+	if ev.ClientContext != "" {
+		r.Header.Set(invokeapi.HeaderClientContext, ev.ClientContext)
+	}
+	if ev.TraceID != "" {
+		r.Header.Set(invokeapi.HeaderTraceID, ev.TraceID)
+	}
+	d := &discard{h: http.Header{}}
+	f := ch.wait.serve(d, r, c)
+	switch {
+	case f == nil && d.code == http.StatusOK && d.h.Get(invokeapi.HeaderFunctionError) == "":
+		return eventqueue.Succeeded
+	case f == nil:
+		// The function failed (X-Amz-Function-Error), or the pod refused
+		// the payload: an attempt.
+		return eventqueue.Failed
+	}
+	switch f.Kind {
+	case NotFound:
+		return eventqueue.Gone
+	case FunctionTimeout, ConnectionLost, FunctionFailed:
+		return eventqueue.Failed
+	}
+	// No pod took it (held past the activation timeout, a full queue,
+	// pods that cannot run, the activator stopping): not an attempt.
+	return eventqueue.NotRun
+}
