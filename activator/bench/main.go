@@ -40,9 +40,13 @@ import (
 	"time"
 
 	"github.com/lambdapod/lambdapod/internal/procstat"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/lambdapod/lambdapod/activator/auth"
 	"github.com/lambdapod/lambdapod/activator/event"
+	"github.com/lambdapod/lambdapod/activator/eventqueue"
 	"github.com/prometheus/client_golang/prometheus"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -75,15 +79,16 @@ func main() {
 	phases := flag.Int("phases", 40, "latency phases per path (alternating direct / through the activator, so that both see the same background load)")
 	held := flag.Int("held", 10000, "requests held at zero for the memory measurement")
 	conc := flag.Int("concurrency", 4, "sidecar bootstraps (and the function's concurrency)")
+	eventQueue := flag.String("event-queue", "", "activator role: NATS URL of the durable event queue (the driver runs a NATS server and passes it)")
 	listen := flag.String("listen", "127.0.0.1:0", "activator role: request listener")
 	control := flag.String("control", "127.0.0.1:0", "activator role: control listener")
-	only := flag.String("only", "", "run only this part: latency, throughput, ready or memory")
+	only := flag.String("only", "", "run only this part: latency, throughput, events, ready or memory")
 	doc := flag.String("doc", "", "rewrite the '## Activator' section of this Markdown file with the results")
 	flag.Parse()
 	onlyPart = *only
 	var err error
 	if *role == "activator" {
-		err = serveActivator(*listen, *control, *conc)
+		err = serveActivator(*listen, *control, *conc, *eventQueue)
 	} else {
 		err = drive(*sidecar, *bootstrap, *rate, *phase, *phases, *held, *conc)
 		if err == nil && *doc != "" {
@@ -103,7 +108,8 @@ type staticFunctions struct{ conc int }
 // Functions of the namespace bench are public; those of benchauth need a
 // caller RBAC lets invoke them (authType RBAC).
 func (s staticFunctions) Lookup(ns, name string) (handler.Function, bool) {
-	return handler.Function{Timeout: 30 * time.Second, Concurrency: s.conc, EventFormat: event.HTTPAPIv2, Public: ns == "bench"},
+	return handler.Function{Timeout: 30 * time.Second, Concurrency: s.conc, EventFormat: event.HTTPAPIv2, Public: ns == "bench",
+			Async: eventqueue.DefaultPolicy},
 		ns == "bench" || ns == authNS
 }
 
@@ -151,7 +157,7 @@ func (f *firstInvoke) Invoke(ctx context.Context, addr string, r *proxy.Request)
 	return f.inner.Invoke(ctx, addr, r)
 }
 
-func serveActivator(listen, control string, conc int) error {
+func serveActivator(listen, control string, conc int, eventQueue string) error {
 	fns := staticFunctions{conc: conc}
 	pools := queue.NewRegistry(20000)
 	pools.Capacity = func(queue.Key) int { return conc }
@@ -212,6 +218,17 @@ func serveActivator(listen, control string, conc int) error {
 	go func() { _ = http.Serve(cln, mux) }()
 	fmt.Fprintf(os.Stdout, "listening %s control %s\n", ln.Addr(), cln.Addr())
 	chain.SetAuthorizer(auth.New(benchReviews{}, benchAccess{}, nil, auth.Options{TTL: time.Hour}))
+	if eventQueue != "" {
+		// As the activator runs with -event-queue: Events stored in NATS
+		// before their 202, run from there through the same chain.
+		chain.UseDurableEvents()
+		q, err := eventqueue.Open(context.Background(), eventqueue.Config{URL: eventQueue})
+		if err != nil {
+			return err
+		}
+		chain.SetEventQueue(q)
+		go q.Run(context.Background(), chain.EventPolicy, chain.RunEvent)
+	}
 	srv := &http.Server{Handler: chain, ReadHeaderTimeout: 30 * time.Second}
 	parker := park.New(srv) // as in the activator: held requests park
 	chain.SetParker(parker)
@@ -277,6 +294,8 @@ type rawClient struct {
 	addr string
 	req  []byte
 	idle chan *rawConn
+	// want is the answer's status: 200, or 202 for an Event.
+	want int
 }
 
 type rawConn struct {
@@ -301,14 +320,21 @@ func rawFor(url string) (*rawClient, error) {
 	if !ok {
 		return nil, fmt.Errorf("not an http URL: %s", url)
 	}
+	// A URL ending in #event sends Event (asynchronous) invocations.
+	rest, isEvent := strings.CutSuffix(rest, "#event")
 	host, path, _ := strings.Cut(rest, "/")
 	var b strings.Builder
 	fmt.Fprintf(&b, "POST /%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", path, host, len(benchEvent))
+	want := http.StatusOK
+	if isEvent {
+		b.WriteString("X-Amz-Invocation-Type: Event\r\n")
+		want = http.StatusAccepted
+	}
 	if strings.Contains(url, "/functions/"+authNS+".") {
 		fmt.Fprintf(&b, "Authorization: Bearer %s\r\n", benchToken)
 	}
 	b.WriteString("\r\n" + benchEvent)
-	c := &rawClient{addr: host, req: []byte(b.String()), idle: make(chan *rawConn, 20000)}
+	c := &rawClient{addr: host, req: []byte(b.String()), idle: make(chan *rawConn, 20000), want: want}
 	rawClients[url] = c
 	return c, nil
 }
@@ -346,7 +372,7 @@ func invoke(url string) (time.Duration, error) {
 	} else {
 		c.c.Close()
 	}
-	if status != 200 {
+	if status != rc.want {
 		return 0, fmt.Errorf("status %d", status)
 	}
 	return d, nil
@@ -549,7 +575,13 @@ func drive(sidecarBin, bootstrapBin string, rate int, phase time.Duration, phase
 	self, _ := os.Executable()
 	// As the chart runs it: GOMAXPROCS from its CPU request of 100m.
 	// BENCH_ACTIVATOR_ENV adds to (or overrides) that.
-	act, err := startEnv(strings.TrimSpace("GOMAXPROCS=1 "+os.Getenv("BENCH_ACTIVATOR_ENV")), regexp.MustCompile(`listening (\S+) control (\S+)`), self, "-role", "activator", "-concurrency", strconv.Itoa(conc))
+	ns, err := startNATS()
+	if err != nil {
+		return err
+	}
+	defer ns.Shutdown()
+	act, err := startEnv(strings.TrimSpace("GOMAXPROCS=1 "+os.Getenv("BENCH_ACTIVATOR_ENV")), regexp.MustCompile(`listening (\S+) control (\S+)`), self,
+		"-role", "activator", "-concurrency", strconv.Itoa(conc), "-event-queue", ns.ClientURL())
 	if err != nil {
 		return err
 	}
@@ -593,6 +625,11 @@ func drive(sidecarBin, bootstrapBin string, rate int, phase time.Duration, phase
 	}
 	if want("throughput") {
 		throughput(direct, via)
+	}
+	if want("events") {
+		if err := durableEvents(via, ns.ClientURL()); err != nil {
+			return err
+		}
 	}
 	if want("ready") {
 		if err := readyToForwarded(actAddr, control, scAddr); err != nil {
@@ -661,6 +698,72 @@ func throughput(direct, via string) {
 	fmt.Fprintln(out, "| path | requests/s | errors |")
 	fmt.Fprintln(out, "|---|---|---|")
 	fmt.Fprintf(out, "| sidecar directly | %.0f | %d |\n| through the activator | %.0f | %d |\n", td, e1, ta, e2)
+}
+
+// startNATS runs a NATS server with JetStream in this process, its store
+// in a temporary directory, with the chart's max_payload.
+func startNATS() (*natsserver.Server, error) {
+	dir, err := os.MkdirTemp("", "lambdapod-bench-nats-")
+	if err != nil {
+		return nil, err
+	}
+	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: natsserver.RANDOM_PORT, JetStream: true,
+		StoreDir: dir, MaxPayload: 2 << 20, NoSigs: true, NoLog: true})
+	if err != nil {
+		return nil, err
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		return nil, errors.New("NATS server not ready")
+	}
+	return s, nil
+}
+
+// durableEvents measures Event invocations kept in NATS next to
+// synchronous ones through the same activator: how many are accepted (each
+// stored before its 202), then how fast the queue drains.
+func durableEvents(via, natsURL string) error {
+	fmt.Fprintf(out, "\n### Event invocations kept in NATS JetStream (closed loop, 64 clients, 3 s each)\n\n")
+	ts, e1 := closedLoop(via, 64, 3*time.Second)
+	start := time.Now()
+	te, e2 := closedLoop(via+"#event", 64, 3*time.Second)
+	accepted := te * 3
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	var left uint64
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		st, err := js.Stream(ctx, "LAMBDAPOD_EVENTS")
+		var info *jetstream.StreamInfo
+		if err == nil {
+			info, err = st.Info(ctx)
+		}
+		cancel()
+		if err != nil {
+			return fmt.Errorf("the event stream: %w", err)
+		}
+		if left = info.State.Msgs; left == 0 || time.Since(start) > 3*time.Minute {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ran := time.Since(start)
+	fmt.Fprintln(out, "| invocations through the activator | per second | errors |")
+	fmt.Fprintln(out, "|---|---|---|")
+	fmt.Fprintf(out, "| synchronous (RequestResponse), answered | %.0f | %d |\n", ts, e1)
+	fmt.Fprintf(out, "| Event, accepted: stored in NATS, then 202 | %.0f | %d |\n", te, e2)
+	fmt.Fprintf(out, "| Event, run from the queue (the %.0f accepted, from the first accept until the stream was empty: %s) | %.0f | %d left |\n",
+		accepted, ran.Round(100*time.Millisecond), accepted/ran.Seconds(), left)
+	result["eventsAcceptedPerSec"] = te
+	result["syncPerSec"] = ts
+	return nil
 }
 
 func readyToForwarded(actAddr, control, scAddr string) error {
@@ -824,6 +927,10 @@ processes under test (and
 with whatever else runs on the machine: the load average is printed); it is
 a raw HTTP/1.1 client over pooled keep-alive connections, each request made
 once and written with one write, to take as little of them as it can.
+The activator keeps Event invocations in NATS JetStream (` + "`-event-queue`" + `, as
+` + "`docs/async.md`" + ` describes), served by a NATS server that runs in the
+driver's process with its store in a temporary directory (file storage,
+as the chart's; one more consumer of the same CPUs).
 
 `
 
@@ -846,6 +953,9 @@ func writeDoc(path string, rate, held int) error {
 	if v, ok := result["addedAuthP95ms"]; ok {
 		fmt.Fprintf(&b, "- the same with authorisation on (a bearer token, cached decision): pooled %.3f ms (%s); median of the paired rounds %.3f ms (%s).\n",
 			v, verdict(v <= 0.5), result["pairedAuthP95ms"], verdict(result["pairedAuthP95ms"] <= 0.5))
+	}
+	if v, ok := result["eventsAcceptedPerSec"]; ok {
+		fmt.Fprintf(&b, "- Event invocations kept in NATS: %.0f accepted per second (each stored before its 202) next to %.0f synchronous invocations per second through the same activator (no target).\n", v, result["syncPerSec"])
 	}
 	if v, ok := result["heldKiB"]; ok {
 		fmt.Fprintf(&b, "- memory per held request (Go heap + stacks, %d held): %.1f KiB (target < 10 KiB: %s).\n", held, v, verdict(v < 10))

@@ -39,7 +39,9 @@ func (h *Payload) enqueue(w http.ResponseWriter, r *http.Request, c *call) *Fail
 		return &Failure{Kind: Overloaded, RetryAfter: time.Second,
 			Message: "the activator is not connected to its event queue yet; the event was not accepted, retry"}
 	}
-	err := q.Publish(r.Context(), &eventqueue.Event{
+	// Not cut short by a caller that leaves: the server's answer says
+	// whether the event is stored, whoever hears the 202.
+	err := q.Publish(context.WithoutCancel(r.Context()), &eventqueue.Event{
 		RequestID: c.requestID, Namespace: c.key.Namespace, Name: c.key.Name, Attempt: 1, Accepted: c.start,
 		ClientContext: r.Header.Get(invokeapi.HeaderClientContext), TraceID: r.Header.Get(invokeapi.HeaderTraceID),
 		Payload: c.payload,
