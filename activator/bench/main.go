@@ -1004,9 +1004,16 @@ Where the numbers come from, and the causes of any gap:
   paired median (each round's p95 difference, median over the rounds)
   discounts bursts of other work that land in one path's phase only. On
   this kind of machine (a VM whose host is shared) both move by about a
-  third between runs minutes apart: three runs in ten minutes gave paired
-  medians of 0.42, 0.47 and 0.60 ms and pooled p95s of 0.51 to 0.84 ms,
-  so the target (0.5 ms) is met in some runs and not in others. The
+  third between runs minutes apart, and by more between hours: on a
+  quiet morning three runs in ten minutes gave paired medians of 0.42,
+  0.47 and 0.60 ms and pooled p95s of 0.51 to 0.84 ms, so the target
+  (0.5 ms) is met in some runs and not in others; on a busier afternoon
+  of the same day the direct path's own p95 was two to three times as
+  high (2.2 to 3.4 ms against 1.2 ms), and fifteen runs gave paired
+  medians of 0.62 to 2.2 ms, alike with this activator and with the one
+  before the durable event queue. The sidecar's ratios to the runtime interface
+  emulator measured in between were those of the morning (make
+  bench-sidecar). The
   activator's CPU per request is 240-250 µs with GOMAXPROCS=1, as the
   chart runs it (290-330 µs with a thread per core: more cross-CPU
   wake-ups). For scale, in the same setting a raw HTTP/1.1 loop forwarding
