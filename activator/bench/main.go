@@ -1010,8 +1010,8 @@ Where the numbers come from, and the causes of any gap:
   (0.5 ms) is met in some runs and not in others; on a busier afternoon
   of the same day the direct path's own p95 was two to three times as
   high (2.2 to 3.4 ms against 1.2 ms), and fifteen runs gave paired
-  medians of 0.62 to 2.2 ms, alike with this activator and with the one
-  before the durable event queue. The sidecar's ratios to the runtime interface
+  medians of 0.62 to 2.2 ms, alike whether the activator kept Events in
+  NATS or in its memory. The sidecar's ratios to the runtime interface
   emulator measured in between were those of the morning (make
   bench-sidecar). The
   activator's CPU per request is 240-250 µs with GOMAXPROCS=1, as the
