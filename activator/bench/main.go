@@ -39,8 +39,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lambdapod/lambdapod/internal/natstest"
 	"github.com/lambdapod/lambdapod/internal/procstat"
-	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -575,7 +575,12 @@ func drive(sidecarBin, bootstrapBin string, rate int, phase time.Duration, phase
 	self, _ := os.Executable()
 	// As the chart runs it: GOMAXPROCS from its CPU request of 100m.
 	// BENCH_ACTIVATOR_ENV adds to (or overrides) that.
-	ns, err := startNATS()
+	natsDir, err := os.MkdirTemp("", "lambdapod-bench-nats-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(natsDir)
+	ns, err := natstest.Run(natsDir, 0)
 	if err != nil {
 		return err
 	}
@@ -698,25 +703,6 @@ func throughput(direct, via string) {
 	fmt.Fprintln(out, "| path | requests/s | errors |")
 	fmt.Fprintln(out, "|---|---|---|")
 	fmt.Fprintf(out, "| sidecar directly | %.0f | %d |\n| through the activator | %.0f | %d |\n", td, e1, ta, e2)
-}
-
-// startNATS runs a NATS server with JetStream in this process, its store
-// in a temporary directory, with the chart's max_payload.
-func startNATS() (*natsserver.Server, error) {
-	dir, err := os.MkdirTemp("", "lambdapod-bench-nats-")
-	if err != nil {
-		return nil, err
-	}
-	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: natsserver.RANDOM_PORT, JetStream: true,
-		StoreDir: dir, MaxPayload: 2 << 20, NoSigs: true, NoLog: true})
-	if err != nil {
-		return nil, err
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		return nil, errors.New("NATS server not ready")
-	}
-	return s, nil
 }
 
 // durableEvents measures Event invocations kept in NATS next to

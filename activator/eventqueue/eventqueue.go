@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -176,9 +177,8 @@ type Queue struct {
 	js   jetstream.JetStream
 	cons jetstream.Consumer
 	m    *metrics
-
-	mu      sync.Mutex
-	running int
+	// running is the number of events this activator runs now.
+	running atomic.Int64
 }
 
 // Open connects, and creates or updates the stream and the consumer (the
@@ -190,6 +190,10 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 		nats.Name("lambdapod-activator"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
+		// No publishes kept while disconnected: they would reach the
+		// server after the reconnection and store an event whose caller
+		// was told it was not accepted (503), which would then run.
+		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("event queue: disconnected", "err", err)
 		}),
@@ -420,13 +424,9 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, policy func(names
 			}
 		}
 	}()
-	q.mu.Lock()
-	q.running++
-	q.mu.Unlock()
+	q.running.Add(1)
 	res := run(context.WithoutCancel(ctx), ev)
-	q.mu.Lock()
-	q.running--
-	q.mu.Unlock()
+	q.running.Add(-1)
 	close(done)
 
 	switch res {
@@ -472,8 +472,4 @@ func (q *Queue) ack(msg jetstream.Msg, log *slog.Logger) {
 }
 
 // Running is the number of events this activator runs now.
-func (q *Queue) Running() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.running
-}
+func (q *Queue) Running() int { return int(q.running.Load()) }

@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/lambdapod/lambdapod/activator/eventqueue"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -32,6 +30,7 @@ import (
 
 	"github.com/lambdapod/lambdapod/activator/auth"
 	"github.com/lambdapod/lambdapod/activator/endpoints"
+	"github.com/lambdapod/lambdapod/activator/eventqueue"
 	"github.com/lambdapod/lambdapod/activator/functions"
 	"github.com/lambdapod/lambdapod/activator/handler"
 	"github.com/lambdapod/lambdapod/activator/metrics"

@@ -196,10 +196,13 @@ type Invocation struct {
 	payBuf  *bytes.Buffer
 }
 
-// New returns a queued invocation with a fresh request id. payload is a
-// pooled buffer owned by the invocation from now on.
-func New(payload *bytes.Buffer) *Invocation {
-	inv := &Invocation{ID: invokeapi.NewRequestID(), result: make(chan *Result, 1), payBuf: payload, Accepted: time.Now()}
+// New returns a queued invocation with request id id (a fresh one when
+// empty). payload is a pooled buffer owned by the invocation from now on.
+func New(payload *bytes.Buffer, id string) *Invocation {
+	if id == "" {
+		id = invokeapi.NewRequestID()
+	}
+	inv := &Invocation{ID: id, result: make(chan *Result, 1), payBuf: payload, Accepted: time.Now()}
 	if payload != nil {
 		inv.Payload = payload.Bytes()
 	}

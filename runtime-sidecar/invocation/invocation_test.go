@@ -20,7 +20,7 @@ var allowedMoves = map[[2]State]bool{
 }
 
 func inState(s State) *Invocation {
-	inv := New(nil)
+	inv := New(nil, "")
 	inv.state.Store(int32(s))
 	return inv
 }

@@ -298,11 +298,13 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName str
 	// as AWS's emulator does: the activator's Raw event format hands it
 	// HTTP bodies as they came.
 
-	inv := invocation.New(buf)
-	if id := r.Header.Get(contract.HeaderRequestID); id != "" && invokeapi.ValidRequestID(id) {
-		// The activator's: the id its caller got (an Event's 202).
-		inv.ID = id
+	// The activator's request id, when it sends one: the id its caller got
+	// (an Event's 202); else a new one.
+	id := r.Header.Get(contract.HeaderRequestID)
+	if id != "" && !invokeapi.ValidRequestID(id) {
+		id = ""
 	}
+	inv := invocation.New(buf, id)
 	inv.Event = invType == invokeapi.Event
 	inv.ContentType = r.Header.Get("Content-Type")
 	inv.ClientContext = clientContext
