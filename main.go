@@ -51,6 +51,7 @@ func main() {
 		cfg                    resources.Config
 		bo                     buildOptions
 		sec                    security
+		eventQueue             string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
@@ -72,6 +73,7 @@ func main() {
 	flag.StringVar(&sec.activatorLabels, "activator-pod-labels", "app.kubernetes.io/name=lambdapod,app.kubernetes.io/component=activator", "labels (k=v,...) of the activators' pods, in POD_NAMESPACE, which function pods' NetworkPolicies admit")
 	flag.BoolVar(&sec.invokeTokens, "invoke-tokens", true, "function pods take invocations only with a token the activators signed (key in the Secret "+invokekey.Name+" of POD_NAMESPACE); false lets anyone who reaches a pod invoke it (development only)")
 	opts := zap.Options{}
+	flag.StringVar(&eventQueue, "event-queue", os.Getenv("LAMBDAPOD_EVENT_QUEUE"), "the activators' NATS server(s) with JetStream (their -event-queue), e.g. nats://lambdapod-nats.lambdapod-system.svc:4222: the leader queues the Events of spec.schedules there and counts each Function's pending events (empty: no schedules run)")
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))

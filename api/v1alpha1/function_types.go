@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -81,6 +82,16 @@ type FunctionSpec struct {
 	// defaults (two retries, six hours).
 	// +optional
 	Async *AsyncSpec `json:"async,omitempty"`
+
+	// schedules run the function on a timetable, as EventBridge rules do:
+	// at each time the manager queues one Event invocation (a Scheduled
+	// Event, or the schedule's input), once per time even across a change
+	// of the manager's leader. Needs the activators' event queue.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=10
+	// +optional
+	Schedules []Schedule `json:"schedules,omitempty"`
 }
 
 // AsyncSpec is a function's asynchronous invocation configuration (Lambda's
@@ -102,6 +113,87 @@ type AsyncSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('60s') && duration(self) <= duration('6h')",message="spec.async.maximumEventAge must be between 60s and 6h, as on Lambda"
 	// +optional
 	MaximumEventAge *metav1.Duration `json:"maximumEventAge,omitempty"`
+
+	// destinations receive an invocation record (Lambda's JSON: the
+	// request, the response and how it ended) when an Event invocation
+	// succeeded, or failed for good (retries exhausted, or too old to run).
+	// +optional
+	Destinations *Destinations `json:"destinations,omitempty"`
+}
+
+// Destinations says where the records of ended Event invocations go, as
+// Lambda's DestinationConfig.
+type Destinations struct {
+	// onSuccess receives the record of an invocation that succeeded.
+	// +optional
+	OnSuccess *Destination `json:"onSuccess,omitempty"`
+
+	// onFailure receives the record of an event that failed on its last
+	// attempt (condition RetriesExhausted) or was dropped before it could
+	// run (EventAgeExceeded).
+	// +optional
+	OnFailure *Destination `json:"onFailure,omitempty"`
+}
+
+// Destination is another Function or an HTTP URL: exactly one.
+// +kubebuilder:validation:XValidation:rule="has(self.function) != has(self.url)",message="a destination is exactly one of function (a Function in the same namespace) or url"
+type Destination struct {
+	// function is the name of a Function in the same namespace: it is
+	// invoked asynchronously (an Event) with the record as its payload.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Function string `json:"function,omitempty"`
+
+	// url receives the record in a POST (application/json). A 2xx answer
+	// is a delivery; anything else is counted as a failed delivery in
+	// lambdapod_activator_event_destination_deliveries_total, and not
+	// retried, as on Lambda.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && (self.startsWith('http://') || self.startsWith('https://'))",message="a destination url must be an absolute http:// or https:// URL"
+	// +optional
+	URL string `json:"url,omitempty"`
+}
+
+// Schedule runs a function on a timetable, as an EventBridge schedule rule
+// whose target is the function: an Event invocation at each time.
+type Schedule struct {
+	// name tells the schedules of a Function apart (a DNS label).
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +required
+	Name string `json:"name"`
+
+	// expression is EventBridge's schedule syntax, in UTC: rate(1 minute),
+	// rate(5 minutes), rate(1 hour), rate(2 days) (singular for 1), or
+	// cron(minutes hours day-of-month month day-of-week year) with one of
+	// the day fields ?, e.g. cron(0 12 * * ? *) for every day at noon or
+	// cron(0/15 8-17 ? * MON-FRI *).
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.matches('^rate[(]([1-9][0-9]*) (minute|hour|day)s?[)]$') || self.matches('^cron[(][^ ]+( [^ ]+){5}[)]$')",message="expression must be rate(<value> <unit>) (unit minute, hour or day) or cron(<minutes> <hours> <day-of-month> <month> <day-of-week> <year>), as in EventBridge"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('rate(') || (self.startsWith('rate(1 ') ? !self.endsWith('s)') : self.endsWith('s)'))",message="a rate takes the singular unit for 1 (rate(1 minute)) and the plural otherwise (rate(5 minutes)), as in EventBridge"
+	// +required
+	Expression string `json:"expression"`
+
+	// input, if set, is the payload of every invocation (EventBridge's
+	// constant input) instead of the Scheduled Event.
+	// +optional
+	Input *apiextensionsv1.JSON `json:"input,omitempty"`
+}
+
+// ScheduleStatus is what happened to a schedule.
+type ScheduleStatus struct {
+	// name is the schedule's name.
+	// +required
+	Name string `json:"name"`
+
+	// lastScheduleTime is the last time an Event was queued for.
+	// +optional
+	LastScheduleTime *metav1.Time `json:"lastScheduleTime,omitempty"`
+
+	// nextScheduleTime is the next time an Event will be queued for.
+	// +optional
+	NextScheduleTime *metav1.Time `json:"nextScheduleTime,omitempty"`
 }
 
 // AuthType says who may invoke a Function.
@@ -416,6 +508,19 @@ type FunctionStatus struct {
 	// desiredReplicas is the number of pods the autoscaler asked for.
 	// +optional
 	DesiredReplicas int32 `json:"desiredReplicas"`
+
+	// pendingEvents is the number of accepted Event invocations (and
+	// retries) in the event queue that have not ended yet.
+	// +optional
+	PendingEvents *int64 `json:"pendingEvents,omitempty"`
+
+	// schedules says when each of spec.schedules last queued an Event and
+	// when it will next.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=10
+	// +optional
+	Schedules []ScheduleStatus `json:"schedules,omitempty"`
 }
 
 // BuildStatus names one build of a git source.
