@@ -82,9 +82,9 @@ type Config struct {
 	// new event.
 	PublishTimeout time.Duration
 	// Region is the one in the function ARNs of invocation records.
-	Region         string
-	Log            *slog.Logger
-	Registerer     prometheus.Registerer
+	Region     string
+	Log        *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 func (c *Config) defaults() {
@@ -204,7 +204,9 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 		// was told it was not accepted (503), which would then run.
 		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("event queue: disconnected", "err", err)
+			if err != nil { // nil: closed on purpose
+				log.Warn("event queue: disconnected", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("event queue: reconnected", "server", c.ConnectedUrlRedacted()) }),
 	)
@@ -469,7 +471,7 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, policy func(names
 			if pol.OnFailure != nil {
 				q.deliver(ctx, pol.OnFailure, ev, NewRecord(q.cfg.Region, ev, ConditionRetriesExhausted, ev.Attempt, &out, time.Now()), log)
 			}
-				q.ack(msg, log)
+			q.ack(msg, log)
 			return
 		}
 		next := *ev
@@ -498,3 +500,58 @@ func (q *Queue) ack(msg jetstream.Msg, log *slog.Logger) {
 
 // Running is the number of events this activator runs now.
 func (q *Queue) Running() int { return int(q.running.Load()) }
+
+// Dial connects to the queue to publish events only (the manager's
+// schedules, its count of pending events): it neither creates the stream
+// (the activators do, with their settings) nor consumes. Run must not be
+// called on it. Publishing before an activator made the stream fails.
+func Dial(cfg Config) (*Queue, error) {
+	cfg.defaults()
+	log := cfg.Log
+	nc, err := nats.Connect(cfg.URL,
+		nats.Name("lambdapod-manager"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.ReconnectBufSize(-1),
+		// Connect even while the server is away: the reconciler retries
+		// what it could not publish.
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("event queue: disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("event queue: connected", "server", c.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to NATS at %s: %w", cfg.URL, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &Queue{cfg: cfg, nc: nc, js: js, m: newMetrics(nil, nil)}, nil
+}
+
+// Pending counts the events in the queue (waiting, due later, running)
+// per function, keyed namespace/name.
+func (q *Queue) Pending(ctx context.Context) (map[string]int64, error) {
+	s, err := q.js.Stream(ctx, q.cfg.Stream)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(SubjectPrefix+">"))
+	if err != nil {
+		return nil, err
+	}
+	n := make(map[string]int64, len(info.State.Subjects))
+	for subj, c := range info.State.Subjects {
+		rest, ok := strings.CutPrefix(subj, SubjectPrefix)
+		ns, name, ok2 := strings.Cut(rest, ".")
+		if ok && ok2 {
+			n[ns+"/"+name] += int64(c)
+		}
+	}
+	return n, nil
+}
