@@ -34,7 +34,7 @@ func Config(f *lambdapodv1alpha1.Function) handler.Function {
 		Concurrency: int(f.Spec.Runtime.ConcurrencyOrDefault()),
 		EventFormat: event.Format(f.Spec.HTTP.EventFormatOrDefault()),
 		Public:      f.Spec.AuthTypeOrDefault() == lambdapodv1alpha1.AuthNone,
-		Async: asyncPolicy(f),
+		Async:       asyncPolicy(f),
 	}
 }
 
