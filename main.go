@@ -9,6 +9,7 @@ import (
 	"crypto/ed25519"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -22,6 +23,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/go-logr/logr"
+	"github.com/lambdapod/lambdapod/activator/eventqueue"
 	"github.com/lambdapod/lambdapod/controllers"
 	"github.com/lambdapod/lambdapod/controllers/build"
 	"github.com/lambdapod/lambdapod/controllers/imageconfig"
@@ -91,7 +94,7 @@ func main() {
 		}
 		cfg.Ingress = &resources.IngressPolicy{ActivatorNamespace: bo.namespace, ActivatorLabels: set}
 	}
-	if err := run(cfg, bo, sec, metricsAddr, probeAddr, autoscalerAddr, leaderElect); err != nil {
+	if err := run(cfg, bo, sec, eventQueue, metricsAddr, probeAddr, autoscalerAddr, leaderElect); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
@@ -112,7 +115,7 @@ type security struct {
 	activatorLabels string
 }
 
-func run(cfg resources.Config, bo buildOptions, sec security, metricsAddr, probeAddr, autoscalerAddr string, leaderElect bool) error {
+func run(cfg resources.Config, bo buildOptions, sec security, eventQueue, metricsAddr, probeAddr, autoscalerAddr string, leaderElect bool) error {
 	ctx := ctrl.SetupSignalHandler()
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                 scheme.New(),
@@ -155,6 +158,9 @@ func run(cfg resources.Config, bo buildOptions, sec security, metricsAddr, probe
 			return fmt.Errorf("adding the push webhook receiver: %w", err)
 		}
 	}
+	if err := setupSchedules(mgr, eventQueue, cfg.Region); err != nil {
+		return err
+	}
 	// The autoscaler decides on the leader only; every replica receives
 	// reports, and non-leaders answer 503 so activators try again. Only the
 	// activators may report: anyone else could scale any function to its
@@ -186,6 +192,28 @@ func run(cfg resources.Config, bo buildOptions, sec security, metricsAddr, probe
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// setupSchedules runs spec.schedules and counts pending events in the
+// activators' event queue, when the manager has one.
+func setupSchedules(mgr ctrl.Manager, url, region string) error {
+	sr := &controllers.ScheduleReconciler{Client: mgr.GetClient(), Region: region, Recorder: mgr.GetEventRecorder("lambdapod")}
+	if url != "" {
+		q, err := eventqueue.Dial(eventqueue.Config{URL: url, Log: slog.New(logr.ToSlogHandler(ctrl.Log.WithName("eventqueue")))})
+		if err != nil {
+			return fmt.Errorf("--event-queue: %w", err)
+		}
+		sr.Queue = q
+		if err := mgr.Add(&controllers.PendingEvents{Client: mgr.GetClient(), Queue: q}); err != nil {
+			return fmt.Errorf("adding the pending events counter: %w", err)
+		}
+	} else {
+		ctrl.Log.WithName("setup").Info("no --event-queue: spec.schedules do not run, and status.pendingEvents is not kept")
+	}
+	if err := sr.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the schedule controller: %w", err)
+	}
+	return nil
 }
 
 // invokeKey is the activators' public key, for function pods, from the

@@ -81,8 +81,10 @@ type Config struct {
 	// PublishTimeout bounds the wait for the server's acknowledgement of a
 	// new event.
 	PublishTimeout time.Duration
-	Log            *slog.Logger
-	Registerer     prometheus.Registerer
+	// Region is the one in the function ARNs of invocation records.
+	Region     string
+	Log        *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 func (c *Config) defaults() {
@@ -119,6 +121,9 @@ func (c *Config) defaults() {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	if c.Region == "" {
+		c.Region = "us-east-1"
+	}
 }
 
 // Event is one accepted asynchronous invocation.
@@ -142,6 +147,10 @@ type Policy struct {
 	MaxRetries int
 	// MaxAge is how long after it was accepted an event may still run.
 	MaxAge time.Duration
+	// OnSuccess and OnFailure, if set, get the invocation record of an
+	// event that succeeded, or that failed for good (retries exhausted, or
+	// too old to run).
+	OnSuccess, OnFailure *Destination
 }
 
 // DefaultPolicy is Lambda's: two retries, six hours.
@@ -195,7 +204,9 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 		// was told it was not accepted (503), which would then run.
 		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("event queue: disconnected", "err", err)
+			if err != nil { // nil: closed on purpose
+				log.Warn("event queue: disconnected", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("event queue: reconnected", "server", c.ConnectedUrlRedacted()) }),
 	)
@@ -319,8 +330,9 @@ func decode(msg jetstream.Msg) (*Event, error) {
 	return ev, nil
 }
 
-// Runner runs one event's invocation.
-type Runner func(ctx context.Context, ev *Event) Result
+// Runner runs one event's invocation. keep says whether the function's
+// answer is wanted in the Outcome (a destination will get it).
+type Runner func(ctx context.Context, ev *Event, keep bool) Outcome
 
 // Run pulls events and runs them, at most Concurrency at once, until ctx
 // ends; then it waits for those running.
@@ -405,6 +417,9 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, policy func(names
 	if age := time.Since(ev.Accepted); age > pol.MaxAge {
 		log.Warn("event dropped: older than the function's maximum event age", "age", age.Round(time.Second), "maxAge", pol.MaxAge)
 		q.m.ended.WithLabelValues("expired").Inc()
+		if pol.OnFailure != nil {
+			q.deliver(context.WithoutCancel(ctx), pol.OnFailure, ev, NewRecord(q.cfg.Region, ev, ConditionEventAgeExceeded, ev.Attempt-1, nil, time.Now()), log)
+		}
 		q.ack(msg, log)
 		return
 	}
@@ -412,6 +427,7 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, policy func(names
 	// While it runs (held at zero, then the function's timeout), the
 	// server hears that it is in progress.
 	done := make(chan struct{})
+	defer close(done)
 	go func() {
 		t := time.NewTicker(q.cfg.AckWait / 3)
 		defer t.Stop()
@@ -424,14 +440,22 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, policy func(names
 			}
 		}
 	}()
+	// Neither the run nor its record is cut short by a stop: the
+	// activator waits for both before it settles the message.
+	ctx = context.WithoutCancel(ctx)
 	q.running.Add(1)
-	res := run(context.WithoutCancel(ctx), ev)
+	out := run(ctx, ev, pol.OnSuccess != nil || pol.OnFailure != nil)
 	q.running.Add(-1)
-	close(done)
 
-	switch res {
+	// Destinations hear of the end before the message is settled: an
+	// activator that dies in between leaves the event to run again, and
+	// its record to be queued again under the same id.
+	switch out.Result {
 	case Succeeded:
 		q.m.ended.WithLabelValues("succeeded").Inc()
+		if pol.OnSuccess != nil {
+			q.deliver(ctx, pol.OnSuccess, ev, NewRecord(q.cfg.Region, ev, ConditionSuccess, ev.Attempt, &out, time.Now()), log)
+		}
 		q.ack(msg, log)
 	case Gone:
 		log.Warn("event dropped: the function does not exist")
@@ -444,6 +468,9 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, policy func(names
 		if ev.Attempt > pol.MaxRetries {
 			log.Warn("event failed: retries exhausted", "maxRetries", pol.MaxRetries)
 			q.m.ended.WithLabelValues("retries_exhausted").Inc()
+			if pol.OnFailure != nil {
+				q.deliver(ctx, pol.OnFailure, ev, NewRecord(q.cfg.Region, ev, ConditionRetriesExhausted, ev.Attempt, &out, time.Now()), log)
+			}
 			q.ack(msg, log)
 			return
 		}
@@ -473,3 +500,58 @@ func (q *Queue) ack(msg jetstream.Msg, log *slog.Logger) {
 
 // Running is the number of events this activator runs now.
 func (q *Queue) Running() int { return int(q.running.Load()) }
+
+// Dial connects to the queue to publish events only (the manager's
+// schedules, its count of pending events): it neither creates the stream
+// (the activators do, with their settings) nor consumes. Run must not be
+// called on it. Publishing before an activator made the stream fails.
+func Dial(cfg Config) (*Queue, error) {
+	cfg.defaults()
+	log := cfg.Log
+	nc, err := nats.Connect(cfg.URL,
+		nats.Name("lambdapod-manager"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.ReconnectBufSize(-1),
+		// Connect even while the server is away: the reconciler retries
+		// what it could not publish.
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("event queue: disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("event queue: connected", "server", c.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to NATS at %s: %w", cfg.URL, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &Queue{cfg: cfg, nc: nc, js: js, m: newMetrics(nil, nil)}, nil
+}
+
+// Pending counts the events in the queue (waiting, due later, running)
+// per function, keyed namespace/name.
+func (q *Queue) Pending(ctx context.Context) (map[string]int64, error) {
+	s, err := q.js.Stream(ctx, q.cfg.Stream)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(SubjectPrefix+">"))
+	if err != nil {
+		return nil, err
+	}
+	n := make(map[string]int64, len(info.State.Subjects))
+	for subj, c := range info.State.Subjects {
+		rest, ok := strings.CutPrefix(subj, SubjectPrefix)
+		ns, name, ok2 := strings.Cut(rest, ".")
+		if ok && ok2 {
+			n[ns+"/"+name] += int64(c)
+		}
+	}
+	return n, nil
+}

@@ -3,9 +3,15 @@ package eventqueue_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -69,13 +75,13 @@ func newRecorder(results ...eventqueue.Result) *recorder {
 	return &recorder{results: results, notify: make(chan struct{}, 1000)}
 }
 
-func (r *recorder) run(_ context.Context, ev *eventqueue.Event) eventqueue.Result {
+func (r *recorder) run(_ context.Context, ev *eventqueue.Event, _ bool) eventqueue.Outcome {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls = append(r.calls, call{ev: ev, at: time.Now()})
 	r.notify <- struct{}{}
 	i := min(len(r.calls)-1, len(r.results)-1)
-	return r.results[i]
+	return eventqueue.Outcome{Result: r.results[i]}
 }
 
 func (r *recorder) waitCalls(t *testing.T, n int, within time.Duration) []call {
@@ -250,10 +256,10 @@ func TestEventOfADeadActivatorRunsElsewhere(t *testing.T) {
 	first, _ := open(t, s.ClientURL(), func(c *eventqueue.Config) { c.AckWait = time.Second })
 	started := make(chan string, 10)
 	stuck := make(chan struct{})
-	run(t, first, always(eventqueue.DefaultPolicy), func(_ context.Context, ev *eventqueue.Event) eventqueue.Result {
+	run(t, first, always(eventqueue.DefaultPolicy), func(_ context.Context, ev *eventqueue.Event, _ bool) eventqueue.Outcome {
 		started <- ev.RequestID
 		<-stuck // killed mid-invocation: it never ends
-		return eventqueue.Succeeded
+		return eventqueue.Outcome{Result: eventqueue.Succeeded}
 	})
 	t.Cleanup(func() { close(stuck) }) // before run's cleanup waits for it
 	if err := first.Publish(context.Background(), newEvent("req-orphan")); err != nil {
@@ -360,14 +366,14 @@ func TestConcurrencyBound(t *testing.T) {
 	q, reg := open(t, s.ClientURL(), func(c *eventqueue.Config) { c.Concurrency = 3 })
 	var now, peak atomic.Int32
 	var ran atomic.Int32
-	run(t, q, always(eventqueue.DefaultPolicy), func(context.Context, *eventqueue.Event) eventqueue.Result {
+	run(t, q, always(eventqueue.DefaultPolicy), func(context.Context, *eventqueue.Event, bool) eventqueue.Outcome {
 		n := now.Add(1)
 		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
 		}
 		time.Sleep(50 * time.Millisecond)
 		now.Add(-1)
 		ran.Add(1)
-		return eventqueue.Succeeded
+		return eventqueue.Outcome{Result: eventqueue.Succeeded}
 	})
 	for i := range 20 {
 		if err := q.Publish(context.Background(), newEvent(fmt.Sprintf("req-%d", i))); err != nil {
@@ -404,6 +410,195 @@ func metric(t *testing.T, reg *prometheus.Registry, name, label string) float64 
 				if m.GetGauge() != nil {
 					return m.GetGauge().GetValue()
 				}
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+// Destinations get Lambda's invocation record: on success (here an HTTP
+// URL), and on failure for good (here a function, queued as its Event):
+// retries exhausted after three runs, or too old to run at all.
+func TestDestinationsGetTheInvocationRecord(t *testing.T) {
+	s := natsServer(t, "")
+	q, reg := open(t, s.ClientURL(), func(c *eventqueue.Config) { c.Region = "eu-west-1" })
+
+	posted := make(chan []byte, 10)
+	url := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("destination got %s with Content-Type %q, want a POST of application/json", r.Method, r.Header.Get("Content-Type"))
+		}
+		b, _ := io.ReadAll(r.Body)
+		posted <- b
+	}))
+	defer url.Close()
+
+	var mu sync.Mutex
+	var dlq []*eventqueue.Event
+	runs := map[string]int{}
+	run(t, q, func(_, name string) (eventqueue.Policy, bool) {
+		if name == "dlq" {
+			return eventqueue.DefaultPolicy, true
+		}
+		return eventqueue.Policy{MaxRetries: 2, MaxAge: time.Minute,
+			OnSuccess: &eventqueue.Destination{URL: url.URL}, OnFailure: &eventqueue.Destination{Function: "dlq"}}, true
+	}, func(_ context.Context, ev *eventqueue.Event, keep bool) eventqueue.Outcome {
+		mu.Lock()
+		defer mu.Unlock()
+		if ev.Name == "dlq" {
+			dlq = append(dlq, ev)
+			return eventqueue.Outcome{Result: eventqueue.Succeeded, StatusCode: 200}
+		}
+		if !keep {
+			t.Errorf("%s ran without keep, though its function has destinations", ev.RequestID)
+		}
+		runs[ev.RequestID]++
+		if ev.RequestID == "req-ok" {
+			return eventqueue.Outcome{Result: eventqueue.Succeeded, StatusCode: 200, Response: []byte(`{"r":1}`)}
+		}
+		return eventqueue.Outcome{Result: eventqueue.Failed, StatusCode: 200, FunctionError: "Unhandled",
+			Response: []byte(`{"errorMessage":"boom","errorType":"Boom"}`)}
+	})
+
+	ok, bad, old := newEvent("req-ok"), newEvent("req-bad"), newEvent("req-old")
+	bad.Payload = []byte("not json")
+	old.Accepted = time.Now().Add(-2 * time.Minute)
+	for _, ev := range []*eventqueue.Event{ok, bad, old} {
+		if err := q.Publish(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var success map[string]any
+	select {
+	case b := <-posted:
+		if err := json.Unmarshal(b, &success); err != nil {
+			t.Fatalf("the URL got %s: %v", b, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no record reached the on-success URL")
+	}
+	want := map[string]any{
+		"version": "1.0",
+		"requestContext": map[string]any{"requestId": "req-ok", "functionArn": "arn:aws:lambda:eu-west-1:000000000000:function:team-a.hello:$LATEST",
+			"condition": "Success", "approximateInvokeCount": 1.0},
+		"requestPayload":  map[string]any{"n": 1.0},
+		"responseContext": map[string]any{"statusCode": 200.0, "executedVersion": "$LATEST"},
+		"responsePayload": map[string]any{"r": 1.0},
+	}
+	if ts, _ := success["timestamp"].(string); !strings.HasSuffix(ts, "Z") || len(ts) != len("2019-11-14T18:16:05.568Z") {
+		t.Errorf("timestamp %q, want Lambda's 2019-11-14T18:16:05.568Z form", success["timestamp"])
+	}
+	delete(success, "timestamp")
+	if !reflect.DeepEqual(success, want) {
+		t.Errorf("on-success record\n%v\nwant\n%v", success, want)
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(dlq)
+		mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records reached the on-failure function, want 2", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitEmpty(t, reg)
+	mu.Lock()
+	defer mu.Unlock()
+	if runs["req-bad"] != 3 || runs["req-old"] != 0 {
+		t.Errorf("runs %v: want req-bad 3 times, req-old never", runs)
+	}
+	records := map[string]map[string]any{}
+	for _, ev := range dlq {
+		var r map[string]any
+		if err := json.Unmarshal(ev.Payload, &r); err != nil {
+			t.Fatalf("the on-failure function got %s: %v", ev.Payload, err)
+		}
+		if ev.Namespace != "team-a" || ev.Attempt != 1 {
+			t.Errorf("the record went to %s/%s attempt %d, want team-a/dlq attempt 1", ev.Namespace, ev.Name, ev.Attempt)
+		}
+		delete(r, "timestamp")
+		records[r["requestContext"].(map[string]any)["requestId"].(string)] = r
+	}
+	wantBad := map[string]any{
+		"version": "1.0",
+		"requestContext": map[string]any{"requestId": "req-bad", "functionArn": "arn:aws:lambda:eu-west-1:000000000000:function:team-a.hello:$LATEST",
+			"condition": "RetriesExhausted", "approximateInvokeCount": 3.0},
+		"requestPayload":  "not json",
+		"responseContext": map[string]any{"statusCode": 200.0, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+		"responsePayload": map[string]any{"errorMessage": "boom", "errorType": "Boom"},
+	}
+	if !reflect.DeepEqual(records["req-bad"], wantBad) {
+		t.Errorf("RetriesExhausted record\n%v\nwant\n%v", records["req-bad"], wantBad)
+	}
+	wantOld := map[string]any{
+		"version": "1.0",
+		"requestContext": map[string]any{"requestId": "req-old", "functionArn": "arn:aws:lambda:eu-west-1:000000000000:function:team-a.hello:$LATEST",
+			"condition": "EventAgeExceeded", "approximateInvokeCount": 0.0},
+		"requestPayload": map[string]any{"n": 1.0},
+	}
+	if !reflect.DeepEqual(records["req-old"], wantOld) {
+		t.Errorf("EventAgeExceeded record\n%v\nwant\n%v", records["req-old"], wantOld)
+	}
+	for _, l := range [][2]string{{"url", "delivered"}, {"function", "delivered"}} {
+		if v := metric2(t, reg, "lambdapod_activator_event_destination_deliveries_total", l[0], l[1]); v != map[string]float64{"url": 1, "function": 2}[l[0]] {
+			t.Errorf("destination_deliveries_total{destination=%s,result=%s} = %v", l[0], l[1], v)
+		}
+	}
+}
+
+// A URL that keeps failing is tried three times; the event still ends
+// (the record is counted as failed, as Lambda counts
+// DestinationDeliveryFailures).
+func TestFailingDestinationURLEndsTheEvent(t *testing.T) {
+	s := natsServer(t, "")
+	q, reg := open(t, s.ClientURL(), nil)
+	var tries atomic.Int32
+	url := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tries.Add(1)
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer url.Close()
+	rec := newRecorder(eventqueue.Succeeded)
+	run(t, q, always(eventqueue.Policy{MaxRetries: 2, MaxAge: time.Hour, OnSuccess: &eventqueue.Destination{URL: url.URL}}), rec.run)
+	if err := q.Publish(context.Background(), newEvent("req-1")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for metric2(t, reg, "lambdapod_activator_event_destination_deliveries_total", "url", "failed") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no failed delivery counted")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitEmpty(t, reg)
+	if n := tries.Load(); n != 3 {
+		t.Errorf("the URL was tried %d times, want 3", n)
+	}
+	if n := len(rec.waitCalls(t, 1, time.Second)); n != 1 {
+		t.Errorf("the event ran %d times, want once: a failed delivery is no failed invocation", n)
+	}
+}
+
+// metric2 is the value of a metric with two labels (in their sorted order).
+func metric2(t *testing.T, reg *prometheus.Registry, name, l1, l2 string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if ls := m.GetLabel(); len(ls) == 2 && ls[0].GetValue() == l1 && ls[1].GetValue() == l2 {
 				return m.GetCounter().GetValue()
 			}
 		}

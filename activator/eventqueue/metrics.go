@@ -13,6 +13,9 @@ type metrics struct {
 	ended     *prometheus.CounterVec
 	retried   prometheus.Counter
 	notRun    prometheus.Counter
+	// destinations counts invocation records sent, by destination kind
+	// and result.
+	destinations *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, q *Queue) *metrics {
@@ -33,11 +36,15 @@ func newMetrics(reg prometheus.Registerer, q *Queue) *metrics {
 			Name: "lambdapod_activator_events_not_run_total",
 			Help: "Event invocations that could not start (no capacity) and were put back for later; not attempts.",
 		}),
+		destinations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambdapod_activator_event_destination_deliveries_total",
+			Help: "Invocation records sent to on-success and on-failure destinations, by destination (function, url) and result (delivered, failed: not retried further).",
+		}, []string{"destination", "result"}),
 	}
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.published, m.ended, m.retried, m.notRun,
+	reg.MustRegister(m.published, m.ended, m.retried, m.notRun, m.destinations,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "lambdapod_activator_events_running",
 			Help: "Events this activator runs now.",

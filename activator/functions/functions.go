@@ -34,11 +34,27 @@ func Config(f *lambdapodv1alpha1.Function) handler.Function {
 		Concurrency: int(f.Spec.Runtime.ConcurrencyOrDefault()),
 		EventFormat: event.Format(f.Spec.HTTP.EventFormatOrDefault()),
 		Public:      f.Spec.AuthTypeOrDefault() == lambdapodv1alpha1.AuthNone,
-		Async: eventqueue.Policy{
-			MaxRetries: f.Spec.MaximumRetryAttemptsOrDefault(),
-			MaxAge:     f.Spec.MaximumEventAgeOrDefault(),
-		},
+		Async:       asyncPolicy(f),
 	}
+}
+
+func asyncPolicy(f *lambdapodv1alpha1.Function) eventqueue.Policy {
+	p := eventqueue.Policy{
+		MaxRetries: f.Spec.MaximumRetryAttemptsOrDefault(),
+		MaxAge:     f.Spec.MaximumEventAgeOrDefault(),
+	}
+	if f.Spec.Async != nil && f.Spec.Async.Destinations != nil {
+		p.OnSuccess = destination(f.Spec.Async.Destinations.OnSuccess)
+		p.OnFailure = destination(f.Spec.Async.Destinations.OnFailure)
+	}
+	return p
+}
+
+func destination(d *lambdapodv1alpha1.Destination) *eventqueue.Destination {
+	if d == nil || (d.Function == "" && d.URL == "") {
+		return nil
+	}
+	return &eventqueue.Destination{Function: d.Function, URL: d.URL}
 }
 
 // cannotRunReasons are the reasons of a Function's Ready condition that

@@ -70,14 +70,20 @@ func (ch *Chain) EventPolicy(namespace, name string) (eventqueue.Policy, bool) {
 	return fn.Async, true
 }
 
+// recordResponseLimit bounds the function answer kept for a destination's
+// invocation record, so that the record (with a payload of up to 1 MB)
+// still fits in one queued event; a longer answer leaves the record
+// without responsePayload.
+const recordResponseLimit = 1 << 20
+
 // RunEvent runs an event from the durable queue through the same pools,
 // holds and pods as a synchronous invocation (so queued events wake a
 // function at zero and count toward its concurrency), and says how it
-// ended.
-func (ch *Chain) RunEvent(ctx context.Context, ev *eventqueue.Event) eventqueue.Result {
+// ended, with the function's answer if keep.
+func (ch *Chain) RunEvent(ctx context.Context, ev *eventqueue.Event, keep bool) eventqueue.Outcome {
 	fn, ok := ch.fns.Lookup(ev.Namespace, ev.Name)
 	if !ok {
-		return eventqueue.Gone
+		return eventqueue.Outcome{Result: eventqueue.Gone}
 	}
 	c := &call{start: time.Now(), requestID: ev.RequestID, invoke: true, region: ch.opts.Region,
 		key: queue.Key{Namespace: ev.Namespace, Name: ev.Name}, found: true, fn: fn, payload: ev.Payload,
@@ -95,22 +101,33 @@ func (ch *Chain) RunEvent(ctx context.Context, ev *eventqueue.Event) eventqueue.
 		r.Header.Set(invokeapi.HeaderTraceID, ev.TraceID)
 	}
 	d := &discard{h: http.Header{}}
+	if keep {
+		d.keep = recordResponseLimit
+	}
 	f := ch.wait.serve(d, r, c)
+	out := eventqueue.Outcome{StatusCode: d.code, FunctionError: d.h.Get(invokeapi.HeaderFunctionError), Response: d.kept}
 	switch {
-	case f == nil && d.code == http.StatusOK && d.h.Get(invokeapi.HeaderFunctionError) == "":
-		return eventqueue.Succeeded
+	case f == nil && d.code == http.StatusOK && out.FunctionError == "":
+		out.Result = eventqueue.Succeeded
+		return out
 	case f == nil:
 		// The function failed (X-Amz-Function-Error), or the pod refused
 		// the payload: an attempt.
-		return eventqueue.Failed
+		out.Result = eventqueue.Failed
+		return out
 	}
 	switch f.Kind {
 	case NotFound:
-		return eventqueue.Gone
+		return eventqueue.Outcome{Result: eventqueue.Gone}
 	case FunctionTimeout, ConnectionLost, FunctionFailed:
-		return eventqueue.Failed
+		// An attempt; its record says what a synchronous caller would
+		// have got (200, Unhandled, the timeout or crash document).
+		d = &discard{h: http.Header{}, keep: d.keep}
+		render(d, c, f)
+		return eventqueue.Outcome{Result: eventqueue.Failed, StatusCode: d.code,
+			FunctionError: d.h.Get(invokeapi.HeaderFunctionError), Response: d.kept}
 	}
 	// No pod took it (held past the activation timeout, a full queue,
 	// pods that cannot run, the activator stopping): not an attempt.
-	return eventqueue.NotRun
+	return eventqueue.Outcome{Result: eventqueue.NotRun}
 }

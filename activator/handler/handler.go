@@ -321,6 +321,11 @@ func (w *statusWriter) Flush() {
 type discard struct {
 	h    http.Header
 	code int
+	// keep, if positive, keeps up to that many bytes of the body in kept;
+	// past it, tooLong is set and kept dropped.
+	keep    int
+	kept    []byte
+	tooLong bool
 }
 
 func (d *discard) Header() http.Header { return d.h }
@@ -328,6 +333,13 @@ func (d *discard) Header() http.Header { return d.h }
 func (d *discard) Write(b []byte) (int, error) {
 	if d.code == 0 {
 		d.code = http.StatusOK
+	}
+	if d.keep > 0 && !d.tooLong {
+		if len(d.kept)+len(b) > d.keep {
+			d.tooLong, d.kept = true, nil
+		} else {
+			d.kept = append(d.kept, b...)
+		}
 	}
 	return len(b), nil
 }

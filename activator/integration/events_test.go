@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/lambdapod/lambdapod/activator/eventqueue"
 	"github.com/lambdapod/lambdapod/activator/server"
+	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 	"github.com/lambdapod/lambdapod/internal/natstest"
 	"github.com/lambdapod/lambdapod/internal/testenv"
 )
@@ -44,7 +46,9 @@ func TestDurableEvents(t *testing.T) {
 	e := testenv.Start(t)
 	ns := namespace(t, e.Client, "events")
 	makeFunction(t, e.Client, ns, "ev", fnOpts{conc: 2, timeout: 5 * time.Second, replicas: 1, public: true})
-	makeFunction(t, e.Client, ns, "evfail", fnOpts{conc: 1, timeout: 5 * time.Second, replicas: 1, public: true})
+	makeFunction(t, e.Client, ns, "evfail", fnOpts{conc: 1, timeout: 5 * time.Second, replicas: 1, public: true,
+		async: &lambdapodv1alpha1.AsyncSpec{Destinations: &lambdapodv1alpha1.Destinations{
+			OnFailure: &lambdapodv1alpha1.Destination{Function: "ev"}}}})
 	dir := t.TempDir()
 	nats := natstest.Start(t, dir, 0)
 	natsPort := nats.Addr().(*net.TCPAddr).Port
@@ -96,6 +100,33 @@ func TestDurableEvents(t *testing.T) {
 		time.Sleep(2 * time.Second) // a fourth would come within 1.2 s (the third retry's delay)
 		if n := runs(pf, id); n != 3 {
 			t.Errorf("the failing event ran %d times, want 3 (the first run and Lambda's two retries)", n)
+		}
+		// Its on-failure destination, the function ev, got Lambda's
+		// invocation record as an Event.
+		var record map[string]any
+		eventually(t, 20*time.Second, "the on-failure destination got the record", func() bool {
+			for _, line := range strings.Split(p.logs.String(), "\n") {
+				i := strings.Index(line, `{"version":"1.0"`)
+				if i < 0 || !strings.Contains(line, id) {
+					continue
+				}
+				if err := json.Unmarshal([]byte(line[i:]), &record); err == nil {
+					return true
+				}
+			}
+			return false
+		})
+		rc, _ := record["requestContext"].(map[string]any)
+		resp, _ := record["responseContext"].(map[string]any)
+		if rc["requestId"] != id || rc["condition"] != "RetriesExhausted" || rc["approximateInvokeCount"] != 3.0 ||
+			rc["functionArn"] != "arn:aws:lambda:us-east-1:000000000000:function:"+ns+".evfail:$LATEST" {
+			t.Errorf("requestContext %v, want request %s, RetriesExhausted, 3 invocations, the ARN of %s.evfail", rc, id, ns)
+		}
+		if fmt.Sprint(record["requestPayload"]) != "map[fail:true]" || resp["statusCode"] != 200.0 || resp["functionError"] != "Unhandled" {
+			t.Errorf("record %v: want the original payload, status 200, functionError Unhandled", record)
+		}
+		if record["responsePayload"] == nil {
+			t.Errorf("record %v has no responsePayload (the function's error)", record)
 		}
 	})
 

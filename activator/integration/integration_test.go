@@ -281,6 +281,8 @@ type fnOpts struct {
 	maxReplicas      int32
 	// public makes the Function's authType None (else RBAC, the default).
 	public bool
+	// async is the Function's spec.async.
+	async *lambdapodv1alpha1.AsyncSpec
 }
 
 // makeFunction creates a Function and the Deployment the controller would
@@ -308,6 +310,7 @@ func makeFunction(t *testing.T, c client.Client, ns, name string, o fnOpts) {
 	if o.public {
 		f.Spec.AuthType = lambdapodv1alpha1.AuthNone
 	}
+	f.Spec.Async = o.async
 	if err := c.Create(ctx, f); err != nil {
 		t.Fatal(err)
 	}

@@ -429,6 +429,7 @@ func (a *Activator) runEvents(ctx context.Context) {
 	cfg := a.cfg.Events
 	cfg.Log = a.log.With("component", "eventqueue")
 	cfg.Registerer = a.reg
+	cfg.Region = a.cfg.Handler.Region
 	for attempt := 0; ; attempt++ {
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		q, err := eventqueue.Open(octx, cfg)

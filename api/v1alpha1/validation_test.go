@@ -173,6 +173,38 @@ spec:
 spec:
   source: {image: example/fn:1}
   scale: {minReplicas: -1}`, []string{"spec.scale.minReplicas", "greater than or equal to 0"}},
+		{"a destination with both a function and a url", `
+spec:
+  source: {image: example/fn:1}
+  async: {destinations: {onFailure: {function: dlq, url: "https://hooks.example/x"}}}`, []string{"spec.async.destinations.onFailure", "exactly one of function"}},
+		{"an empty destination", `
+spec:
+  source: {image: example/fn:1}
+  async: {destinations: {onSuccess: {}}}`, []string{"spec.async.destinations.onSuccess", "exactly one of function"}},
+		{"a destination url that is not http", `
+spec:
+  source: {image: example/fn:1}
+  async: {destinations: {onSuccess: {url: "ftp://files.example/x"}}}`, []string{"spec.async.destinations.onSuccess.url", "absolute http:// or https:// URL"}},
+		{"a destination function in another namespace", `
+spec:
+  source: {image: example/fn:1}
+  async: {destinations: {onSuccess: {function: other/dlq}}}`, []string{"spec.async.destinations.onSuccess.function"}},
+		{"a schedule in cron's five fields", `
+spec:
+  source: {image: example/fn:1}
+  schedules: [{name: nightly, expression: "cron(0 3 * * *)"}]`, []string{"spec.schedules[0].expression", "as in EventBridge"}},
+		{"a rate of 5 minute", `
+spec:
+  source: {image: example/fn:1}
+  schedules: [{name: often, expression: "rate(5 minute)"}]`, []string{"spec.schedules[0].expression", "plural otherwise"}},
+		{"a rate of 1 minutes", `
+spec:
+  source: {image: example/fn:1}
+  schedules: [{name: often, expression: "rate(1 minutes)"}]`, []string{"spec.schedules[0].expression", "singular unit for 1"}},
+		{"two schedules of one name", `
+spec:
+  source: {image: example/fn:1}
+  schedules: [{name: a, expression: "rate(1 hour)"}, {name: a, expression: "rate(2 hours)"}]`, []string{"spec.schedules[1]", "Duplicate value"}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -188,6 +220,32 @@ spec:
 			}
 		})
 	}
+
+	t.Run("destinations and schedules as documented are accepted", func(t *testing.T) {
+		obj := function(t, "async", `
+spec:
+  source: {image: example/fn:1}
+  async:
+    maximumRetryAttempts: 1
+    destinations:
+      onSuccess: {url: "https://hooks.example/done"}
+      onFailure: {function: dlq}
+  schedules:
+  - {name: every-minute, expression: "rate(1 minute)"}
+  - {name: hourly, expression: "rate(2 hours)"}
+  - {name: noon, expression: "cron(0 12 * * ? *)", input: {job: report, items: [1, 2]}}
+  - {name: office, expression: "cron(0/15 8-17 ? * MON-FRI *)"}`)
+		if err := env.Client.Create(ctx, obj); err != nil {
+			t.Fatalf("refused: %v", err)
+		}
+		var fn v1alpha1.Function
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &fn); err != nil {
+			t.Fatal(err)
+		}
+		if in := fn.Spec.Schedules[2].Input; in == nil || string(in.Raw) != `{"items":[1,2],"job":"report"}` {
+			t.Errorf("the noon input came back as %v", in)
+		}
+	})
 
 	t.Run("a name that cannot name a Service", func(t *testing.T) {
 		obj := function(t, "9lives", "\nspec:\n  source: {image: example/fn:1}")

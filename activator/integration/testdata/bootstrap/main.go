@@ -33,12 +33,16 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	peak := inflight.Add(1)
 	defer inflight.Add(-1)
 	var probe struct {
-		RequestContext json.RawMessage `json:"requestContext"`
-		SleepMs        int             `json:"sleepMs"`
-		Fail           bool            `json:"fail"`
+		// An HTTP API event has requestContext.http; a destination's
+		// invocation record has a requestContext too, without it.
+		RequestContext struct {
+			HTTP json.RawMessage `json:"http"`
+		} `json:"requestContext"`
+		SleepMs int  `json:"sleepMs"`
+		Fail    bool `json:"fail"`
 	}
 	_ = json.Unmarshal(raw, &probe)
-	if len(probe.RequestContext) > 0 {
+	if len(probe.RequestContext.HTTP) > 0 {
 		var ev events.APIGatewayV2HTTPRequest
 		if err := json.Unmarshal(raw, &ev); err != nil {
 			return nil, err
