@@ -154,7 +154,7 @@ dev: ## The local cluster with Tekton and lambdapod (Helm), a sample Go function
 .PHONY: e2e
 e2e: ## The end-to-end suite (test/e2e, tag e2e) on the make dev cluster: brings it up first unless E2E_SKIP_DEV=1.
 	$(if $(E2E_SKIP_DEV),,hack/dev/up.sh)
-	KUBECONFIG=$(CURDIR)/bin/cluster/kubeconfig nice -n 19 $(GO) test -tags e2e ./test/e2e/... -count=1 -v -timeout 30m $(E2E_FLAGS)
+	KUBECONFIG=$(CURDIR)/bin/cluster/kubeconfig nice -n 19 $(GO) test -tags e2e ./test/e2e/... -count=1 -v -timeout 30m -parallel 4 $(E2E_FLAGS)
 
 .PHONY: dev-down
 dev-down: ## Stop what make dev started and the cluster (CLUSTER_PURGE=1 also drops its state).

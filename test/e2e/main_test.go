@@ -5,7 +5,7 @@
 // its Helm chart, the Go function default/hello built from git) and asserts
 // what a caller of the activator receives. Run it with `make e2e`, or with
 //
-//	KUBECONFIG=$PWD/bin/cluster/kubeconfig go test -tags e2e ./test/e2e/... -count=1 -v -timeout 30m
+//	KUBECONFIG=$PWD/bin/cluster/kubeconfig go test -tags e2e ./test/e2e/... -count=1 -v -timeout 30m -parallel 4
 //
 // The suite creates its Functions in a namespace of its own, most from the
 // image that hello's build produced (no rebuild), the git cases from bare

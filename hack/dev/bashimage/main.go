@@ -3,7 +3,9 @@
 // custom runtime (a bootstrap that loops on /next with curl and posts the
 // response, and a function.sh whose handler echoes the event), and a
 // stream.sh handler (_HANDLER=stream.handler) whose response the bootstrap
-// streams as the Runtime API documents it.
+// streams as the Runtime API documents it, and make e2e's Event handlers:
+// record.sh (record.handler: posts its request id and event to RECORD_URL)
+// and fail.sh (fail.handler: records, then fails every time).
 //
 //	bashimage -registry localhost:5000
 //
@@ -46,6 +48,10 @@ var (
 	functionSh []byte
 	//go:embed stream.sh
 	streamSh []byte
+	//go:embed record.sh
+	recordSh []byte
+	//go:embed fail.sh
+	failSh []byte
 )
 
 func main() {
@@ -123,6 +129,8 @@ func main() {
 	file("/var/task/bootstrap", 0o755, bootstrap)
 	file("/var/task/function.sh", 0o644, functionSh)
 	file("/var/task/stream.sh", 0o644, streamSh)
+	file("/var/task/record.sh", 0o644, recordSh)
+	file("/var/task/fail.sh", 0o644, failSh)
 	if err := tw.Close(); err != nil {
 		log.Fatal(err)
 	}
