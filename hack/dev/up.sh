@@ -20,6 +20,10 @@ INGRESS_HOST=activator.$DOMAIN                # path routing through the Ingress
 HOOKS_HOST=hooks.$DOMAIN                      # git push webhooks through the Ingress
 TLS_SECRET=lambdapod-dev-tls
 READY_TIMEOUT=${DEV_READY_TIMEOUT:-600}
+NATS_DATA=$W/volumes/nats-0                    # the NATS server's JetStream store (hostPath)
+NATS_PV=lambdapod-dev-nats-0
+NATS_CLASS=lambdapod-dev-local
+NATS_SIZE=2Gi
 GO=${GO:-go}
 
 dlog() { printf '[dev %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -35,11 +39,11 @@ export KUBECONFIG=$KUBECONFIG_OUT
 KUBECTL=$(kubectl_cmd)
 kc() { "$KUBECTL" "$@"; }
 
-step "images: lambdapod, Tekton $(sed -n 's/^\ttektonVersion = "\(v[^"]*\)".*/\1/p' hack/images/main.go), kaniko and Traefik (go build, push to $REGISTRY)"
+step "images: lambdapod (and NATS), Tekton $(sed -n 's/^\ttektonVersion = "\(v[^"]*\)".*/\1/p' hack/images/main.go), kaniko and Traefik (go build, push to $REGISTRY)"
 [[ -x $root/bin/images/bin/traefik-traefik ]] || dlog "the first run builds Traefik from its module: about 10 minutes"
 nice -n 19 "$GO" run ./hack/images -registry "$REGISTRY" -tag "$IMAGE_TAG" -tekton -kaniko -traefik >"$D/images.txt"
 digest_of() { awk -F@ -v r="$REGISTRY/$1" '$1 == r {print $2}' "$D/images.txt"; }
-for i in lambdapod/manager lambdapod/activator lambdapod/runtime-sidecar lambdapod/kaniko-executor tekton/controller traefik/traefik; do
+for i in lambdapod/manager lambdapod/activator lambdapod/runtime-sidecar lambdapod/nats lambdapod/kaniko-executor tekton/controller traefik/traefik; do
   [[ -n $(digest_of $i) ]] || die "no digest for $i in $D/images.txt"
 done
 
@@ -141,6 +145,38 @@ kc -n "$NS" create secret tls "$TLS_SECRET" --cert="$D/tls/tls.crt" --key="$D/tl
   kc apply -f - >/dev/null
 dlog "Traefik at $TRAEFIK (pods $TRAEFIK_POD_IPS)"
 
+step "NATS's volume: a hostPath PersistentVolume at $NATS_DATA"
+# There is no dynamic provisioner: the claim of the chart's NATS server
+# (data-$RELEASE-nats-0, storage class $NATS_CLASS) binds to this volume,
+# made for it. make dev-down CLUSTER_PURGE=1 deletes the directory with
+# etcd's data.
+mkdir -p "$NATS_DATA"
+chown 65532:65532 "$NATS_DATA"
+if [[ $(kc get pv "$NATS_PV" -o jsonpath='{.status.phase}' 2>/dev/null) == Released ]]; then
+  # its claim was deleted (helm uninstall and a PVC delete): free it for the next
+  kc patch pv "$NATS_PV" --type json -p '[{"op":"remove","path":"/spec/claimRef/uid"},{"op":"remove","path":"/spec/claimRef/resourceVersion"}]' >/dev/null
+fi
+kc apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: $NATS_PV
+  labels:
+    app.kubernetes.io/part-of: lambdapod-dev
+spec:
+  capacity:
+    storage: $NATS_SIZE
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: $NATS_CLASS
+  claimRef:
+    namespace: $NS
+    name: data-$RELEASE-nats-0
+  hostPath:
+    path: $NATS_DATA
+    type: Directory
+EOF
+
 step "lambdapod (Helm chart charts/lambdapod)"
 HELM=$D/bin/helm
 # (helm installed by go install reports only v3.X: read the module version)
@@ -172,24 +208,49 @@ helm_install() {
     --set "webhook.ingress.enabled=true,webhook.ingress.className=traefik,webhook.ingress.host=$HOOKS_HOST"
     --set "webhook.ingress.tls.enabled=true,webhook.ingress.tls.secretName=$TLS_SECRET"
     --set "networkPolicy.webhook.namespaceSelector.matchLabels.kubernetes\.io/metadata\.name=traefik"
+    # Events in NATS JetStream (eventQueue, on by default), on the volume
+    # above; retries 2 s apart and a dead activator's events taken over
+    # after 10 s (not 1 minute and 30 s), so that make e2e sees them soon.
+    --set "nats.image.repository=$REGISTRY/lambdapod/nats,nats.image.digest=$(digest_of lambdapod/nats)"
+    --set "nats.storage.storageClassName=$NATS_CLASS,nats.storage.size=$NATS_SIZE"
+    --set "activator.extraArgs[0]=-event-retry-delay=2s,activator.extraArgs[1]=-event-ack-wait=10s"
   )
-  local as ac
+  local as ac nq
   as=$(kc -n "$NS" get svc "$RELEASE-autoscaler" -o jsonpath='{.spec.clusterIP}' 2>/dev/null || true)
   ac=$(kc -n "$NS" get svc "$RELEASE-activator" -o jsonpath='{.spec.clusterIP}' 2>/dev/null || true)
-  if [[ -n $as && -n $ac ]]; then
-    args+=(--set "activator.extraArgs[0]=-autoscaler-url=http://$as:8083/v1/stats" --set "manager.activatorURL=http://$ac")
+  nq=$(kc -n "$NS" get svc "$RELEASE-nats" -o jsonpath='{.spec.clusterIP}' 2>/dev/null || true)
+  if [[ -n $as && -n $ac && -n $nq ]]; then
+    # (a flag given twice: the last wins, so these replace the chart's
+    # Service names)
+    args+=(--set "activator.extraArgs[2]=-autoscaler-url=http://$as:8083/v1/stats" --set "manager.activatorURL=http://$ac")
+    args+=(--set "activator.extraArgs[3]=-event-queue=nats://$nq:4222" --set "manager.extraArgs[0]=--event-queue=nats://$nq:4222")
   fi
   nice -n 19 "$HELM" upgrade --install "$RELEASE" charts/lambdapod "${args[@]}" --wait --timeout 5m >/dev/null ||
     die "helm upgrade --install $RELEASE failed"
-  [[ -n $as && -n $ac ]]
+  [[ -n $as && -n $ac && -n $nq ]]
 }
 if ! helm_install; then
-  dlog "first install: again with the autoscaler's and activator's Service IPs"
+  dlog "first install: again with the autoscaler's, activator's and NATS's Service IPs"
   helm_install
 fi
+kc -n "$NS" rollout status statefulset/"$RELEASE-nats" --timeout=180s
 kc -n "$NS" rollout status deploy/"$RELEASE-manager" --timeout=120s
 kc -n "$NS" rollout status deploy/"$RELEASE-activator" --timeout=120s
 ACTIVATOR=$(kc -n "$NS" get svc "$RELEASE-activator" -o jsonpath='{.spec.clusterIP}')
+NATS=$(kc -n "$NS" get svc "$RELEASE-nats" -o jsonpath='{.spec.clusterIP}')
+
+step "NATS JetStream at nats://$NATS:4222: ready, with the activators' event stream"
+# From the node, on the server's monitoring port: JetStream up, then the
+# stream LAMBDAPOD_EVENTS and its consumer, which the activators create
+# once they are connected.
+nats_pod=$(kc -n "$NS" get pod "$RELEASE-nats-0" -o jsonpath='{.status.podIP}')
+wait_for "NATS JetStream at $nats_pod" 60 curl -fsS -o /dev/null "http://$nats_pod:8222/healthz?js-enabled-only=true" ||
+  die "NATS at $nats_pod is not ready: kubectl -n $NS logs $RELEASE-nats-0"
+jsz="http://$nats_pod:8222/jsz?streams=true&consumers=true"
+wait_for "the activators' stream LAMBDAPOD_EVENTS" 60 bash -c "curl -fsS '$jsz' | grep -q '\"name\": *\"LAMBDAPOD_EVENTS\"'" ||
+  die "no activator created its event stream in NATS: kubectl -n $NS logs deploy/$RELEASE-activator"
+top() { curl -fsS "$1" | sed -n "s/^  \"$2\": *\([0-9]*\).*/\1/p"; }
+dlog "NATS ready: $(top "$jsz" streams) stream(s), $(top "$jsz" consumers) consumer(s), $(top "$jsz" messages) event(s) stored, $(top "http://$nats_pod:8222/connz" num_connections) client connection(s)"
 
 step "Function $FN_NS/$FN from http://$POD_GATEWAY:$GIT_PORT/hello-go.git (Go strategy)"
 cat >"$D/function.yaml" <<EOF

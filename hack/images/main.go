@@ -6,6 +6,12 @@
 //	lambdapod/activator        /activator         (./activator/cmd)
 //	lambdapod/runtime-sidecar  /runtime-sidecar   (./runtime-sidecar/cmd), /supervisor (./runtime-sidecar/supervisor/cmd)
 //	lambdapod/pause            /pause             (./hack/images/pause, the pod sandbox image)
+//	lambdapod/nats             /nats-server       (github.com/nats-io/nats-server/v2 at the version in go.mod)
+//
+// The NATS server is the JetStream server the chart runs for durable Event
+// invocations (eventQueue, docs/async.md). It builds in the project's own
+// module, which requires it already (the integration tests run it in
+// process), so it costs a link with a warm build cache and no tools module.
 //
 // The manager image is also the builds' helper image: the Go strategy's
 // image step copies its /supervisor into every image it builds.
@@ -113,6 +119,9 @@ func projectImages() []image {
 			{"./runtime-sidecar/supervisor/cmd", "/supervisor"},
 		}, User: "65532:65532"},
 		{Name: "lambdapod/pause", Bins: []binary{{"./hack/images/pause", "/pause"}}, User: "65535:65535"},
+		// The event queue's server (charts/lambdapod nats.*): the version
+		// the project's go.mod requires, its main package the module root.
+		{Name: "lambdapod/nats", Bins: []binary{{"github.com/nats-io/nats-server/v2", "/nats-server"}}, User: "65532:65532"},
 	}
 }
 

@@ -128,8 +128,18 @@ func TestAgainstAPIServer(t *testing.T) {
 			t.Fatalf("a pod without a security context was admitted in a restricted namespace: %v", err)
 		}
 		for name, r := range renders {
-			for _, d := range r.ofKind("Deployment") {
+			for _, d := range append(r.ofKind("Deployment"), r.ofKind("StatefulSet")...) {
 				spec, _, _ := unstructured.NestedMap(d.Object, "spec", "template", "spec")
+				// A StatefulSet's pods get a persistentVolumeClaim volume
+				// per claim template, as its controller adds them.
+				vcts, _, _ := unstructured.NestedSlice(d.Object, "spec", "volumeClaimTemplates")
+				for _, vct := range vcts {
+					n, _, _ := unstructured.NestedString(vct.(map[string]any), "metadata", "name")
+					spec["volumes"] = append(nested(spec, "volumes"), map[string]any{
+						"name":                  n,
+						"persistentVolumeClaim": map[string]any{"claimName": n + "-" + d.GetName() + "-0"},
+					})
+				}
 				pod := &unstructured.Unstructured{Object: map[string]any{
 					"apiVersion": "v1", "kind": "Pod",
 					"metadata": map[string]any{"name": "pss-" + d.GetName(), "namespace": namespace},

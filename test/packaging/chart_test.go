@@ -97,7 +97,8 @@ func TestChartRenders(t *testing.T) {
 		wantArgs := []string{"--leader-elect", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
 			"--webhook-bind-address=:8082", "--autoscaler-bind-address=:8083", "--build-configmap=lambdapod-build-config",
 			"--autoscaler-reporters=system:serviceaccount:$(POD_NAMESPACE):lambdapod-activator",
-			"--activator-pod-labels=app.kubernetes.io/name=lambdapod,app.kubernetes.io/component=activator"}
+			"--activator-pod-labels=app.kubernetes.io/name=lambdapod,app.kubernetes.io/component=activator",
+			"--event-queue=nats://lambdapod-nats.lambdapod-system.svc:4222"}
 		if got := strs(m["args"]); !slices.Equal(got, wantArgs) {
 			t.Errorf("manager args = %q, want %q", got, wantArgs)
 		}
@@ -299,7 +300,8 @@ func TestChartRenders(t *testing.T) {
 	})
 }
 
-// Every pod template, in every render and in config/default, meets the
+// Every pod template (the Deployments', NATS's StatefulSet), in every
+// render and in config/default, meets the
 // restricted Pod Security Standard field by field. (The API server test
 // also has kube-apiserver's PodSecurity admission judge them.)
 func TestPodTemplatesRestricted(t *testing.T) {
@@ -312,7 +314,7 @@ func TestPodTemplatesRestricted(t *testing.T) {
 		if len(deployments) != 2 {
 			t.Errorf("%s: %d Deployments, want the manager and the activator", name, len(deployments))
 		}
-		for _, d := range deployments {
+		for _, d := range append(deployments, r.ofKind("StatefulSet")...) {
 			for _, problem := range restrictedProblems(d) {
 				t.Errorf("%s: %s: %s", name, key(d), problem)
 			}

@@ -19,9 +19,10 @@ var (
 	// namespace.
 	helmLabels = []string{"helm.sh/chart", "app.kubernetes.io/instance", "app.kubernetes.io/version", "app.kubernetes.io/managed-by"}
 	// Annotations only the chart sets: the CRD's keep policies
-	// (crds.keep), and the checksum that rolls the manager when
-	// build.config changes under helm upgrade.
-	helmAnnotations = []string{"helm.sh/resource-policy", "argocd.argoproj.io/sync-options", "checksum/build-config"}
+	// (crds.keep), and the checksums that roll the manager when
+	// build.config changes and NATS when its configuration changes under
+	// helm upgrade.
+	helmAnnotations = []string{"helm.sh/resource-policy", "argocd.argoproj.io/sync-options", "checksum/build-config", "checksum/nats-config"}
 	// Objects only config/default has: Helm installs into a namespace it is
 	// given (--create-namespace) and does not own it; the Namespace in
 	// config/default carries the restricted PSS label.

@@ -272,4 +272,22 @@ build:
     historyLimit: 5
     someFutureKey: registry.example.com/mirror/tool:1
 `},
+	{"nats-cluster", releaseName, `
+nats:
+  replicas: 3
+  image:
+    repository: registry.example.com/lambdapod/nats
+    digest: sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+  storage:
+    storageClassName: fast-ssd
+    size: 20Gi
+  jetstream:
+    maxFileStore: 16GB
+`},
+	{"nats-external", releaseName, `
+eventQueue:
+  url: nats://nats.messaging.svc:4222
+nats:
+  replicas: 3
+`},
 }

@@ -122,3 +122,54 @@ defaulting to the manager's image.
 {{- end }}
 {{- toJson $data }}
 {{- end }}
+
+{{/* "true" when the chart runs its own NATS server: eventQueue.enabled without eventQueue.url. */}}
+{{- define "lambdapod.natsEnabled" -}}
+{{- if and .Values.eventQueue.enabled (not .Values.eventQueue.url) }}true{{ end }}
+{{- end }}
+
+{{/*
+The NATS URL of the activators' -event-queue and the manager's --event-queue:
+eventQueue.url, else the chart's NATS client Service. Empty without
+eventQueue.enabled.
+*/}}
+{{- define "lambdapod.eventQueueURL" -}}
+{{- if .Values.eventQueue.enabled }}
+{{- if .Values.eventQueue.url }}
+{{- .Values.eventQueue.url }}
+{{- else }}
+{{- printf "nats://%s-nats.%s.svc:4222" (include "lambdapod.fullname" .) .Release.Namespace }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The NATS server's configuration file (nats.conf). */}}
+{{- define "lambdapod.natsConfig" -}}
+{{- $fullname := include "lambdapod.fullname" . }}
+{{- $n := .Values.nats -}}
+# NATS with JetStream for lambdapod's durable Event invocations
+# (docs/async.md). Rendered by the chart from the nats.* values.
+server_name: $POD_NAME
+listen: 0.0.0.0:4222
+http: 0.0.0.0:8222
+# An Event carries up to 1 MiB of payload plus its headers.
+max_payload: {{ $n.maxPayload }}
+jetstream {
+  store_dir: /data
+  {{- with $n.jetstream.maxFileStore }}
+  max_file_store: {{ . }}
+  {{- end }}
+  max_memory_store: {{ $n.jetstream.maxMemoryStore }}
+}
+{{- if gt (int $n.replicas) 1 }}
+cluster {
+  name: {{ $fullname }}-nats
+  listen: 0.0.0.0:6222
+  routes: [
+    {{- range $i := until (int $n.replicas) }}
+    nats://{{ $fullname }}-nats-{{ $i }}.{{ $fullname }}-nats-headless.{{ $.Release.Namespace }}.svc:6222
+    {{- end }}
+  ]
+}
+{{- end }}
+{{- end }}
