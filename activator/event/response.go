@@ -252,3 +252,16 @@ func countTrailingNUL(b []byte) int {
 	}
 	return n
 }
+
+// RequestIDHeader is the response header that carries the request id for
+// format f, as the AWS service of that event shape sends it: API Gateway's
+// HTTP API Apigw-Requestid, its REST API x-amzn-RequestId; an ALB none.
+func RequestIDHeader(f Format) string {
+	switch f {
+	case HTTPAPIv2:
+		return "Apigw-Requestid"
+	case RESTv1:
+		return "X-Amzn-Requestid"
+	}
+	return ""
+}

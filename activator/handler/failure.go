@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/lambdapod/lambdapod/activator/event"
 	"github.com/lambdapod/lambdapod/internal/invokeapi"
 )
 
@@ -138,7 +139,12 @@ func render(w http.ResponseWriter, c *call, f *Failure) int {
 	b, _ := json.Marshal(map[string]string{"message": msg})
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
-	h.Set("Apigw-Requestid", c.requestID)
+	// The {"message"} answers are API Gateway's, and so is the header.
+	id := event.RequestIDHeader(c.fn.EventFormat)
+	if id == "" {
+		id = "Apigw-Requestid"
+	}
+	h.Set(id, c.requestID)
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
 	_, _ = w.Write(b)

@@ -219,11 +219,14 @@ func TestUnknownFunctions(t *testing.T) {
 }
 
 func TestHTTPRouteBecomesAnEventAndTheResultAResponse(t *testing.T) {
+	var seen atomic.Value
+	seen.Store("")
 	sc := newSidecar(t, func(w http.ResponseWriter, r *http.Request, p []byte) {
 		var ev events.APIGatewayV2HTTPRequest
 		if err := json.Unmarshal(p, &ev); err != nil {
 			t.Error(err)
 		}
+		seen.Store(ev.RequestContext.RequestID)
 		resp := events.APIGatewayV2HTTPResponse{StatusCode: 201, Headers: map[string]string{"content-type": "text/plain"},
 			Cookies: []string{"a=1"}, Body: ev.RequestContext.HTTP.Method + " " + ev.RawPath + "?" + ev.RawQueryString}
 		_ = json.NewEncoder(w).Encode(resp)
@@ -233,6 +236,10 @@ func TestHTTPRouteBecomesAnEventAndTheResultAResponse(t *testing.T) {
 	w := e.do("PUT", "/default/hello/a/b?x=1", "body")
 	if w.Code != 201 || w.Body.String() != "PUT /a/b?x=1" || w.Header().Get("Set-Cookie") != "a=1" || w.Header().Get("Content-Type") != "text/plain" {
 		t.Fatalf("got %d %v %q", w.Code, w.Header(), w.Body)
+	}
+	// As API Gateway's HTTP API answers: the request id the function saw.
+	if id := w.Header().Get("Apigw-Requestid"); id == "" || id != seen.Load() {
+		t.Errorf("Apigw-Requestid %q, want the event's requestContext.requestId %q", id, seen.Load())
 	}
 }
 
@@ -488,7 +495,7 @@ func TestStreamingHTTPResponse(t *testing.T) {
 	e := newEnv(t, Options{}, fn1, 10)
 	e.pools.SetEndpoints(queue.Key{Namespace: "default", Name: "hello"}, []string{sc.addr()})
 	w := e.do("GET", "/default/hello/", "")
-	if w.Code != 200 || w.Body.String() != "chunk1 chunk2" || w.Header().Get("Content-Type") != "text/plain" {
+	if w.Code != 200 || w.Body.String() != "chunk1 chunk2" || w.Header().Get("Content-Type") != "text/plain" || w.Header().Get("Apigw-Requestid") == "" {
 		t.Fatalf("got %d %v %q", w.Code, w.Header(), w.Body)
 	}
 }

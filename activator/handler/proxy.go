@@ -213,6 +213,9 @@ func (h *Proxy) toHTTP(w http.ResponseWriter, r *http.Request, ctx context.Conte
 		return &Failure{Kind: FunctionFailed}
 	}
 	ct := resp.Header.Get("Content-Type")
+	if id := event.RequestIDHeader(c.fn.EventFormat); id != "" {
+		w.Header().Set(id, c.requestID)
+	}
 	if c.fn.EventFormat != event.Raw && strings.HasPrefix(ct, event.StreamContentType) {
 		if err := event.Stream(w, resp.Body); err != nil {
 			if ctx.Err() != nil {
