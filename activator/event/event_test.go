@@ -130,6 +130,48 @@ func TestBuildALB(t *testing.T) {
 	}
 }
 
+// ALB passes query parameters as the client sent them, not decoded: %20
+// stays %20, + stays +, %7E stays %7E (the ALB guide: "If the query
+// parameters are URL-encoded, the load balancer does not decode them").
+// Without multi-value mode the last value wins and only headers and
+// queryStringParameters are set; with it, every value, and only the
+// multi-value maps.
+func TestBuildALBQueryAsSentAndMultiValueMode(t *testing.T) {
+	target := "/ns/fn/lambda?a=%20x&a=y+z&t=%7E&flag&e=caf%C3%A9"
+	b, _ := Build(ALB, newReq("GET", target, ""))
+	var raw map[string]json.RawMessage
+	_ = json.Unmarshal(b, &raw)
+	if _, ok := raw["multiValueHeaders"]; ok {
+		t.Errorf("single-value event has multiValueHeaders: %s", b)
+	}
+	var ev events.ALBTargetGroupRequest
+	_ = json.Unmarshal(b, &ev)
+	want := map[string]string{"a": "y+z", "t": "%7E", "flag": "", "e": "caf%C3%A9"}
+	if !reflect.DeepEqual(ev.QueryStringParameters, want) {
+		t.Errorf("queryStringParameters %v, want %v", ev.QueryStringParameters, want)
+	}
+
+	b, _ = Build(ALBMultiValue, newReq("GET", target, ""))
+	raw = nil
+	_ = json.Unmarshal(b, &raw)
+	for _, k := range []string{"headers", "queryStringParameters"} {
+		if _, ok := raw[k]; ok {
+			t.Errorf("multi-value event has %s: %s", k, b)
+		}
+	}
+	ev = events.ALBTargetGroupRequest{}
+	_ = json.Unmarshal(b, &ev)
+	wantMulti := map[string][]string{"a": {"%20x", "y+z"}, "t": {"%7E"}, "flag": {""}, "e": {"caf%C3%A9"}}
+	if !reflect.DeepEqual(ev.MultiValueQueryStringParameters, wantMulti) {
+		t.Errorf("multiValueQueryStringParameters %v, want %v", ev.MultiValueQueryStringParameters, wantMulti)
+	}
+	h := ev.MultiValueHeaders
+	if !reflect.DeepEqual(h["x-multi"], []string{"a", "b"}) || !reflect.DeepEqual(h["x-forwarded-for"], []string{"192.0.2.7"}) ||
+		!reflect.DeepEqual(h["host"], []string{"api.example.com"}) || len(h["cookie"]) != 2 {
+		t.Errorf("multiValueHeaders %v", h)
+	}
+}
+
 func TestBuildRaw(t *testing.T) {
 	b, _ := Build(Raw, newReq("POST", "/ns/fn", "anything"))
 	if string(b) != "anything" {

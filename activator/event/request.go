@@ -33,6 +33,11 @@ const (
 	RESTv1    Format = "RESTv1"
 	ALB       Format = "ALB"
 	Raw       Format = "Raw"
+	// ALBMultiValue is ALB with the target group's
+	// lambda.multi_value_headers.enabled (spec.http.multiValueHeaders):
+	// every value of a repeated header or query parameter, in
+	// multiValueHeaders and multiValueQueryStringParameters.
+	ALBMultiValue Format = "ALBMultiValue"
 )
 
 // Request is what the event is made from.
@@ -63,7 +68,9 @@ func Build(f Format, r *Request) ([]byte, error) {
 	case RESTv1:
 		return json.Marshal(buildV1(r))
 	case ALB:
-		return json.Marshal(buildALB(r))
+		return json.Marshal(buildALB(r, false))
+	case ALBMultiValue:
+		return json.Marshal(buildALB(r, true))
 	default:
 		return json.Marshal(buildV2(r))
 	}
@@ -203,42 +210,66 @@ func buildV1(r *Request) *events.APIGatewayProxyRequest {
 	}
 }
 
-func buildALB(r *Request) *events.ALBTargetGroupRequest {
+func buildALB(r *Request, multi bool) *events.ALBTargetGroupRequest {
 	hr := r.HTTP
-	// A target group without lambda.multi_value_headers.enabled: the last
-	// value of a repeated header or query parameter wins, names lowercased.
-	headers := make(map[string]string, len(hr.Header)+4)
+	// Header names lowercased; without multi-value mode the last value of
+	// a repeated header or query parameter wins.
+	mvh := make(map[string][]string, len(hr.Header)+4)
 	for k, vs := range hr.Header {
 		if len(vs) > 0 {
-			headers[strings.ToLower(k)] = vs[len(vs)-1]
+			lk := strings.ToLower(k)
+			mvh[lk] = append(mvh[lk], vs...)
 		}
 	}
-	if _, ok := headers["host"]; !ok && hr.Host != "" {
-		headers["host"] = hr.Host
+	if _, ok := mvh["host"]; !ok && hr.Host != "" {
+		mvh["host"] = []string{hr.Host}
 	}
-	forwarded(r, func(k, v string) { headers[k] = v }, func(k string) string { return headers[k] })
-	var qsp map[string]string
-	if q := hr.URL.Query(); len(q) > 0 {
-		qsp = make(map[string]string, len(q))
-		for k, vs := range q {
-			// ALB passes query parameters percent-encoded as received.
-			qsp[url.QueryEscape(k)] = url.QueryEscape(vs[len(vs)-1])
+	forwarded(r, func(k, v string) { mvh[k] = []string{v} }, func(k string) string {
+		if vs := mvh[k]; len(vs) > 0 {
+			return strings.Join(vs, ", ")
 		}
-	} else {
-		qsp = map[string]string{}
-	}
+		return ""
+	})
 	body, b64 := encodeBody(hr.Header.Get("Content-Type"), r.Body)
-	return &events.ALBTargetGroupRequest{
-		HTTPMethod:            hr.Method,
-		Path:                  unescape(r.Path),
-		QueryStringParameters: qsp,
-		Headers:               headers,
+	ev := &events.ALBTargetGroupRequest{
+		HTTPMethod: hr.Method,
+		Path:       unescape(r.Path),
 		RequestContext: events.ALBTargetGroupRequestContext{ELB: events.ELBContext{
 			TargetGroupArn: "arn:aws:elasticloadbalancing:local:" + invokeapi.AccountID + ":targetgroup/" + r.Namespace + "-" + r.Function + "/lambdapod",
 		}},
 		IsBase64Encoded: b64,
 		Body:            body,
 	}
+	mvq := rawQuery(hr.URL.RawQuery)
+	if multi {
+		ev.MultiValueHeaders, ev.MultiValueQueryStringParameters = mvh, mvq
+		return ev
+	}
+	ev.Headers = make(map[string]string, len(mvh))
+	for k, vs := range mvh {
+		ev.Headers[k] = vs[len(vs)-1]
+	}
+	ev.QueryStringParameters = make(map[string]string, len(mvq))
+	for k, vs := range mvq {
+		ev.QueryStringParameters[k] = vs[len(vs)-1]
+	}
+	return ev
+}
+
+// rawQuery splits a query string into its parameters exactly as the
+// client sent them: "If the query parameters are URL-encoded, the load
+// balancer does not decode them" (ALB), so a %20 stays %20 and a + stays
+// +.
+func rawQuery(q string) map[string][]string {
+	out := map[string][]string{}
+	for part := range strings.SplitSeq(q, "&") {
+		if part == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(part, "=")
+		out[k] = append(out[k], v)
+	}
+	return out
 }
 
 // forwarded sets x-forwarded-for (the client appended, as a proxy does),

@@ -49,7 +49,7 @@ func Decode(f Format, contentType string, result []byte) (*Response, error) {
 			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 		}
 		return build(r.StatusCode, r.Headers, r.MultiValueHeaders, nil, r.Body, r.IsBase64Encoded)
-	case ALB:
+	case ALB, ALBMultiValue:
 		if !hasStatusCode(result) {
 			return nil, fmt.Errorf("%w: no statusCode", ErrMalformed)
 		}

@@ -32,10 +32,18 @@ func Config(f *lambdapodv1alpha1.Function) handler.Function {
 	return handler.Function{
 		Timeout:     f.Spec.Runtime.TimeoutOrDefault(),
 		Concurrency: int(f.Spec.Runtime.ConcurrencyOrDefault()),
-		EventFormat: event.Format(f.Spec.HTTP.EventFormatOrDefault()),
+		EventFormat: eventFormat(f),
 		Public:      f.Spec.AuthTypeOrDefault() == lambdapodv1alpha1.AuthNone,
 		Async:       asyncPolicy(f),
 	}
+}
+
+func eventFormat(f *lambdapodv1alpha1.Function) event.Format {
+	ef := event.Format(f.Spec.HTTP.EventFormatOrDefault())
+	if ef == event.ALB && f.Spec.HTTP.MultiValueHeaders != nil && *f.Spec.HTTP.MultiValueHeaders {
+		return event.ALBMultiValue
+	}
+	return ef
 }
 
 func asyncPolicy(f *lambdapodv1alpha1.Function) eventqueue.Policy {

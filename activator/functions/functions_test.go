@@ -37,7 +37,17 @@ func TestStore(t *testing.T) {
 		s.Concurrency(queue.Key{Namespace: "ns", Name: "a"}) != 8 {
 		t.Fatalf("spec: %+v", got)
 	}
-	if len(changed) != 2 {
+	f.Spec.HTTP.MultiValueHeaders = ptr.To(true)
+	f.Spec.Async.Destinations = &lambdapodv1alpha1.Destinations{
+		OnSuccess: &lambdapodv1alpha1.Destination{URL: "https://hooks.example/ok"},
+		OnFailure: &lambdapodv1alpha1.Destination{Function: "dlq"}}
+	s.Upsert(f)
+	got, _ = s.Lookup("ns", "a")
+	if got.EventFormat != event.ALBMultiValue || *got.Async.OnSuccess != (eventqueue.Destination{URL: "https://hooks.example/ok"}) ||
+		*got.Async.OnFailure != (eventqueue.Destination{Function: "dlq"}) {
+		t.Fatalf("multi-value ALB and destinations: %+v (on success %v, on failure %v)", got, got.Async.OnSuccess, got.Async.OnFailure)
+	}
+	if len(changed) != 3 {
 		t.Fatalf("OnChange called %d times", len(changed))
 	}
 	s.Delete("ns", "a")

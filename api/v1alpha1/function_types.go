@@ -438,12 +438,23 @@ const (
 )
 
 // HTTPSpec says how HTTP requests become events.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.multiValueHeaders) || !self.multiValueHeaders || self.eventFormat == 'ALB'",message="spec.http.multiValueHeaders applies to eventFormat ALB only (RESTv1 events always carry both forms; HTTPAPIv2 joins values with commas)"
 type HTTPSpec struct {
 	// eventFormat is the event shape HTTP requests become: HTTPAPIv2 (API
 	// Gateway HTTP API 2.0 and function URLs), RESTv1, ALB or Raw.
 	// +kubebuilder:default=HTTPAPIv2
 	// +optional
 	EventFormat EventFormat `json:"eventFormat,omitempty"`
+
+	// multiValueHeaders, with eventFormat ALB, is the target group's
+	// lambda.multi_value_headers.enabled: events carry every value of a
+	// repeated header or query parameter in multiValueHeaders and
+	// multiValueQueryStringParameters (and not headers and
+	// queryStringParameters), and the function answers with
+	// multiValueHeaders. Off, the default: the last value wins.
+	// +optional
+	MultiValueHeaders *bool `json:"multiValueHeaders,omitempty"`
 }
 
 // Condition types of a Function, read by kstatus, kubectl wait and Argo CD.

@@ -201,6 +201,10 @@ spec:
 spec:
   source: {image: example/fn:1}
   schedules: [{name: often, expression: "rate(1 minutes)"}]`, []string{"spec.schedules[0].expression", "singular unit for 1"}},
+		{"multi-value headers on an HTTP API function", `
+spec:
+  source: {image: example/fn:1}
+  http: {multiValueHeaders: true}`, []string{"spec.http", "multiValueHeaders applies to eventFormat ALB only"}},
 		{"two schedules of one name", `
 spec:
   source: {image: example/fn:1}
@@ -234,7 +238,8 @@ spec:
   - {name: every-minute, expression: "rate(1 minute)"}
   - {name: hourly, expression: "rate(2 hours)"}
   - {name: noon, expression: "cron(0 12 * * ? *)", input: {job: report, items: [1, 2]}}
-  - {name: office, expression: "cron(0/15 8-17 ? * MON-FRI *)"}`)
+  - {name: office, expression: "cron(0/15 8-17 ? * MON-FRI *)"}
+  http: {eventFormat: ALB, multiValueHeaders: true}`)
 		if err := env.Client.Create(ctx, obj); err != nil {
 			t.Fatalf("refused: %v", err)
 		}
