@@ -143,6 +143,9 @@ func TestChartEventQueue(t *testing.T) {
 		if ip, _, _ := unstructured.NestedString(r.mustFind(t, "Service", "lambdapod-nats-headless").Object, "spec", "clusterIP"); ip != "None" {
 			t.Errorf("headless Service clusterIP %q", ip)
 		}
+		if !strings.Contains(r.notes, "kubectl -n lambdapod-system rollout status statefulset/lambdapod-nats") {
+			t.Errorf("NOTES do not say how to wait for NATS:\n%s", r.notes)
+		}
 		if r.find("PodDisruptionBudget", "lambdapod-nats") != nil {
 			t.Error("a PodDisruptionBudget for a single NATS server would block every drain")
 		}
@@ -271,6 +274,9 @@ func TestChartEventQueue(t *testing.T) {
 		if len(r.ofKind("StatefulSet")) > 0 {
 			t.Error("eventQueue.url set, yet the chart renders a StatefulSet")
 		}
+		if !strings.Contains(r.notes, "nats://nats.messaging.svc:4222") {
+			t.Errorf("NOTES do not name the NATS in use:\n%s", r.notes)
+		}
 	})
 
 	t.Run("disabled", func(t *testing.T) {
@@ -280,6 +286,9 @@ func TestChartEventQueue(t *testing.T) {
 		}
 		if len(r.ofKind("StatefulSet")) > 0 || r.find("ConfigMap", "lambdapod-nats-config") != nil {
 			t.Error("eventQueue.enabled=false, yet the chart renders NATS")
+		}
+		if !strings.Contains(r.notes, "Event invocations wait in the memory") {
+			t.Errorf("NOTES do not say where Events wait:\n%s", r.notes)
 		}
 	})
 
