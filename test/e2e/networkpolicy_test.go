@@ -25,7 +25,9 @@ import (
 // outside the activators cannot connect to the manager's autoscaler report
 // port (8083) nor to its git webhook port (8082), while it reaches the
 // manager's probe port (8081), which the policy leaves open, so the refusal
-// is the policy's and not a broken pod network. The activators still
+// is the policy's and not a broken pod network; nor to NATS's client port
+// (4222), which the chart's NATS policy keeps to the activators and the
+// manager, while NATS's monitoring port answers. The activators still
 // report: a Function at zero scales up on a request and answers 200.
 func TestNetworkPolicyManagerPorts(t *testing.T) {
 	ctx := context.Background()
@@ -48,6 +50,10 @@ func TestNetworkPolicyManagerPorts(t *testing.T) {
 
 	managerIP := podIP(t, systemNS, client.MatchingLabels{"app.kubernetes.io/component": "manager"})
 	t.Logf("manager pod at %s", managerIP)
+	// And the chart's NATS (eventQueue): its client port is the activators'
+	// and the manager's alone, its monitoring port open.
+	natsIP := podIP(t, systemNS, client.MatchingLabels{"app.kubernetes.io/component": "nats"})
+	t.Logf("NATS pod at %s", natsIP)
 
 	// A client pod in a namespace of its own: neither an activator nor
 	// the ingress controller. It runs curl from the bash+curl image of
@@ -56,13 +62,19 @@ func TestNetworkPolicyManagerPorts(t *testing.T) {
 	got, out := probeFromPod(t, clientNS, "netpol-client",
 		"probes http://"+managerIP+":8081/healthz",
 		"autoscaler http://"+managerIP+":8083/v1/stats -X POST -H 'Content-Type: application/json' -d '{}'",
-		"webhook http://"+managerIP+":8082/hooks/ -X POST -d '{}'")
+		"webhook http://"+managerIP+":8082/hooks/ -X POST -d '{}'",
+		"nats-monitor http://"+natsIP+":8222/healthz",
+		"nats http://"+natsIP+":4222/")
 	if r := got["probes"]; !strings.HasPrefix(r, "exit=0 ") {
 		t.Fatalf("the client pod cannot reach the manager's probe port 8081, which the policy leaves open (%q): the pod network is broken, so the other results prove nothing\n%s", r, out)
 	}
-	for _, port := range []string{"autoscaler", "webhook"} {
+	if r := got["nats-monitor"]; !strings.HasPrefix(r, "exit=0 ") {
+		t.Errorf("the client pod cannot reach NATS's monitoring port 8222, which its policy leaves open (%q)\n%s", r, out)
+	}
+	// (the manager's report and webhook ports, NATS's client port)
+	for _, port := range []string{"autoscaler", "webhook", "nats"} {
 		if r := got[port]; !noConnection(r) {
-			t.Errorf("the client pod reached the manager's %s port (%q), want no connection: is a NetworkPolicy implementation running (hack/cluster/up.sh: kube-router)?", port, r)
+			t.Errorf("the client pod reached the %s port (%q), want no connection: is a NetworkPolicy implementation running (hack/cluster/up.sh: kube-router)?", port, r)
 		} else {
 			t.Logf("%s port from %s: %s (no connection)", port, clientNS, r)
 		}
