@@ -23,6 +23,9 @@ import (
 //	sidecar → supervisor: {"op":"start","id":N,"slot":I,"env":{"override":["K=V",...],"default":[...]}}
 //	supervisor → sidecar: {"op":"started","id":N,"pid":P} | {"op":"exited","id":N,"exit":"exit status 1"} | {"op":"failed","id":N,"error":"..."}
 //	sidecar → supervisor: {"op":"stop","id":N,"graceMs":2000}
+//	sidecar → supervisor: {"op":"invoke","slot":I,"req":"<request id>","version":"$LATEST"}   (write START)
+//	sidecar → supervisor: {"op":"end","slot":I,"report":{...},"seq":S,"tail":true}        (write END, REPORT)
+//	supervisor → sidecar: {"op":"log","id":S,"log":"<base64>"}   (the tail, when asked for)
 //	supervisor → sidecar: {"op":"terminating"}   (the supervisor got SIGTERM: drain)
 //	sidecar → supervisor: {"op":"exit"}          (all done: the supervisor exits 0)
 type Message struct {
@@ -34,6 +37,15 @@ type Message struct {
 	GraceMs int64          `json:"graceMs,omitempty"`
 	Exit    string         `json:"exit,omitempty"`
 	Error   string         `json:"error,omitempty"`
+	// Invocations: the request id and version (invoke), the report (end),
+	// whether the tail is wanted and the id its answer carries (end), and
+	// the tail (log).
+	Req     string  `json:"req,omitempty"`
+	Version string  `json:"version,omitempty"`
+	Report  *Report `json:"report,omitempty"`
+	Tail    bool    `json:"tail,omitempty"`
+	Seq     uint64  `json:"seq,omitempty"`
+	Log     []byte  `json:"log,omitempty"`
 }
 
 // ErrSupervisorGone is the exit reported for bootstraps whose supervisor
@@ -66,6 +78,7 @@ type remoteProc struct {
 	r      *Remote
 	conn   *remoteConn
 	id     uint64
+	slot   int
 	pid    int
 	exited chan string
 	once   sync.Once
@@ -168,7 +181,7 @@ func (r *Remote) serve(rc *remoteConn) {
 			continue
 		}
 		switch m.Op {
-		case "started", "failed":
+		case "started", "failed", "log":
 			r.mu.Lock()
 			ch := rc.pending[m.ID]
 			delete(rc.pending, m.ID)
@@ -242,7 +255,7 @@ func (r *Remote) Start(ctx context.Context, slot int, env lambdaenv.Env) (Proces
 		id := r.nextID
 		ch := make(chan Message, 1)
 		rc.pending[id] = ch
-		p := &remoteProc{r: r, conn: rc, id: id, exited: make(chan string, 1)}
+		p := &remoteProc{r: r, conn: rc, id: id, slot: slot, exited: make(chan string, 1)}
 		rc.procs[id] = p
 		r.mu.Unlock()
 		if err := rc.send(Message{Op: "start", ID: id, Slot: slot, Env: &env}); err != nil {
@@ -281,4 +294,47 @@ func (p *remoteProc) Stop(grace time.Duration) {
 			p.conn.c.Close()
 		}
 	})
+}
+
+// InvokeStart implements Process: one message, not answered. The
+// supervisor writes START as it reads it, before the bootstrap (which
+// gets the invocation after it was sent) can print anything of it.
+func (p *remoteProc) InvokeStart(requestID, version string) {
+	if err := p.conn.send(Message{Op: "invoke", Slot: p.slot, Req: requestID, Version: version}); err != nil {
+		p.conn.c.Close()
+	}
+}
+
+// InvokeEnd implements Process: one message, answered only when the tail
+// is wanted.
+func (p *remoteProc) InvokeEnd(rep Report, tail bool) []byte {
+	m := Message{Op: "end", Slot: p.slot, Report: &rep}
+	var ch chan Message
+	rc := p.conn
+	if tail {
+		ch = make(chan Message, 1)
+		p.r.mu.Lock()
+		p.r.nextID++
+		m.Seq = p.r.nextID
+		m.Tail = true
+		rc.pending[m.Seq] = ch
+		p.r.mu.Unlock()
+	}
+	if err := rc.send(m); err != nil {
+		rc.c.Close()
+	}
+	if !tail {
+		return nil
+	}
+	t := time.NewTimer(2 * time.Second)
+	defer t.Stop()
+	select {
+	case a := <-ch:
+		return a.Log
+	case <-t.C:
+		p.r.mu.Lock()
+		delete(rc.pending, m.Seq)
+		p.r.mu.Unlock()
+		return nil
+	}
 }
