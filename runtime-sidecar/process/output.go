@@ -65,11 +65,12 @@ var (
 // output is the copy of one bootstrap's stdout and stderr.
 type output struct {
 	mu     sync.Mutex
-	active bool   // between START and END
-	tail   []byte // the current invocation's log since START (its end kept)
-	// copied counts the bytes copied from each pipe; drained is closed
-	// once both pipes hit EOF.
+	active atomic.Bool // between START and END (changed under mu)
+	tail   []byte      // the current invocation's log since START (its end kept)
+	// copied counts the bytes copied from each pipe, held those read and
+	// not copied yet; drained is closed once both pipes hit EOF.
 	copied  [2]atomic.Int64
+	held    [2]atomic.Int64
 	pipes   [2]*os.File
 	raw     [2]syscall.RawConn
 	pending int
@@ -92,14 +93,16 @@ func (o *output) copy(i int, dst *sink) {
 	for {
 		n, err := o.pipes[i].Read(buf)
 		if n > 0 {
+			o.held[i].Store(int64(n))
 			o.mu.Lock()
 			dst.mu.Lock()
 			dst.write(buf[:n])
 			dst.mu.Unlock()
-			if o.active {
+			if o.active.Load() {
 				o.keep(buf[:n])
 			}
 			o.copied[i].Add(int64(n))
+			o.held[i].Store(0)
 			o.mu.Unlock()
 		}
 		if err != nil {
@@ -154,6 +157,10 @@ func (o *output) catchUp() {
 	waiting := false
 	for i := range o.pipes {
 		target[i] = o.copied[i].Load()
+		if h := o.held[i].Load(); h > 0 {
+			target[i] += h
+			waiting = true
+		}
 		if o.raw[i] == nil {
 			continue
 		}
@@ -187,7 +194,6 @@ func (o *output) catchUp() {
 
 // start writes the START line and begins keeping the invocation's log.
 func (o *output) start(requestID, version string) {
-	o.catchUp()
 	var b [128]byte
 	line := append(b[:0], "START RequestId: "...)
 	line = append(line, requestID...)
@@ -196,7 +202,7 @@ func (o *output) start(requestID, version string) {
 	line = append(line, '\n')
 	o.mu.Lock()
 	o.platform(line)
-	o.active = true
+	o.active.Store(true)
 	o.tail = append(o.tail[:0], line...)
 	o.mu.Unlock()
 }
@@ -211,10 +217,10 @@ func (o *output) end(r Report, tail bool) []byte {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.platform(lines)
-	if !o.active {
+	if !o.active.Load() {
 		return nil
 	}
-	o.active = false
+	o.active.Store(false)
 	if !tail {
 		return nil
 	}

@@ -23,9 +23,9 @@ import (
 //	sidecar → supervisor: {"op":"start","id":N,"slot":I,"env":{"override":["K=V",...],"default":[...]}}
 //	supervisor → sidecar: {"op":"started","id":N,"pid":P} | {"op":"exited","id":N,"exit":"exit status 1"} | {"op":"failed","id":N,"error":"..."}
 //	sidecar → supervisor: {"op":"stop","id":N,"graceMs":2000}
-//	sidecar → supervisor: {"op":"invoke","slot":I,"req":"<request id>","version":"$LATEST"}   (write START)
+//	sidecar → supervisor: {"op":"invoke","slot":I,"req":"<request id>","version":"$LATEST","seq":S}   (write START)
 //	sidecar → supervisor: {"op":"end","slot":I,"report":{...},"seq":S,"tail":true}        (write END, REPORT)
-//	supervisor → sidecar: {"op":"log","id":S,"log":"<base64>"}   (the tail, when asked for)
+//	supervisor → sidecar: {"op":"log","id":S,"log":"<base64>"}   (START written; END and REPORT written, with the tail when asked for)
 //	supervisor → sidecar: {"op":"terminating"}   (the supervisor got SIGTERM: drain)
 //	sidecar → supervisor: {"op":"exit"}          (all done: the supervisor exits 0)
 type Message struct {
@@ -80,6 +80,7 @@ type remoteProc struct {
 	id     uint64
 	slot   int
 	pid    int
+	ack    chan Message // InvokeStart's answer
 	exited chan string
 	once   sync.Once
 	stop   sync.Once
@@ -255,7 +256,7 @@ func (r *Remote) Start(ctx context.Context, slot int, env lambdaenv.Env) (Proces
 		id := r.nextID
 		ch := make(chan Message, 1)
 		rc.pending[id] = ch
-		p := &remoteProc{r: r, conn: rc, id: id, slot: slot, exited: make(chan string, 1)}
+		p := &remoteProc{r: r, conn: rc, id: id, slot: slot, exited: make(chan string, 1), ack: make(chan Message, 1)}
 		rc.procs[id] = p
 		r.mu.Unlock()
 		if err := rc.send(Message{Op: "start", ID: id, Slot: slot, Env: &env}); err != nil {
@@ -296,12 +297,33 @@ func (p *remoteProc) Stop(grace time.Duration) {
 	})
 }
 
-// InvokeStart implements Process: one message, not answered. The
-// supervisor writes START as it reads it, before the bootstrap (which
-// gets the invocation after it was sent) can print anything of it.
+// InvokeStart implements Process: the supervisor answers once it wrote
+// START, and only then does the bootstrap get the invocation, so that
+// START comes before anything it prints of it. (Without the answer the
+// bootstrap's output of a warm invocation can overtake the START.)
 func (p *remoteProc) InvokeStart(requestID, version string) {
-	if err := p.conn.send(Message{Op: "invoke", Slot: p.slot, Req: requestID, Version: version}); err != nil {
-		p.conn.c.Close()
+	rc := p.conn
+	p.r.mu.Lock()
+	p.r.nextID++
+	seq := p.r.nextID
+	rc.pending[seq] = p.ack
+	p.r.mu.Unlock()
+	if err := rc.send(Message{Op: "invoke", Slot: p.slot, Req: requestID, Version: version, Seq: seq}); err != nil {
+		rc.c.Close()
+	}
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-p.ack:
+	case <-t.C:
+		p.r.mu.Lock()
+		delete(rc.pending, seq)
+		p.r.mu.Unlock()
+		// A late answer must not be taken for the next one.
+		select {
+		case <-p.ack:
+		default:
+		}
 	}
 }
 

@@ -228,6 +228,9 @@ func (s *supervisor) serve(conn net.Conn, sigs chan os.Signal) (code int, done b
 				if c := child(m.Slot); c != nil {
 					c.InvokeStart(m.Req, m.Version)
 				}
+				// The sidecar hands the invocation to the bootstrap once
+				// START is written: it comes before all its output.
+				send(process.Message{Op: "log", ID: m.Seq})
 				continue
 			case "end":
 				var tail []byte
