@@ -20,6 +20,7 @@ import (
 var (
 	memOnce sync.Once
 	memFile string
+	memF    *os.File // memFile, kept open
 	// memCurrent: memFile is memory.current, whose highest reading is kept.
 	memCurrent bool
 	memHigh    atomic.Int64
@@ -57,6 +58,7 @@ func findMemoryFile() {
 	for _, c := range candidates {
 		if readUint(c) > 0 {
 			memFile = c
+			memF, _ = os.Open(c)
 			memCurrent = strings.HasSuffix(c, "/memory.current")
 			return
 		}
@@ -75,12 +77,30 @@ func readUint(path string) int64 {
 	return n
 }
 
+// readOpen reads the number in memF (memFile if it could not be kept
+// open) without allocating.
+func readOpen() int64 {
+	if memF == nil {
+		return readUint(memFile)
+	}
+	var b [32]byte
+	k, _ := memF.ReadAt(b[:], 0)
+	var n int64
+	for _, c := range b[:k] {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n
+}
+
 // maxMemoryMB is Max Memory Used, in MB (rounded up).
 func maxMemoryMB(pid int) int {
 	memOnce.Do(findMemoryFile)
 	var n int64
 	if memFile != "" {
-		n = readUint(memFile)
+		n = readOpen()
 		if memCurrent {
 			for {
 				high := memHigh.Load()

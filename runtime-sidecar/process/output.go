@@ -224,6 +224,9 @@ func (o *output) end(r Report, tail bool) []byte {
 	if !tail {
 		return nil
 	}
+	if n := len(o.tail); n > 0 && o.tail[n-1] != '\n' {
+		o.keep(newline)
+	}
 	o.keep(lines)
 	t := o.tail
 	if len(t) > TailSize {
