@@ -19,7 +19,7 @@ import (
 // supervisor: newline-delimited JSON over a unix socket. The sidecar
 // listens; the supervisor connects.
 //
-//	supervisor → sidecar: {"op":"hello","pid":P}
+//	supervisor → sidecar: {"op":"hello","pid":P,"logs":true}   (logs: it takes invoke and end; older supervisors do not)
 //	sidecar → supervisor: {"op":"start","id":N,"slot":I,"env":{"override":["K=V",...],"default":[...]}}
 //	supervisor → sidecar: {"op":"started","id":N,"pid":P} | {"op":"exited","id":N,"exit":"exit status 1"} | {"op":"failed","id":N,"error":"..."}
 //	sidecar → supervisor: {"op":"stop","id":N,"graceMs":2000}
@@ -46,6 +46,9 @@ type Message struct {
 	Tail    bool    `json:"tail,omitempty"`
 	Seq     uint64  `json:"seq,omitempty"`
 	Log     []byte  `json:"log,omitempty"`
+	// Logs, in the hello: the supervisor writes the platform log lines
+	// (invoke, end). An image built with an older supervisor has none.
+	Logs bool `json:"logs,omitempty"`
 }
 
 // ErrSupervisorGone is the exit reported for bootstraps whose supervisor
@@ -67,6 +70,7 @@ type Remote struct {
 
 type remoteConn struct {
 	c       net.Conn
+	logs    bool // the supervisor takes invoke and end (its hello said so)
 	wmu     sync.Mutex
 	enc     *json.Encoder
 	procs   map[uint64]*remoteProc
@@ -167,8 +171,9 @@ func (r *Remote) serve(rc *remoteConn) {
 				break
 			}
 			first = false
-			r.log.Info("supervisor connected", "pid", m.Pid)
+			r.log.Info("supervisor connected", "pid", m.Pid, "logs", m.Logs)
 			r.mu.Lock()
+			rc.logs = m.Logs
 			if r.conn != nil && r.conn != rc {
 				r.conn.c.Close()
 			}
@@ -303,6 +308,9 @@ func (p *remoteProc) Stop(grace time.Duration) {
 // bootstrap's output of a warm invocation can overtake the START.)
 func (p *remoteProc) InvokeStart(requestID, version string) {
 	rc := p.conn
+	if !rc.logs {
+		return
+	}
 	p.r.mu.Lock()
 	p.r.nextID++
 	seq := p.r.nextID
@@ -330,9 +338,12 @@ func (p *remoteProc) InvokeStart(requestID, version string) {
 // InvokeEnd implements Process: one message, answered only when the tail
 // is wanted.
 func (p *remoteProc) InvokeEnd(rep Report, tail bool) []byte {
+	rc := p.conn
+	if !rc.logs {
+		return nil
+	}
 	m := Message{Op: "end", Slot: p.slot, Report: &rep}
 	var ch chan Message
-	rc := p.conn
 	if tail {
 		ch = make(chan Message, 1)
 		p.r.mu.Lock()

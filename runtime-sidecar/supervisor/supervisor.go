@@ -204,7 +204,7 @@ func (s *supervisor) serve(conn net.Conn, sigs chan os.Signal) (code int, done b
 		defer slotsMu.Unlock()
 		return slots[slot]
 	}
-	send(process.Message{Op: "hello", Pid: os.Getpid()})
+	send(process.Message{Op: "hello", Pid: os.Getpid(), Logs: true})
 	if s.terminating {
 		send(process.Message{Op: "terminating"})
 	}
