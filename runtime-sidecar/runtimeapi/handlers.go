@@ -163,12 +163,12 @@ func (s *Slot) next(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	inv.StartTime = now
+	inv.OnFinish = s.finishFn
 	inv.SetTimer(timeout, func() { s.onTimeout(inv) })
 	s.current = inv
 	proc := s.proc
 	s.curProc, s.curInit = proc, s.initDur
 	s.initDur = 0
-	inv.OnFinish = s.finishFn
 	s.mu.Unlock()
 	if proc != nil {
 		// START before the bootstrap can print anything of the invocation.
