@@ -72,7 +72,8 @@ type output struct {
 	copied  [2]atomic.Int64
 	held    [2]atomic.Int64
 	pipes   [2]*os.File
-	raw     [2]syscall.RawConn
+	fds     [2]int         // the pipes' descriptors, for FIONREAD
+	closed  [2]atomic.Bool // set before a pipe is closed (its fd is then not ours)
 	pending int
 	drained chan struct{}
 	pid     func() int
@@ -81,7 +82,10 @@ type output struct {
 func newOutput(stdout, stderr *os.File, pid func() int) *output {
 	o := &output{pipes: [2]*os.File{stdout, stderr}, drained: make(chan struct{}), pending: 2, pid: pid}
 	for i, p := range o.pipes {
-		o.raw[i], _ = p.SyscallConn()
+		o.fds[i] = -1
+		if raw, err := p.SyscallConn(); err == nil {
+			_ = raw.Control(func(fd uintptr) { o.fds[i] = int(fd) })
+		}
 	}
 	go o.copy(0, stdoutSink)
 	go o.copy(1, stderrSink)
@@ -110,6 +114,7 @@ func (o *output) copy(i int, dst *sink) {
 				// Keep the child's writes from failing: drop what follows.
 				_, _ = io.Copy(io.Discard, o.pipes[i])
 			}
+			o.closed[i].Store(true)
 			o.pipes[i].Close()
 			o.mu.Lock()
 			o.pending--
@@ -161,16 +166,17 @@ func (o *output) catchUp() {
 			target[i] += h
 			waiting = true
 		}
-		if o.raw[i] == nil {
+		if o.fds[i] < 0 || o.closed[i].Load() {
 			continue
 		}
+		// The fd stays open while the copier reads it (it closes it only
+		// after EOF, setting closed first); at worst a wait is cut short
+		// by drained.
+		var v int32
 		n := 0
-		_ = o.raw[i].Control(func(fd uintptr) {
-			var v int32
-			if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&v))); e == 0 {
-				n = int(v)
-			}
-		})
+		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(o.fds[i]), syscall.TIOCINQ, uintptr(unsafe.Pointer(&v))); e == 0 {
+			n = int(v)
+		}
 		if n > 0 {
 			target[i] += int64(n)
 			waiting = true

@@ -109,3 +109,26 @@ func TestChildPlatformLines(t *testing.T) {
 		t.Errorf("tail:\n%q\nstdout:\n%q", tail, out)
 	}
 }
+
+// The cost of an invocation's platform lines in the process that runs the
+// bootstrap (the sidecar standalone, the supervisor in pod mode).
+func BenchmarkInvokeLines(b *testing.B) {
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	saved := stdoutSink.f
+	stdoutSink.f = devnull
+	defer func() { stdoutSink.f = saved }()
+	c, err := StartChild([]string{"sleep", "60"}, os.Environ(), "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Stop(0)
+	r := Report{RequestID: "8f507cfc-xmpl-4697-b07a-ac58fc914c95", Duration: time.Millisecond, MemoryMB: 128}
+	b.ReportAllocs()
+	for b.Loop() {
+		c.InvokeStart(r.RequestID, "$LATEST")
+		c.InvokeEnd(r, false)
+	}
+}
