@@ -11,6 +11,7 @@ package integration
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ import (
 	"github.com/lambdapod/lambdapod/internal/testproc"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
@@ -611,6 +613,17 @@ func TestActivator(t *testing.T) {
 		if out.StatusCode != 200 || out.FunctionError != nil || aws.ToString(out.ExecutedVersion) != "$LATEST" ||
 			string(out.Payload) != `{"event":{"hello":"world"},"inflight":1,"pod":"pod-sdk"}` {
 			t.Fatalf("Invoke: status %d error %v version %v payload %s", out.StatusCode, aws.ToString(out.FunctionError), aws.ToString(out.ExecutedVersion), out.Payload)
+		}
+		// X-Amz-Log-Type: Tail reaches the sidecar, and the log tail it
+		// answers with comes back.
+		out, err = cl.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("sdk.echo"), Payload: []byte(`{}`), LogType: lambdatypes.LogTypeTail})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
+		tail, _ := base64.StdEncoding.DecodeString(aws.ToString(out.LogResult))
+		if !strings.HasPrefix(string(tail), "START RequestId: "+id+" Version: $LATEST\n") || !strings.Contains(string(tail), "\nEND RequestId: "+id+"\nREPORT RequestId: "+id+"\tDuration: ") {
+			t.Fatalf("Invoke with LogType Tail: request id %s, LogResult %q", id, tail)
 		}
 		arn := "arn:aws:lambda:us-east-1:123456789012:function:sdk.echo:$LATEST"
 		out, err = cl.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(arn), Payload: []byte(`{"fail":true}`)})

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -105,6 +106,7 @@ func Run(cfg Config, log *slog.Logger) error {
 		ctrl = &process.Local{Argv: cfg.Bootstrap, Env: os.Environ(), Dir: cfg.BootstrapDir}
 	}
 
+	memoryMB, _ := strconv.Atoi(cfg.Memory) // checked by ParseConfig
 	queue := invocation.NewQueue(cfg.QueueSize)
 	var pool *runtimeapi.Pool
 	var handler *invoke.Handler
@@ -120,6 +122,8 @@ func Run(cfg Config, log *slog.Logger) error {
 		Env:       func(_ int, addr string) lambdaenv.Env { return lambdaenv.For(fn, addr) },
 		Log:       log,
 		Metrics:   m,
+		Version:   cfg.Version,
+		MemoryMB:  memoryMB,
 	}, ctrl, queue, listeners)
 	handler = invoke.New(invoke.Config{
 		FunctionName: cfg.FunctionName,

@@ -135,6 +135,9 @@ type Result struct {
 	// Unavailable marks an invocation that never reached a bootstrap
 	// (sidecar shutting down); the invoke side answers with a service error.
 	Unavailable bool
+	// LogResult is the invocation's log tail (X-Amz-Log-Result, base64),
+	// when its caller asked for it.
+	LogResult string
 
 	buf *bytes.Buffer
 }
@@ -180,6 +183,7 @@ type Invocation struct {
 	TraceID         string
 	FunctionARN     string
 	Event           bool // X-Amz-Invocation-Type: Event: nobody waits for the result
+	LogTail         bool // X-Amz-Log-Type: Tail: the result carries the log tail
 	Accepted        time.Time
 
 	// OnEnd is called exactly once when the invocation ends for good.
@@ -187,6 +191,11 @@ type Invocation struct {
 
 	// Dispatch time, set by the Runtime API when a bootstrap takes it.
 	StartTime time.Time
+	// OnFinish, set by the Runtime API when a bootstrap takes it, runs
+	// once when a dispatched invocation ends, before its result is
+	// delivered (r is nil for a streamed response): the END and REPORT
+	// lines, and the log tail in r.LogResult.
+	OnFinish func(inv *Invocation, outcome Outcome, r *Result)
 
 	state   atomic.Int32
 	ended   atomic.Bool
@@ -269,6 +278,9 @@ func (inv *Invocation) completeFrom(from State, r *Result) bool {
 		return false
 	}
 	inv.stopTimer()
+	if inv.OnFinish != nil {
+		inv.OnFinish(inv, r.Outcome, r)
+	}
 	// Ended before the caller has its answer: a caller that sends the next
 	// invocation as soon as it has this one's answer (the activator, to a
 	// pod it thinks has a free slot) must find the slot free, not busy.
@@ -310,6 +322,9 @@ func (inv *Invocation) EndStream(outcome Outcome) bool {
 		return false
 	}
 	inv.stopTimer()
+	if inv.OnFinish != nil {
+		inv.OnFinish(inv, outcome, nil)
+	}
 	inv.end(outcome)
 	return true
 }
@@ -318,6 +333,9 @@ func (inv *Invocation) EndStream(outcome Outcome) bool {
 func (inv *Invocation) TimeoutStream() bool {
 	if !inv.transition(Streaming, Done) {
 		return false
+	}
+	if inv.OnFinish != nil {
+		inv.OnFinish(inv, OutcomeTimeout, nil)
 	}
 	inv.end(OutcomeTimeout)
 	return true

@@ -222,6 +222,9 @@ var (
 	retryOne         = []string{"1"}
 )
 
+// logTypeTail is the X-Amz-Log-Type asking for the log tail.
+const logTypeTail = "Tail"
+
 func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName string) {
 	qual, ierr, reason := h.function(r, escapedName)
 	if ierr != nil {
@@ -306,6 +309,8 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName str
 	}
 	inv := invocation.New(buf, id)
 	inv.Event = invType == invokeapi.Event
+	// Lambda ignores the log type of an Event.
+	inv.LogTail = !inv.Event && r.Header.Get(invokeapi.HeaderLogType) == logTypeTail
 	inv.ContentType = r.Header.Get("Content-Type")
 	inv.ClientContext = clientContext
 	if ci := r.Header.Get(invokeapi.HeaderCognitoIdentity); ci != "" && json.Valid([]byte(ci)) {
@@ -393,6 +398,9 @@ func (h *Handler) write(w http.ResponseWriter, inv *invocation.Invocation, res *
 	}
 	if res.FunctionError {
 		hd[invokeapi.HeaderFunctionError] = unhandled
+	}
+	if res.LogResult != "" {
+		hd[invokeapi.HeaderLogResult] = []string{res.LogResult}
 	}
 	if res.ContentType == "application/json" {
 		hd["Content-Type"] = jsonCT

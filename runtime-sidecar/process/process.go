@@ -32,6 +32,13 @@ type Process interface {
 	// Exited delivers the exit description ("exit status 1",
 	// "signal: killed") once the bootstrap has exited.
 	Exited() <-chan string
+	// InvokeStart writes the START line of an invocation to the
+	// bootstrap's log, before the bootstrap gets the invocation.
+	InvokeStart(requestID, version string)
+	// InvokeEnd writes its END and REPORT lines after what the bootstrap
+	// printed before it ended; with tail, it returns the invocation's last
+	// TailSize bytes of log (nil if they cannot be had).
+	InvokeEnd(r Report, tail bool) []byte
 }
 
 // Local runs bootstraps as children of this process.
@@ -51,28 +58,55 @@ func (l *Local) Start(_ context.Context, _ int, env lambdaenv.Env) (Process, err
 // Child is a bootstrap started by StartChild.
 type Child struct {
 	cmd    *exec.Cmd
+	out    *output
 	exited chan string
 	done   chan struct{}
 	once   sync.Once
 }
 
-// StartChild starts argv in its own process group with env, wired to this
-// process's stdout and stderr, killed if this process dies.
+// StartChild starts argv in its own process group with env, killed if this
+// process dies. Its stdout and stderr are copied to this process's as they
+// come, with the platform lines of its invocations (InvokeStart,
+// InvokeEnd) between them.
 func StartChild(argv []string, env []string, dir string) (*Child, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Dir = dir
 	cmd.Stdin = nil
-	cmd.Stdout = os.Stdout
-	cmd.Stderr = os.Stderr
+	var pipes [2][2]*os.File // read, write ends of stdout and stderr
+	for i := range pipes {
+		r, w, err := os.Pipe()
+		if err != nil {
+			for _, p := range pipes[:i] {
+				p[0].Close()
+				p[1].Close()
+			}
+			return nil, err
+		}
+		pipes[i] = [2]*os.File{r, w}
+	}
+	cmd.Stdout = pipes[0][1]
+	cmd.Stderr = pipes[1][1]
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	err := cmd.Start()
+	pipes[0][1].Close()
+	pipes[1][1].Close()
+	if err != nil {
+		pipes[0][0].Close()
+		pipes[1][0].Close()
 		return nil, err
 	}
 	c := &Child{cmd: cmd, exited: make(chan string, 1), done: make(chan struct{})}
+	c.out = newOutput(pipes[0][0], pipes[1][0], c.Pid)
 	go c.wait()
 	return c, nil
 }
+
+// InvokeStart implements Process.
+func (c *Child) InvokeStart(requestID, version string) { c.out.start(requestID, version) }
+
+// InvokeEnd implements Process.
+func (c *Child) InvokeEnd(r Report, tail bool) []byte { return c.out.end(r, tail) }
 
 func (c *Child) wait() {
 	err := c.cmd.Wait()
@@ -85,6 +119,13 @@ func (c *Child) wait() {
 	// Leave nothing of the bootstrap behind (curl started by a bash
 	// bootstrap, for instance).
 	_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+	// Its last words come before the exit is reported (and before the END
+	// of an invocation it was running). A grandchild that kept the pipes
+	// open is dead by now too.
+	select {
+	case <-c.out.drained:
+	case <-time.After(time.Second):
+	}
 	close(c.done)
 	c.exited <- desc
 }

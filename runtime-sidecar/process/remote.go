@@ -19,10 +19,13 @@ import (
 // supervisor: newline-delimited JSON over a unix socket. The sidecar
 // listens; the supervisor connects.
 //
-//	supervisor → sidecar: {"op":"hello","pid":P}
+//	supervisor → sidecar: {"op":"hello","pid":P,"logs":true}   (logs: it takes invoke and end; older supervisors do not)
 //	sidecar → supervisor: {"op":"start","id":N,"slot":I,"env":{"override":["K=V",...],"default":[...]}}
 //	supervisor → sidecar: {"op":"started","id":N,"pid":P} | {"op":"exited","id":N,"exit":"exit status 1"} | {"op":"failed","id":N,"error":"..."}
 //	sidecar → supervisor: {"op":"stop","id":N,"graceMs":2000}
+//	sidecar → supervisor: {"op":"invoke","slot":I,"req":"<request id>","version":"$LATEST","seq":S}   (write START)
+//	sidecar → supervisor: {"op":"end","slot":I,"report":{...},"seq":S,"tail":true}        (write END, REPORT)
+//	supervisor → sidecar: {"op":"log","id":S,"log":"<base64>"}   (START written; END and REPORT written, with the tail when asked for)
 //	supervisor → sidecar: {"op":"terminating"}   (the supervisor got SIGTERM: drain)
 //	sidecar → supervisor: {"op":"exit"}          (all done: the supervisor exits 0)
 type Message struct {
@@ -34,6 +37,18 @@ type Message struct {
 	GraceMs int64          `json:"graceMs,omitempty"`
 	Exit    string         `json:"exit,omitempty"`
 	Error   string         `json:"error,omitempty"`
+	// Invocations: the request id and version (invoke), the report (end),
+	// whether the tail is wanted and the id its answer carries (end), and
+	// the tail (log).
+	Req     string  `json:"req,omitempty"`
+	Version string  `json:"version,omitempty"`
+	Report  *Report `json:"report,omitempty"`
+	Tail    bool    `json:"tail,omitempty"`
+	Seq     uint64  `json:"seq,omitempty"`
+	Log     []byte  `json:"log,omitempty"`
+	// Logs, in the hello: the supervisor writes the platform log lines
+	// (invoke, end). An image built with an older supervisor has none.
+	Logs bool `json:"logs,omitempty"`
 }
 
 // ErrSupervisorGone is the exit reported for bootstraps whose supervisor
@@ -55,6 +70,7 @@ type Remote struct {
 
 type remoteConn struct {
 	c       net.Conn
+	logs    bool // the supervisor takes invoke and end (its hello said so)
 	wmu     sync.Mutex
 	enc     *json.Encoder
 	procs   map[uint64]*remoteProc
@@ -66,7 +82,9 @@ type remoteProc struct {
 	r      *Remote
 	conn   *remoteConn
 	id     uint64
+	slot   int
 	pid    int
+	ack    chan Message // InvokeStart's answer
 	exited chan string
 	once   sync.Once
 	stop   sync.Once
@@ -153,8 +171,9 @@ func (r *Remote) serve(rc *remoteConn) {
 				break
 			}
 			first = false
-			r.log.Info("supervisor connected", "pid", m.Pid)
+			r.log.Info("supervisor connected", "pid", m.Pid, "logs", m.Logs)
 			r.mu.Lock()
+			rc.logs = m.Logs
 			if r.conn != nil && r.conn != rc {
 				r.conn.c.Close()
 			}
@@ -168,7 +187,7 @@ func (r *Remote) serve(rc *remoteConn) {
 			continue
 		}
 		switch m.Op {
-		case "started", "failed":
+		case "started", "failed", "log":
 			r.mu.Lock()
 			ch := rc.pending[m.ID]
 			delete(rc.pending, m.ID)
@@ -242,7 +261,7 @@ func (r *Remote) Start(ctx context.Context, slot int, env lambdaenv.Env) (Proces
 		id := r.nextID
 		ch := make(chan Message, 1)
 		rc.pending[id] = ch
-		p := &remoteProc{r: r, conn: rc, id: id, exited: make(chan string, 1)}
+		p := &remoteProc{r: r, conn: rc, id: id, slot: slot, exited: make(chan string, 1), ack: make(chan Message, 1)}
 		rc.procs[id] = p
 		r.mu.Unlock()
 		if err := rc.send(Message{Op: "start", ID: id, Slot: slot, Env: &env}); err != nil {
@@ -281,4 +300,74 @@ func (p *remoteProc) Stop(grace time.Duration) {
 			p.conn.c.Close()
 		}
 	})
+}
+
+// InvokeStart implements Process: the supervisor answers once it wrote
+// START, and only then does the bootstrap get the invocation, so that
+// START comes before anything it prints of it. (Without the answer the
+// bootstrap's output of a warm invocation can overtake the START.)
+func (p *remoteProc) InvokeStart(requestID, version string) {
+	rc := p.conn
+	if !rc.logs {
+		return
+	}
+	p.r.mu.Lock()
+	p.r.nextID++
+	seq := p.r.nextID
+	rc.pending[seq] = p.ack
+	p.r.mu.Unlock()
+	if err := rc.send(Message{Op: "invoke", Slot: p.slot, Req: requestID, Version: version, Seq: seq}); err != nil {
+		rc.c.Close()
+	}
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-p.ack:
+	case <-t.C:
+		p.r.mu.Lock()
+		delete(rc.pending, seq)
+		p.r.mu.Unlock()
+		// A late answer must not be taken for the next one.
+		select {
+		case <-p.ack:
+		default:
+		}
+	}
+}
+
+// InvokeEnd implements Process: one message, answered only when the tail
+// is wanted.
+func (p *remoteProc) InvokeEnd(rep Report, tail bool) []byte {
+	rc := p.conn
+	if !rc.logs {
+		return nil
+	}
+	m := Message{Op: "end", Slot: p.slot, Report: &rep}
+	var ch chan Message
+	if tail {
+		ch = make(chan Message, 1)
+		p.r.mu.Lock()
+		p.r.nextID++
+		m.Seq = p.r.nextID
+		m.Tail = true
+		rc.pending[m.Seq] = ch
+		p.r.mu.Unlock()
+	}
+	if err := rc.send(m); err != nil {
+		rc.c.Close()
+	}
+	if !tail {
+		return nil
+	}
+	t := time.NewTimer(2 * time.Second)
+	defer t.Stop()
+	select {
+	case a := <-ch:
+		return a.Log
+	case <-t.C:
+		p.r.mu.Lock()
+		delete(rc.pending, m.Seq)
+		p.r.mu.Unlock()
+		return nil
+	}
 }

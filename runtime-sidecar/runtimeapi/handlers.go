@@ -106,11 +106,29 @@ func (s *Slot) next(w http.ResponseWriter, r *http.Request) {
 		writeRefused(w, err)
 		return
 	}
-	if from == stStarted {
+	first := from == stStarted
+	if first {
 		close(s.readyCh)
 	}
 	gen := s.gen
+	procSet := s.procSet
 	s.mu.Unlock()
+	if first {
+		// The init, for the REPORT of its first invocation. In pod mode
+		// the bootstrap may call before the supervisor's answer to its
+		// start has reached the sidecar.
+		arrived := time.Now()
+		select {
+		case <-procSet:
+		case <-r.Context().Done():
+			return
+		}
+		s.mu.Lock()
+		if s.gen == gen {
+			s.initDur = max(arrived.Sub(s.spawned), time.Microsecond)
+		}
+		s.mu.Unlock()
+	}
 
 	var inv *invocation.Invocation
 	for {
@@ -145,9 +163,17 @@ func (s *Slot) next(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	inv.StartTime = now
+	inv.OnFinish = s.finishFn
 	inv.SetTimer(timeout, func() { s.onTimeout(inv) })
 	s.current = inv
+	proc := s.proc
+	s.curProc, s.curInit = proc, s.initDur
+	s.initDur = 0
 	s.mu.Unlock()
+	if proc != nil {
+		// START before the bootstrap can print anything of the invocation.
+		proc.InvokeStart(inv.ID, s.pool.cfg.Version)
+	}
 
 	h := w.Header()
 	h["Lambda-Runtime-Aws-Request-Id"] = []string{inv.ID}

@@ -26,6 +26,9 @@ type Config struct {
 	Env     func(slot int, addr string) lambdaenv.Env
 	Log     *slog.Logger
 	Metrics *metrics.Metrics
+	// Version and MemoryMB are what the START and REPORT lines say.
+	Version  string
+	MemoryMB int
 }
 
 // Pool is the set of bootstrap slots.
@@ -47,6 +50,7 @@ func NewPool(cfg Config, ctrl process.Controller, queue *invocation.Queue, liste
 	p := &Pool{cfg: cfg, ctrl: ctrl, queue: queue, ctx: ctx, cancel: cancel, stopping: make(chan struct{})}
 	for i, ln := range listeners {
 		s := &Slot{idx: i, pool: p, ln: ln, addr: ln.Addr().String(), initErrCh: make(chan struct{}, 1)}
+		s.finishFn = s.finish
 		s.log = cfg.Log.With("slot", i)
 		s.srv = &http.Server{
 			Handler:           s,

@@ -1,6 +1,7 @@
 package runtimeapi
 
 import (
+	"encoding/base64"
 	"log/slog"
 	"net"
 	"net/http"
@@ -34,6 +35,17 @@ type Slot struct {
 
 	initErrCh chan struct{}
 	everReady atomic.Bool
+
+	// The platform log lines: procSet is closed once proc is set (or its
+	// start failed); spawned is when it was started, initDur its init,
+	// for the first invocation it gets; curProc and curInit are those of
+	// the invocation it runs; finishFn is s.finish, made once.
+	procSet  chan struct{}
+	spawned  time.Time
+	initDur  time.Duration
+	curProc  process.Process
+	curInit  time.Duration
+	finishFn func(*invocation.Invocation, invocation.Outcome, *invocation.Result)
 }
 
 // run is the slot's life cycle: start the bootstrap, watch it, restart it
@@ -47,6 +59,8 @@ func (s *Slot) run() {
 		s.mustTransition(evSpawn)
 		s.readyCh = make(chan struct{})
 		readyCh := s.readyCh
+		s.procSet = make(chan struct{})
+		procSet := s.procSet
 		s.initErrBody = nil
 		s.mu.Unlock()
 		select {
@@ -61,6 +75,7 @@ func (s *Slot) run() {
 		if err != nil {
 			s.mu.Lock()
 			s.mustTransition(evStop)
+			close(procSet)
 			s.mu.Unlock()
 			if s.pool.isStopping() {
 				return
@@ -78,6 +93,8 @@ func (s *Slot) run() {
 		}
 		s.mu.Lock()
 		s.proc = proc
+		s.spawned = start
+		close(procSet)
 		s.mu.Unlock()
 		s.log.Debug("bootstrap started", "pid", proc.Pid())
 
@@ -201,4 +218,27 @@ func (s *Slot) reset(inv *invocation.Invocation, reason string) {
 	proc := s.proc
 	s.mu.Unlock()
 	proc.Stop(s.pool.cfg.StopGrace)
+}
+
+// finish is the invocations' OnFinish: the END and REPORT lines in the
+// bootstrap's log, and the log tail for a caller that asked for it.
+func (s *Slot) finish(inv *invocation.Invocation, o invocation.Outcome, r *invocation.Result) {
+	s.mu.Lock()
+	proc, initDur := s.curProc, s.curInit
+	s.curProc = nil
+	s.mu.Unlock()
+	if proc == nil {
+		return
+	}
+	rep := process.Report{RequestID: inv.ID, Duration: time.Since(inv.StartTime), Init: initDur, MemoryMB: s.pool.cfg.MemoryMB}
+	switch o {
+	case invocation.OutcomeTimeout:
+		rep.Timeout = true
+		rep.Duration = s.pool.cfg.Timeout
+	case invocation.OutcomeRuntimeExit:
+		rep.ErrorType = "Runtime.ExitError"
+	}
+	if tail := proc.InvokeEnd(rep, inv.LogTail && r != nil); tail != nil && r != nil {
+		r.LogResult = base64.StdEncoding.EncodeToString(tail)
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -183,13 +184,27 @@ func (s *supervisor) connect(sigs chan os.Signal) (net.Conn, int) {
 func (s *supervisor) serve(conn net.Conn, sigs chan os.Signal) (code int, done bool) {
 	defer conn.Close()
 	enc := json.NewEncoder(conn)
+	var wmu sync.Mutex
 	send := func(m process.Message) {
+		wmu.Lock()
+		defer wmu.Unlock()
 		_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		if err := enc.Encode(m); err != nil {
 			conn.Close()
 		}
 	}
-	send(process.Message{Op: "hello", Pid: os.Getpid()})
+	// The bootstrap of each slot, for the invocations' platform lines:
+	// written by the reader as it reads them (START then comes before
+	// anything the bootstrap prints of the invocation), and kept after
+	// the bootstrap exited for the END of the invocation it was running.
+	var slotsMu sync.Mutex
+	slots := map[int]*process.Child{}
+	child := func(slot int) *process.Child {
+		slotsMu.Lock()
+		defer slotsMu.Unlock()
+		return slots[slot]
+	}
+	send(process.Message{Op: "hello", Pid: os.Getpid(), Logs: true})
 	if s.terminating {
 		send(process.Message{Op: "terminating"})
 	}
@@ -206,6 +221,25 @@ func (s *supervisor) serve(conn net.Conn, sigs chan os.Signal) (code int, done b
 			var m process.Message
 			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 				s.log.Printf("bad control message: %v", err)
+				continue
+			}
+			switch m.Op {
+			case "invoke":
+				if c := child(m.Slot); c != nil {
+					c.InvokeStart(m.Req, m.Version)
+				}
+				// The sidecar hands the invocation to the bootstrap once
+				// START is written: it comes before all its output.
+				send(process.Message{Op: "log", ID: m.Seq})
+				continue
+			case "end":
+				var tail []byte
+				if c := child(m.Slot); c != nil && m.Report != nil {
+					tail = c.InvokeEnd(*m.Report, m.Tail)
+				}
+				if m.Tail {
+					send(process.Message{Op: "log", ID: m.Seq, Log: tail})
+				}
 				continue
 			}
 			select {
@@ -242,6 +276,9 @@ func (s *supervisor) serve(conn net.Conn, sigs chan os.Signal) (code int, done b
 					continue
 				}
 				children[m.ID] = c
+				slotsMu.Lock()
+				slots[m.Slot] = c
+				slotsMu.Unlock()
 				send(process.Message{Op: "started", ID: m.ID, Pid: c.Pid()})
 				go func(id uint64) {
 					e := exitEvent{id, <-c.Exited()}

@@ -14,6 +14,8 @@
 //	streamerr       return an io.Reader that fails after a first chunk
 //	furl            return *events.LambdaFunctionURLStreamingResponse
 //	record          write the event to $RECORD_DIR/<request id>, then echo
+//	log             print "line" to stdout (and "stderr" to stderr, if
+//	                set), then sleep sleepMs (if set) and echo
 //
 // Its first argument picks how the process behaves outside invocations:
 //
@@ -30,6 +32,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -49,6 +52,8 @@ type event struct {
 	Action  string `json:"action"`
 	SleepMs int    `json:"sleepMs"`
 	Mark    string `json:"mark"`
+	Line    string `json:"line"`
+	Stderr  string `json:"stderr"`
 }
 
 type failingReader struct {
@@ -125,6 +130,12 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 			Headers:    map[string]string{"Content-Type": "text/plain"},
 			Body:       strings.NewReader("hello from a function URL stream"),
 		}, nil
+	case "log":
+		fmt.Println(ev.Line)
+		if ev.Stderr != "" {
+			fmt.Fprintln(os.Stderr, ev.Stderr)
+		}
+		time.Sleep(time.Duration(ev.SleepMs) * time.Millisecond)
 	case "record":
 		if err := os.WriteFile(filepath.Join(os.Getenv("RECORD_DIR"), lc.AwsRequestID), raw, 0o644); err != nil {
 			return nil, err

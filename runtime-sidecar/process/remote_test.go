@@ -1,0 +1,126 @@
+package process
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lambdapod/lambdapod/runtime-sidecar/lambdaenv"
+)
+
+// fakeSupervisor connects to a Remote, says hello (with or without the
+// logs feature), starts nothing but answers as a supervisor does, and
+// records the operations it got.
+type fakeSupervisor struct {
+	mu  sync.Mutex
+	ops []string
+}
+
+func (f *fakeSupervisor) got() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.ops...)
+}
+
+func runFakeSupervisor(t *testing.T, path string, logs bool) *fakeSupervisor {
+	t.Helper()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	f := &fakeSupervisor{}
+	enc := json.NewEncoder(c)
+	if err := enc.Encode(Message{Op: "hello", Pid: 1, Logs: logs}); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			var m Message
+			if json.Unmarshal(sc.Bytes(), &m) != nil {
+				continue
+			}
+			f.mu.Lock()
+			f.ops = append(f.ops, m.Op)
+			f.mu.Unlock()
+			switch m.Op {
+			case "start":
+				_ = enc.Encode(Message{Op: "started", ID: m.ID, Pid: 42})
+			case "invoke":
+				_ = enc.Encode(Message{Op: "log", ID: m.Seq})
+			case "end":
+				if m.Tail {
+					_ = enc.Encode(Message{Op: "log", ID: m.Seq, Log: []byte("the tail of " + m.Report.RequestID)})
+				}
+			}
+		}
+	}()
+	return f
+}
+
+func TestRemoteLogLines(t *testing.T) {
+	for _, logs := range []bool{true, false} {
+		name := "supervisor with logs"
+		if !logs {
+			name = "older supervisor"
+		}
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "control.sock")
+			r, err := ListenRemote(path, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			f := runFakeSupervisor(t, path, logs)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			p, err := r.Start(ctx, 0, lambdaenv.Env{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			p.InvokeStart("id-1", "$LATEST")
+			tail := p.InvokeEnd(Report{RequestID: "id-1", Duration: time.Millisecond, MemoryMB: 128}, true)
+			if d := time.Since(start); d > 500*time.Millisecond {
+				t.Errorf("InvokeStart and InvokeEnd took %v", d)
+			}
+			if logs {
+				if string(tail) != "the tail of id-1" {
+					t.Errorf("tail %q", tail)
+				}
+				waitOps(t, f, []string{"start", "invoke", "end"})
+			} else {
+				if tail != nil {
+					t.Errorf("tail %q from a supervisor that writes no lines", tail)
+				}
+				time.Sleep(50 * time.Millisecond)
+				if got := f.got(); len(got) != 1 || got[0] != "start" {
+					t.Errorf("an older supervisor got %v", got)
+				}
+			}
+		})
+	}
+}
+
+func waitOps(t *testing.T, f *fakeSupervisor, want []string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if got := f.got(); len(got) == len(want) {
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("supervisor got %v, want %v", got, want)
+				}
+			}
+			return
+		}
+	}
+	t.Fatalf("supervisor got %v, want %v", f.got(), want)
+}
