@@ -72,6 +72,11 @@ type Config struct {
 	AckWait time.Duration
 	// Concurrency is how many events this activator runs at once.
 	Concurrency int
+	// PerFunction is how many of those may be one function's (a quarter of
+	// Concurrency by default): the events of a function that is held (at
+	// zero, at its concurrency, its pods failing) wait in the stream
+	// rather than in every slot, and other functions' events still run.
+	PerFunction int
 	// RetryDelay is the wait before the first retry; it doubles for the
 	// next (Lambda: about a minute, then two).
 	RetryDelay time.Duration
@@ -108,6 +113,9 @@ func (c *Config) defaults() {
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 64
+	}
+	if c.PerFunction <= 0 {
+		c.PerFunction = max(1, c.Concurrency/4)
 	}
 	if c.RetryDelay <= 0 {
 		c.RetryDelay = time.Minute
@@ -188,6 +196,9 @@ type Queue struct {
 	m    *metrics
 	// running is the number of events this activator runs now.
 	running atomic.Int64
+	// busy counts the events each function (namespace/name) runs here.
+	mu   sync.Mutex
+	busy map[string]int
 }
 
 // Open connects, and creates or updates the stream and the consumer (the
@@ -218,7 +229,20 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 		nc.Close()
 		return nil, err
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	q := &Queue{cfg: cfg, nc: nc, js: js, busy: map[string]int{}}
+	if err := q.ensure(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	q.m = newMetrics(cfg.Registerer, q)
+	return q, nil
+}
+
+// ensure creates or updates the stream and the consumer: at the start,
+// and again when the server lost them (a NATS whose store was wiped).
+func (q *Queue) ensure(ctx context.Context) error {
+	cfg := q.cfg
+	if _, err := q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: "lambdapod: accepted Event invocations, until they ran",
 		Subjects:    []string{SubjectPrefix + ">"},
@@ -230,10 +254,9 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 		Discard:     jetstream.DiscardNew,
 		Duplicates:  2 * time.Minute,
 	}); err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("stream %s: %w", cfg.Stream, err)
+		return fmt.Errorf("stream %s: %w", cfg.Stream, err)
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
+	cons, err := q.js.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
 		Durable:       cfg.Consumer,
 		Description:   "lambdapod activators: run the accepted Event invocations",
 		FilterSubject: SubjectPrefix + ">",
@@ -243,12 +266,10 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 		MaxAckPending: 100000,
 	})
 	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("consumer %s of stream %s: %w", cfg.Consumer, cfg.Stream, err)
+		return fmt.Errorf("consumer %s of stream %s: %w", cfg.Consumer, cfg.Stream, err)
 	}
-	q := &Queue{cfg: cfg, nc: nc, js: js, cons: cons}
-	q.m = newMetrics(cfg.Registerer, q)
-	return q, nil
+	q.cons = cons
+	return nil
 }
 
 // Close drops the connection; unacknowledged events go to another
@@ -364,6 +385,7 @@ func (q *Queue) Run(ctx context.Context, policy func(namespace, name string) (Po
 			}
 			if ctx.Err() == nil {
 				q.cfg.Log.Warn("event queue: fetching events", "err", err)
+				q.recreate(ctx, err)
 				select {
 				case <-time.After(time.Second):
 				case <-ctx.Done():
@@ -386,8 +408,26 @@ func (q *Queue) Run(ctx context.Context, policy func(namespace, name string) (Po
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
 			q.cfg.Log.Warn("event queue: fetching events", "err", err)
+			q.recreate(ctx, err)
 		}
 	}
+}
+
+// recreate makes the stream and the consumer again when err says the
+// server does not have them (its store was lost): without them no event
+// is accepted or run until an activator restarts.
+func (q *Queue) recreate(ctx context.Context, err error) {
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) &&
+		!errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := q.ensure(ctx); err != nil {
+		q.cfg.Log.Warn("event queue: the server lost the stream or the consumer; making them again failed", "err", err)
+		return
+	}
+	q.cfg.Log.Warn("event queue: the server had lost the stream or the consumer; made them again")
 }
 
 // handle runs one delivered event and settles its message.
@@ -423,6 +463,16 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, policy func(names
 		q.ack(msg, log)
 		return
 	}
+
+	key := ev.Namespace + "/" + ev.Name
+	if !q.take(key) {
+		// This function has its share of the slots: the event waits in
+		// the stream, not in a slot another function's event could use.
+		q.m.notRun.Inc()
+		_ = msg.NakWithDelay(q.cfg.NotRunDelay)
+		return
+	}
+	defer q.give(key)
 
 	// While it runs (held at zero, then the function's timeout), the
 	// server hears that it is in progress.
@@ -486,6 +536,26 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, policy func(names
 		log.Info("event failed: retrying", "due", next.notBefore.Format(time.RFC3339))
 		q.m.retried.Inc()
 		q.ack(msg, log)
+	}
+}
+
+// take counts an event of key as running, unless key has PerFunction
+// running already.
+func (q *Queue) take(key string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.busy[key] >= q.cfg.PerFunction {
+		return false
+	}
+	q.busy[key]++
+	return true
+}
+
+func (q *Queue) give(key string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.busy[key]--; q.busy[key] <= 0 {
+		delete(q.busy, key)
 	}
 }
 

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdapod/lambdapod/activator/eventqueue"
@@ -604,4 +606,91 @@ func metric2(t *testing.T, reg *prometheus.Registry, name, l1, l2 string) float6
 		}
 	}
 	return 0
+}
+
+// A function whose events are held (at zero, its pods failing) takes no
+// more than its share of the slots: the other functions' events run
+// meanwhile.
+func TestHeldFunctionLeavesSlotsToOthers(t *testing.T) {
+	s := natsServer(t, "")
+	q, _ := open(t, s.ClientURL(), func(c *eventqueue.Config) { c.Concurrency, c.PerFunction = 4, 2 })
+	release := make(chan struct{})
+	var mu sync.Mutex
+	held, ran := 0, map[string]bool{}
+	run(t, q, always(eventqueue.DefaultPolicy), func(_ context.Context, ev *eventqueue.Event, _ bool) eventqueue.Outcome {
+		if ev.Name == "stuck" {
+			mu.Lock()
+			held++
+			mu.Unlock()
+			<-release
+			return eventqueue.Outcome{Result: eventqueue.Succeeded}
+		}
+		mu.Lock()
+		ran[ev.RequestID] = true
+		mu.Unlock()
+		return eventqueue.Outcome{Result: eventqueue.Succeeded}
+	})
+	defer close(release)
+	for i := range 20 {
+		ev := newEvent(fmt.Sprintf("stuck-%d", i))
+		ev.Name = "stuck"
+		if err := q.Publish(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		if err := q.Publish(context.Background(), newEvent(fmt.Sprintf("ok-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n, h := len(ran), held
+		mu.Unlock()
+		if n == 5 {
+			if h > 2 {
+				t.Errorf("%d events of the held function ran at once, want at most its share, 2", h)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of the 5 other events ran while the held function's %d waited: one function's events block the queue", n, h)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A server that lost the stream and the consumer (its store wiped) gets
+// them back from the running activator: Events are accepted and run again
+// without a restart.
+func TestLostStreamIsMadeAgain(t *testing.T) {
+	s := natsServer(t, "")
+	q, _ := open(t, s.ClientURL(), nil)
+	rec := newRecorder(eventqueue.Succeeded)
+	run(t, q, always(eventqueue.DefaultPolicy), rec.run)
+
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if err := js.DeleteStream(context.Background(), "LAMBDAPOD_EVENTS"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := q.Publish(context.Background(), newEvent("after-loss"))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Events still refused 15 s after the stream was lost: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if calls := rec.waitCalls(t, 1, 10*time.Second); calls[0].ev.RequestID != "after-loss" {
+		t.Errorf("ran %s, want after-loss", calls[0].ev.RequestID)
+	}
 }
