@@ -124,7 +124,7 @@ func TestDocumentedAnswers(t *testing.T) {
 		var doc struct{ Type, Message string }
 		_ = json.Unmarshal([]byte(got.body), &doc)
 		if got.code != 404 || got.header.Get("X-Amzn-ErrorType") != "UnknownOperationException" || got.header.Get("X-Amzn-RequestId") == "" ||
-			doc.Type != "User" || doc.Message != "Unknown operation GET /2015-03-31/functions/unknownop.fn/invocations: lambdapod serves only Invoke (POST /2015-03-31/functions/{FunctionName}/invocations)" {
+			doc.Type != "User" || doc.Message != "Unknown operation GET /2015-03-31/functions/unknownop.fn/invocations: lambdapod serves only Invoke (POST /2015-03-31/functions/{FunctionName}/invocations) and InvokeWithResponseStream (POST /2021-11-15/functions/{FunctionName}/response-streaming-invocations)" {
 			t.Errorf("GET on the invocations path: %d %v %s", got.code, got.header, got.body)
 		}
 		if n := invocations(t, p.IP); n != 0 {

@@ -127,16 +127,79 @@ func TestClientContextAndPayload(t *testing.T) {
 
 func TestSplitPath(t *testing.T) {
 	for p, want := range map[string]string{
-		"/2015-03-31/functions/hello/invocations":      "hello",
-		"/2015-03-31/functions/a%2Fb/invocations":      "a%2Fb",
-		"/2015-03-31/functions//invocations":           "",
-		"/2015-03-31/functions/a/b/invocations":        "",
-		"/2015-03-31/functions/hello":                  "",
-		"/2015-03-31/functions/hello/invocations/more": "",
+		"/2015-03-31/functions/hello/invocations":                    "hello",
+		"/2015-03-31/functions/a%2Fb/invocations":                    "a%2Fb",
+		"/2015-03-31/functions//invocations":                         "",
+		"/2015-03-31/functions/a/b/invocations":                      "",
+		"/2015-03-31/functions/hello":                                "",
+		"/2015-03-31/functions/hello/invocations/more":               "",
+		"/2015-03-31/functions/hello/response-streaming-invocations": "",
+		"/2021-11-15/functions/hello/response-streaming-invocations": "stream hello",
+		"/2021-11-15/functions/a%2Fb/response-streaming-invocations": "stream a%2Fb",
+		"/2021-11-15/functions//response-streaming-invocations":      "",
+		"/2021-11-15/functions/hello/invocations":                    "",
 	} {
 		got, ok := SplitPath(p)
+		if s, sok := SplitStreamPath(p); sok {
+			got, ok = "stream "+s, ok || sok
+		}
 		if got != want || ok != (want != "") {
 			t.Errorf("%s: %q %v", p, got, ok)
 		}
+	}
+	if !IsAPIPath("/2021-11-15/functions") || !IsStreamPath("/2021-11-15/functions/x") || IsStreamPath("/2015-03-31/functions/x") {
+		t.Error("IsAPIPath / IsStreamPath")
+	}
+}
+
+func TestStreamInvocationAndLogTypes(t *testing.T) {
+	for v, ok := range map[string]bool{"": true, "RequestResponse": true, "DryRun": true, "Event": false, "x": false} {
+		if _, err := ParseStreamInvocationType(v); (err == nil) != ok {
+			t.Errorf("invocation type %q: %v", v, err)
+		}
+	}
+	for v, ok := range map[string]bool{"": true, "None": true, "Tail": true, "tail": false} {
+		if err := CheckLogType(v); (err == nil) != ok {
+			t.Errorf("log type %q: %v", v, err)
+		}
+	}
+}
+
+// What StreamWriter writes, StreamReader reads back: chunks as they were,
+// and the InvokeComplete document.
+func TestStreamRoundTrip(t *testing.T) {
+	rec := httptest.NewRecorder()
+	sw := StartStream(rec, "id-1", LatestVersion)
+	if err := sw.Chunk([]byte("hello ")); err != nil {
+		t.Fatal(err)
+	}
+	_ = sw.Chunk(nil)
+	_ = sw.Chunk([]byte("world"))
+	_ = sw.Complete(Failed("", []byte(`{"errorType":"Sandbox.Timedout","errorMessage":"Task timed out"}`)))
+	if !sw.Completed() || !rec.Flushed {
+		t.Error("not completed or not flushed")
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != EventStreamContentType {
+		t.Errorf("Content-Type %q", ct)
+	}
+	r := NewStreamReader(rec.Body)
+	var events []string
+	for {
+		m, err := r.Next()
+		if err != nil {
+			break
+		}
+		events = append(events, m.Headers.Get(eventTypeHeader).String()+":"+m.Headers.Get(contentTypeHeader).String()+":"+string(m.Payload))
+	}
+	want := []string{"PayloadChunk:application/octet-stream:hello ", "PayloadChunk:application/octet-stream:world",
+		`InvokeComplete:application/json:{"ErrorCode":"Sandbox.Timedout","ErrorDetails":"Task timed out"}`}
+	if strings.Join(events, "|") != strings.Join(want, "|") {
+		t.Errorf("events\n%q\nwant\n%q", events, want)
+	}
+	if c := Failed("", []byte("not json")); c.ErrorCode != "Unhandled" || c.ErrorDetails != "not json" {
+		t.Errorf("Failed(not json) = %+v", c)
+	}
+	if c := Failed("Runtime.X", nil); c.ErrorCode != "Runtime.X" || c.ErrorDetails != "" {
+		t.Errorf("Failed(Runtime.X, nil) = %+v", c)
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net/http"
 	"slices"
@@ -170,6 +171,10 @@ type Stream struct {
 	Err error
 }
 
+// ErrStreamTooLarge is a Stream's Err when the invoke side stopped reading
+// its body at the streamed response limit (invokeapi.MaxStreamedResponse).
+var ErrStreamTooLarge = errors.New("the streamed response exceeds its limit")
+
 // Invocation is one invoke of the function.
 type Invocation struct {
 	ID              string
@@ -181,6 +186,11 @@ type Invocation struct {
 	FunctionARN     string
 	Event           bool // X-Amz-Invocation-Type: Event: nobody waits for the result
 	Accepted        time.Time
+	// ResponseStream: the caller called InvokeWithResponseStream, so the
+	// bootstrap's /response is passed to it as it arrives, whether or not
+	// the bootstrap says it streams (aws-lambda-go posts an io.Reader
+	// result chunked, without the response-mode header).
+	ResponseStream bool
 
 	// OnEnd is called exactly once when the invocation ends for good.
 	OnEnd func(inv *Invocation, outcome Outcome)

@@ -12,6 +12,10 @@
 //	large           return a 7 MB JSON string
 //	stream          return an io.Reader that yields two chunks 300 ms apart
 //	streamerr       return an io.Reader that fails after a first chunk
+//	streamgate      return an io.Reader that yields "first\n", then waits
+//	                (at most 10 s) for the file "mark" names to exist, then
+//	                yields "second\n" and 100 KB of "z": the function cannot
+//	                end before its caller saw the first chunk
 //	furl            return *events.LambdaFunctionURLStreamingResponse
 //	record          write the event to $RECORD_DIR/<request id>, then echo
 //
@@ -119,6 +123,20 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 		return pr, nil
 	case "streamerr":
 		return &failingReader{}, nil
+	case "streamgate":
+		pr, pw := io.Pipe()
+		go func() {
+			_, _ = pw.Write([]byte("first\n"))
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				if _, err := os.Stat(ev.Mark); err == nil {
+					break
+				}
+			}
+			_, _ = pw.Write([]byte("second\n"))
+			_, _ = pw.Write([]byte(strings.Repeat("z", 100_000)))
+			pw.Close()
+		}()
+		return pr, nil
 	case "furl":
 		return &events.LambdaFunctionURLStreamingResponse{
 			StatusCode: 201,
