@@ -14,69 +14,19 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/lambdapod/lambdapod/internal/streamtest"
 )
 
-// streamed is what the SDK's InvokeWithResponseStream delivered.
-type streamed struct {
-	out      *lambda.InvokeWithResponseStreamOutput
-	chunks   [][]byte
-	complete *types.InvokeWithResponseStreamCompleteEvent
-}
-
-func (s streamed) payload() string { return string(bytes.Join(s.chunks, nil)) }
-
-// sdkStream calls InvokeWithResponseStream and reads the whole event
-// stream; onChunk, if set, runs as each PayloadChunk arrives.
-func sdkStream(t *testing.T, c *lambda.Client, in *lambda.InvokeWithResponseStreamInput, onChunk func(i int, p []byte)) (streamed, error) {
+// sdkStream calls InvokeWithResponseStream on the sidecar's function.
+func sdkStream(t *testing.T, c *lambda.Client, in *lambda.InvokeWithResponseStreamInput, onChunk func(i int, p []byte)) (streamtest.Streamed, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if in.FunctionName == nil {
 		in.FunctionName = aws.String("function")
 	}
-	out, err := c.InvokeWithResponseStream(ctx, in)
-	if err != nil {
-		return streamed{}, err
-	}
-	st := streamed{out: out}
-	es := out.GetStream()
-	defer es.Close()
-	for ev := range es.Events() {
-		switch v := ev.(type) {
-		case *types.InvokeWithResponseStreamResponseEventMemberPayloadChunk:
-			if st.complete != nil {
-				t.Errorf("a PayloadChunk after InvokeComplete: %q", v.Value.Payload)
-			}
-			if onChunk != nil {
-				onChunk(len(st.chunks), v.Value.Payload)
-			}
-			st.chunks = append(st.chunks, v.Value.Payload)
-		case *types.InvokeWithResponseStreamResponseEventMemberInvokeComplete:
-			if st.complete != nil {
-				t.Error("a second InvokeComplete")
-			}
-			st.complete = &v.Value
-		default:
-			t.Errorf("unexpected event %T", ev)
-		}
-	}
-	if err := es.Err(); err != nil {
-		t.Fatalf("event stream: %v", err)
-	}
-	if st.complete == nil {
-		t.Fatalf("the stream ended without InvokeComplete (payload %q)", st.payload())
-	}
-	return st, nil
-}
-
-func wantComplete(t *testing.T, st streamed, code, details string) {
-	t.Helper()
-	if got := aws.ToString(st.complete.ErrorCode); got != code {
-		t.Errorf("InvokeComplete.ErrorCode = %q, want %q", got, code)
-	}
-	if got := aws.ToString(st.complete.ErrorDetails); !strings.Contains(got, details) || (details == "" && got != "") {
-		t.Errorf("InvokeComplete.ErrorDetails = %q, want %q", got, details)
-	}
+	return streamtest.Invoke(ctx, t, c, in, onChunk)
 }
 
 // The SDK's InvokeWithResponseStream of an aws-lambda-go handler that
@@ -106,17 +56,14 @@ func TestSDKInvokeWithResponseStream(t *testing.T) {
 	if _, err := os.Stat(gate); err != nil {
 		t.Fatal("no chunk arrived before the handler ended")
 	}
-	if want := "first\nsecond\n" + strings.Repeat("z", 100_000); st.payload() != want {
-		t.Errorf("payload %s, want %d bytes", truncate([]byte(st.payload())), len(want))
+	if want := "first\nsecond\n" + strings.Repeat("z", 100_000); st.Payload() != want {
+		t.Errorf("payload %s, want %d bytes", truncate([]byte(st.Payload())), len(want))
 	}
-	if len(st.chunks) < 2 {
-		t.Errorf("%d chunks, want the first on its own", len(st.chunks))
+	if len(st.Chunks) < 2 {
+		t.Errorf("%d chunks, want the first on its own", len(st.Chunks))
 	}
-	wantComplete(t, st, "", "")
-	if st.out.StatusCode != 200 || aws.ToString(st.out.ExecutedVersion) != "$LATEST" ||
-		aws.ToString(st.out.ResponseStreamContentType) != "application/vnd.amazon.eventstream" {
-		t.Errorf("status %d, version %q, content type %q", st.out.StatusCode, aws.ToString(st.out.ExecutedVersion), aws.ToString(st.out.ResponseStreamContentType))
-	}
+	streamtest.WantComplete(t, st, "", "")
+	streamtest.WantHead(t, st)
 }
 
 // Failures through the SDK: a reader that fails mid-stream (aws-lambda-go's
@@ -126,7 +73,7 @@ func TestSDKInvokeWithResponseStream(t *testing.T) {
 func TestSDKInvokeWithResponseStreamAnswers(t *testing.T) {
 	s := startSidecar(t, sidecarOpts{bootstrap: goBootstrap(), flags: []string{"--timeout", "1s"}})
 	c := s.client()
-	stream := func(payload string) streamed {
+	stream := func(payload string) streamtest.Streamed {
 		t.Helper()
 		st, err := sdkStream(t, c, &lambda.InvokeWithResponseStreamInput{Payload: []byte(payload)}, nil)
 		if err != nil {
@@ -136,32 +83,32 @@ func TestSDKInvokeWithResponseStreamAnswers(t *testing.T) {
 	}
 
 	st := stream(`{"action":"streamerr"}`)
-	if st.payload() != "partial output" {
-		t.Errorf("streamerr payload %q", st.payload())
+	if st.Payload() != "partial output" {
+		t.Errorf("streamerr payload %q", st.Payload())
 	}
-	wantComplete(t, st, "errorString", "stream broke")
+	streamtest.WantComplete(t, st, "errorString", "stream broke")
 
 	st = stream(`{"action":"error"}`)
-	if len(st.chunks) != 0 {
-		t.Errorf("an error document sent as payload: %q", st.payload())
+	if len(st.Chunks) != 0 {
+		t.Errorf("an error document sent as payload: %q", st.Payload())
 	}
-	wantComplete(t, st, "errorString", "something went wrong")
+	streamtest.WantComplete(t, st, "errorString", "something went wrong")
 
 	st = stream(`{"action":"echo","n":1}`)
-	if st.payload() != `{"action":"echo","n":1}` {
-		t.Errorf("buffered payload %q", st.payload())
+	if st.Payload() != `{"action":"echo","n":1}` {
+		t.Errorf("buffered payload %q", st.Payload())
 	}
-	wantComplete(t, st, "", "")
+	streamtest.WantComplete(t, st, "", "")
 
 	st = stream(`{"action":"sleep","sleepMs":3000}`)
-	wantComplete(t, st, "Sandbox.Timedout", "Task timed out after 1.00 seconds")
+	streamtest.WantComplete(t, st, "Sandbox.Timedout", "Task timed out after 1.00 seconds")
 
 	// The function ran again after the timeout (a new bootstrap).
 	st = stream(`{"action":"stream"}`)
-	if st.payload() != "chunk-1\nchunk-2\n" {
-		t.Errorf("after the timeout: %q", st.payload())
+	if st.Payload() != "chunk-1\nchunk-2\n" {
+		t.Errorf("after the timeout: %q", st.Payload())
 	}
-	wantComplete(t, st, "", "")
+	streamtest.WantComplete(t, st, "", "")
 
 	ctx := context.Background()
 	out, err := c.InvokeWithResponseStream(ctx, &lambda.InvokeWithResponseStreamInput{FunctionName: aws.String("function"),
