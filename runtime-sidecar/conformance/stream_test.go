@@ -141,3 +141,32 @@ func TestSDKInvokeWithResponseStreamAnswers(t *testing.T) {
 		t.Errorf("7 MB payload: %v", err)
 	}
 }
+
+// A streamed response stops at Lambda's 200 MiB: the caller gets exactly
+// that many bytes, then InvokeComplete with Function.ResponseSizeTooLarge;
+// the bootstrap is told so and takes the next invocation.
+func TestSDKInvokeWithResponseStreamLimit(t *testing.T) {
+	s := startSidecar(t, sidecarOpts{bootstrap: goBootstrap()})
+	c := s.client()
+	n := 0
+	st, err := sdkStream(t, c, &lambda.InvokeWithResponseStreamInput{Payload: []byte(`{"action":"huge"}`)}, func(_ int, p []byte) {
+		n += len(p)
+		if bytes.Count(p, []byte("x")) != len(p) {
+			t.Fatalf("a chunk that is not the function's: %s", truncate(p))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 200<<20 {
+		t.Errorf("%d bytes streamed, want exactly %d", n, 200<<20)
+	}
+	streamtest.WantComplete(t, st, "Function.ResponseSizeTooLarge", "Response payload size exceeded maximum allowed payload size (209715200 bytes).")
+	st, err = sdkStream(t, c, &lambda.InvokeWithResponseStreamInput{Payload: []byte(`{"action":"echo"}`)}, nil)
+	if err != nil || st.Payload() != `{"action":"echo"}` {
+		t.Errorf("after the limit: %v %q", err, st.Payload())
+	}
+	if got := s.metric(`lambdapod_sidecar_invocations_total{outcome="response_too_large"}`); got != "1" {
+		t.Errorf("response_too_large invocations: %q", got)
+	}
+}

@@ -17,6 +17,8 @@
 //	                yields "second\n" and 100 KB of "z": the function cannot
 //	                end before its caller saw the first chunk
 //	furl            return *events.LambdaFunctionURLStreamingResponse
+//	huge            return an io.Reader of 201 MiB of "x", past the streamed
+//	                response limit
 //	record          write the event to $RECORD_DIR/<request id>, then echo
 //
 // Its first argument picks how the process behaves outside invocations:
@@ -65,6 +67,22 @@ func (r *failingReader) Read(p []byte) (int, error) {
 		return copy(p, "partial output"), nil
 	}
 	return 0, errors.New("stream broke")
+}
+
+// xs reads as left bytes of 'x'. Its field is unexported, so that it
+// encodes as {} and aws-lambda-go streams it as a reader, not as JSON.
+type xs struct{ left int }
+
+func (r *xs) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		return 0, io.EOF
+	}
+	p = p[:min(len(p), r.left)]
+	for i := range p {
+		p[i] = 'x'
+	}
+	r.left -= len(p)
+	return len(p), nil
 }
 
 func handle(ctx context.Context, raw json.RawMessage) (any, error) {
@@ -137,6 +155,8 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 			pw.Close()
 		}()
 		return pr, nil
+	case "huge":
+		return &xs{left: 201 << 20}, nil
 	case "furl":
 		return &events.LambdaFunctionURLStreamingResponse{
 			StatusCode: 201,
