@@ -3,6 +3,7 @@ package conformance
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
@@ -107,6 +109,22 @@ func TestSDKInvokeWithResponseStreamAnswers(t *testing.T) {
 	st = stream(`{"action":"stream"}`)
 	if st.Payload() != "chunk-1\nchunk-2\n" {
 		t.Errorf("after the timeout: %q", st.Payload())
+	}
+	streamtest.WantComplete(t, st, "", "")
+
+	// A full ARN with a qualifier, a client context and Tail: the function
+	// sees what it sees on Invoke; the request id the SDK reports is its.
+	st, err := sdkStream(t, c, &lambda.InvokeWithResponseStreamInput{
+		FunctionName: aws.String("arn:aws:lambda:us-east-1:123456789012:function:function"), Qualifier: aws.String("$LATEST"),
+		ClientContext: aws.String(base64.StdEncoding.EncodeToString([]byte(`{"custom":{"k":"v"}}`))), LogType: types.LogTypeTail,
+		Payload: []byte(`{"action":"inspect"}`)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := decodeInspect(t, []byte(st.Payload()))
+	rid, _ := awsmiddleware.GetRequestIDMetadata(st.Out.ResultMetadata)
+	if in.ClientContext.Custom["k"] != "v" || in.FunctionArn != "arn:aws:lambda:us-east-1:000000000000:function:function:$LATEST" || in.RequestID != rid {
+		t.Errorf("the function saw client context %+v, ARN %q, request id %q (the SDK's %q)", in.ClientContext, in.FunctionArn, in.RequestID, rid)
 	}
 	streamtest.WantComplete(t, st, "", "")
 
