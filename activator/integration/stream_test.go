@@ -95,6 +95,18 @@ func TestInvokeWithResponseStream(t *testing.T) {
 		}
 		streamtest.WantComplete(t, st, "", "")
 
+		// A buffered response of 3 MB arrives whole, in events the
+		// activator takes (at most 256 KiB of payload each).
+		big := `{"big":"` + strings.Repeat("b", 3<<20) + `"}`
+		st, err = invoke("warm", big, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(st.Payload(), big) || len(st.Chunks) < 12 {
+			t.Errorf("a 3 MB buffered response: %d bytes in %d chunks", len(st.Payload()), len(st.Chunks))
+		}
+		streamtest.WantComplete(t, st, "", "")
+
 		st, err = invoke("warm", `{"fail":true}`, nil)
 		if err != nil {
 			t.Fatal(err)

@@ -1,12 +1,17 @@
 package invokeapi
 
 import (
+	"bytes"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream"
 )
 
 func TestParseFunctionName(t *testing.T) {
@@ -182,15 +187,10 @@ func TestStreamRoundTrip(t *testing.T) {
 	if ct := rec.Header().Get("Content-Type"); ct != EventStreamContentType {
 		t.Errorf("Content-Type %q", ct)
 	}
-	r := NewStreamReader(rec.Body)
 	var events []string
-	for {
-		m, err := r.Next()
-		if err != nil {
-			break
-		}
+	eachEvent(rec.Body, func(m eventstream.Message) {
 		events = append(events, m.Headers.Get(eventTypeHeader).String()+":"+m.Headers.Get(contentTypeHeader).String()+":"+string(m.Payload))
-	}
+	})
 	want := []string{"PayloadChunk:application/octet-stream:hello ", "PayloadChunk:application/octet-stream:world",
 		`InvokeComplete:application/json:{"ErrorCode":"Sandbox.Timedout","ErrorDetails":"Task timed out"}`}
 	if strings.Join(events, "|") != strings.Join(want, "|") {
@@ -201,5 +201,43 @@ func TestStreamRoundTrip(t *testing.T) {
 	}
 	if c := Failed("Runtime.X", nil); c.ErrorCode != "Runtime.X" || c.ErrorDetails != "" {
 		t.Errorf("Failed(Runtime.X, nil) = %+v", c)
+	}
+}
+
+// A writer splits a long payload into events of at most MaxChunk; a reader
+// refuses an event over MaxEvent before it reads its payload.
+func TestStreamEventSizes(t *testing.T) {
+	rec := httptest.NewRecorder()
+	sw := StartStream(rec, "", LatestVersion)
+	_ = sw.Chunk(bytes.Repeat([]byte("x"), 2*MaxChunk+1))
+	var sizes []int
+	eachEvent(rec.Body, func(m eventstream.Message) { sizes = append(sizes, len(m.Payload)) })
+	if fmt.Sprint(sizes) != fmt.Sprint([]int{MaxChunk, MaxChunk, 1}) {
+		t.Errorf("chunk sizes %v", sizes)
+	}
+
+	rec = httptest.NewRecorder()
+	enc := eventstream.NewEncoder()
+	_ = enc.Encode(rec.Body, eventstream.Message{Payload: []byte("ok")})
+	_ = enc.Encode(rec.Body, eventstream.Message{Payload: make([]byte, MaxEvent)})
+	r := NewStreamReader(rec.Body)
+	if m, err := r.Next(); err != nil || string(m.Payload) != "ok" {
+		t.Fatalf("first event: %q %v", m.Payload, err)
+	}
+	if _, err := r.Next(); err == nil || !strings.Contains(err.Error(), "over the 1048576 the reader takes") {
+		t.Fatalf("an event over the limit: %v", err)
+	}
+}
+
+// eachEvent calls f with each event of the stream in r, until its end or
+// an error.
+func eachEvent(r io.Reader, f func(eventstream.Message)) {
+	sr := NewStreamReader(r)
+	for {
+		m, err := sr.Next()
+		if err != nil {
+			return
+		}
+		f(m)
 	}
 }

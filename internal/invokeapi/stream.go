@@ -1,8 +1,11 @@
 package invokeapi
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -153,16 +156,25 @@ func StartStream(w http.ResponseWriter, requestID, version string) *StreamWriter
 	return sw
 }
 
-// Chunk sends p as a PayloadChunk event (nothing for an empty p).
+// MaxChunk is the largest payload of one PayloadChunk event: Chunk splits
+// a longer one (a buffered response of up to 6 MB), so that every event
+// stays well within MaxEvent.
+const MaxChunk = 256 << 10
+
+// Chunk sends p as PayloadChunk events (nothing for an empty p).
 func (s *StreamWriter) Chunk(p []byte) error {
-	if len(p) == 0 {
-		return nil
+	for len(p) > 0 {
+		n := min(len(p), MaxChunk)
+		if err := s.send(eventstream.Message{Headers: eventstream.Headers{
+			{Name: messageTypeHeader, Value: eventHeader},
+			{Name: eventTypeHeader, Value: chunkHeader},
+			{Name: contentTypeHeader, Value: octetHeader},
+		}, Payload: p[:n]}); err != nil {
+			return err
+		}
+		p = p[n:]
 	}
-	return s.send(eventstream.Message{Headers: eventstream.Headers{
-		{Name: messageTypeHeader, Value: eventHeader},
-		{Name: eventTypeHeader, Value: chunkHeader},
-		{Name: contentTypeHeader, Value: octetHeader},
-	}, Payload: p})
+	return nil
 }
 
 // Complete sends the InvokeComplete event, which ends the stream.
@@ -195,20 +207,36 @@ func (s *StreamWriter) send(m eventstream.Message) error {
 	return s.rc.Flush()
 }
 
+// MaxEvent bounds the size of one event a StreamReader takes (the
+// sidecar's are at most 32 KiB of payload), so that whoever answers on a
+// pod's port cannot make its reader hold an event of gigabytes.
+const MaxEvent = 1 << 20
+
 // StreamReader reads the events of an InvokeWithResponseStream answer one
-// whole message at a time, checking their checksums.
+// whole message at a time, checking their checksums and their size.
 type StreamReader struct {
-	r   io.Reader
+	r   *bufio.Reader
 	dec *eventstream.Decoder
 	buf []byte
 }
 
 // NewStreamReader reads the event stream in r.
 func NewStreamReader(r io.Reader) *StreamReader {
-	return &StreamReader{r: r, dec: eventstream.NewDecoder(), buf: make([]byte, 0, 32<<10)}
+	return &StreamReader{r: bufio.NewReaderSize(r, 32<<10), dec: eventstream.NewDecoder(), buf: make([]byte, 0, 32<<10)}
 }
 
 // Next returns the next event; its payload is valid until the next call.
+// At the end of the stream the error is io.EOF.
 func (s *StreamReader) Next() (eventstream.Message, error) {
+	prelude, err := s.r.Peek(4)
+	if err != nil {
+		if err == io.EOF && len(prelude) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return eventstream.Message{}, err
+	}
+	if n := binary.BigEndian.Uint32(prelude); n > MaxEvent {
+		return eventstream.Message{}, fmt.Errorf("an event of %d bytes, over the %d the reader takes", n, MaxEvent)
+	}
 	return s.dec.Decode(s.r, s.buf)
 }
