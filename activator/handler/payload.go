@@ -39,19 +39,9 @@ type Payload struct {
 func (h *Payload) serve(w http.ResponseWriter, r *http.Request, c *call) *Failure {
 	typ := invokeapi.RequestResponse
 	if c.invoke {
-		parseType := invokeapi.ParseInvocationType
-		if c.target.Stream {
-			// RequestResponse or DryRun only, as on Lambda.
-			parseType = invokeapi.ParseStreamInvocationType
-		}
 		var ierr *invokeapi.Error
-		if typ, ierr = parseType(r.Header.Get(invokeapi.HeaderInvocationType)); ierr != nil {
+		if typ, ierr = invokeapi.ParseTypes(r.Header, c.target.Stream); ierr != nil {
 			return refused(ierr)
-		}
-		if c.target.Stream {
-			if ierr = invokeapi.CheckLogType(r.Header.Get(invokeapi.HeaderLogType)); ierr != nil {
-				return refused(ierr)
-			}
 		}
 	}
 	limit := typ.PayloadLimit()

@@ -81,6 +81,19 @@ func ParseStreamInvocationType(v string) (InvocationType, *Error) {
 		"' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [RequestResponse, DryRun]")
 }
 
+// ParseTypes reads a call's X-Amz-Invocation-Type, of Invoke or (stream)
+// of InvokeWithResponseStream, whose X-Amz-Log-Type it checks too.
+func ParseTypes(h http.Header, stream bool) (InvocationType, *Error) {
+	if !stream {
+		return ParseInvocationType(h.Get(HeaderInvocationType))
+	}
+	t, err := ParseStreamInvocationType(h.Get(HeaderInvocationType))
+	if err == nil {
+		err = CheckLogType(h.Get(HeaderLogType))
+	}
+	return t, err
+}
+
 // CheckLogType checks X-Amz-Log-Type: absent, None or Tail.
 func CheckLogType(v string) *Error {
 	switch v {

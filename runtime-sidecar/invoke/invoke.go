@@ -237,14 +237,7 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName str
 		h.reject(w, ierr, reason)
 		return
 	}
-	parseType := invokeapi.ParseInvocationType
-	if stream {
-		parseType = invokeapi.ParseStreamInvocationType
-	}
-	invType, ierr := parseType(r.Header.Get(invokeapi.HeaderInvocationType))
-	if ierr == nil && stream {
-		ierr = invokeapi.CheckLogType(r.Header.Get(invokeapi.HeaderLogType))
-	}
+	invType, ierr := invokeapi.ParseTypes(r.Header, stream)
 	if ierr != nil {
 		h.reject(w, ierr, "bad_request")
 		return
