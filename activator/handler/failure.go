@@ -154,12 +154,14 @@ func render(w http.ResponseWriter, c *call, f *Failure) int {
 func renderInvoke(w http.ResponseWriter, c *call, f *Failure) int {
 	var e *invokeapi.Error
 	switch f.Kind {
-	case FunctionTimeout:
-		invokeapi.WriteFunctionError(w, c.requestID, invokeapi.TimeoutDocument(c.requestID, c.fn.Timeout))
-		return http.StatusOK
-	case ConnectionLost:
-		invokeapi.WriteFunctionError(w, c.requestID, invokeapi.ErrorDocument("Runtime.Unknown",
-			"RequestId: "+c.requestID+" Error: "+f.Message))
+	case FunctionTimeout, ConnectionLost:
+		// The payload may have reached a bootstrap: a function error, 200.
+		if c.target.Stream {
+			sw := invokeapi.StartStream(w, c.requestID, invokeapi.LatestVersion)
+			_ = sw.Complete(invokeapi.Failed("", failureDocument(c, f)))
+		} else {
+			invokeapi.WriteFunctionError(w, c.requestID, failureDocument(c, f))
+		}
 		return http.StatusOK
 	case Refused, Unauthenticated, Forbidden:
 		e = f.Lambda
@@ -183,4 +185,14 @@ func renderInvoke(w http.ResponseWriter, c *call, f *Failure) int {
 	}
 	e.Write(w, c.requestID)
 	return e.Status
+}
+
+// failureDocument is the error document of an invocation that got no
+// answer once it may have run: a timeout (Sandbox.Timedout) or a lost pod
+// (Runtime.Unknown).
+func failureDocument(c *call, f *Failure) []byte {
+	if f.Kind == FunctionTimeout {
+		return invokeapi.TimeoutDocument(c.requestID, c.fn.Timeout)
+	}
+	return invokeapi.ErrorDocument("Runtime.Unknown", "RequestId: "+c.requestID+" Error: "+f.Message)
 }

@@ -54,7 +54,8 @@ func newSidecar(t *testing.T, fn func(w http.ResponseWriter, r *http.Request, pa
 		if r.Header.Get(contract.HeaderStartWithin) == "" {
 			t.Errorf("the activator did not bound the start: no %s", contract.HeaderStartWithin)
 		}
-		if !strings.HasPrefix(r.URL.Path, "/2015-03-31/functions/") || r.Header.Get("X-Amz-Invocation-Type") != "RequestResponse" {
+		if !strings.HasPrefix(r.URL.Path, "/2015-03-31/functions/") && !strings.HasPrefix(r.URL.Path, invokeapi.StreamPathPrefix) ||
+			r.Header.Get("X-Amz-Invocation-Type") != "RequestResponse" {
 			t.Errorf("sidecar got %s %s type %q", r.Method, r.URL.Path, r.Header.Get("X-Amz-Invocation-Type"))
 		}
 		b, _ := io.ReadAll(r.Body)

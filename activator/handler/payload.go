@@ -40,7 +40,7 @@ func (h *Payload) serve(w http.ResponseWriter, r *http.Request, c *call) *Failur
 	typ := invokeapi.RequestResponse
 	if c.invoke {
 		var ierr *invokeapi.Error
-		if typ, ierr = invokeapi.ParseInvocationType(r.Header.Get(invokeapi.HeaderInvocationType)); ierr != nil {
+		if typ, ierr = invokeapi.ParseTypes(r.Header, c.target.Stream); ierr != nil {
 			return refused(ierr)
 		}
 	}

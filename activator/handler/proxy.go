@@ -86,7 +86,7 @@ func (h *Proxy) forward(w http.ResponseWriter, r *http.Request, c *call, addr st
 		token = h.signer.Token(c.key.Namespace, c.key.Name)
 	}
 	resp, err := h.invoker.Invoke(ctx, addr, &proxy.Request{Function: c.key.Name, Payload: c.payload, Header: hdr,
-		StartWithin: startWithin, Token: token, RequestID: requestID})
+		StartWithin: startWithin, Token: token, RequestID: requestID, Stream: c.target.Stream})
 	if err != nil {
 		if proxy.NotDelivered(err) && ctx.Err() == nil {
 			return &queue.NotRun{Err: err, Unreachable: true}
@@ -116,11 +116,48 @@ func (h *Proxy) forward(w http.ResponseWriter, r *http.Request, c *call, addr st
 			return fail(Internal, "the function's pod refused the activator's invoke token (see the activator's log)")
 		}
 	}
-	if c.invoke {
+	switch {
+	case c.target.Stream && resp.StatusCode == http.StatusOK:
+		h.passStream(w, r, ctx, c, addr, resp)
+		return nil
+	case c.invoke:
 		passThrough(w, c, resp)
 		return nil
 	}
 	return h.toHTTP(w, r, ctx, c, addr, resp)
+}
+
+// passStream passes the sidecar's event stream (InvokeWithResponseStream)
+// on to the caller one whole event at a time, each flushed as it arrives.
+// A stream cut before its InvokeComplete (the pod lost, or the activator's
+// timeout) is ended with one carrying the error, as the sidecar ends a
+// function's failure: whole events only, so the caller's SDK can always
+// decode what it got.
+func (h *Proxy) passStream(w http.ResponseWriter, r *http.Request, ctx context.Context, c *call, addr string, resp *http.Response) {
+	id, version := resp.Header.Get(invokeapi.HeaderRequestID), resp.Header.Get(invokeapi.HeaderExecutedVersion)
+	if id == "" {
+		id = c.requestID
+	}
+	if version == "" {
+		version = invokeapi.LatestVersion
+	}
+	sw := invokeapi.StartStream(w, id, version)
+	sr := invokeapi.NewStreamReader(resp.Body)
+	for !sw.Completed() {
+		m, err := sr.Next()
+		if err != nil {
+			f := h.failed(r, ctx, c, addr, err)
+			if f.Kind != CallerGone {
+				_ = sw.Complete(invokeapi.Failed("", failureDocument(c, f)))
+			}
+			return
+		}
+		if sw.Forward(m) != nil {
+			return // the caller went away
+		}
+	}
+	// The end of the sidecar's body, so that its connection is kept.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 }
 
 // failed is the failure of an invocation that got no answer.

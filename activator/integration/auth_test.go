@@ -25,6 +25,7 @@ import (
 	"github.com/lambdapod/lambdapod/activator/auth"
 	"github.com/lambdapod/lambdapod/activator/handler"
 	"github.com/lambdapod/lambdapod/activator/server"
+	"github.com/lambdapod/lambdapod/internal/streamtest"
 	"github.com/lambdapod/lambdapod/internal/testenv"
 )
 
@@ -167,8 +168,19 @@ func TestInvokeAuthorisation(t *testing.T) {
 		if out.StatusCode != 200 || string(got.Event) != `{"x":1}` {
 			t.Errorf("Invoke with alice's key: %d %s", out.StatusCode, out.Payload)
 		}
-		if n := ran() - before; n != 1 {
-			t.Errorf("the function ran %d times, want 1", n)
+		// InvokeWithResponseStream is signed over its own path.
+		st, err := streamtest.Invoke(ctx, t, sdk("LPKALICE0000000001", "alice-secret-key"),
+			&lambda.InvokeWithResponseStreamInput{FunctionName: aws.String(ns + ".private"), Payload: []byte(`{"x":2}`)}, nil)
+		if err != nil || !strings.Contains(st.Payload(), `"event":{"x":2}`) {
+			t.Errorf("InvokeWithResponseStream with alice's key: %v %q", err, st.Payload())
+		}
+		_, err = streamtest.Invoke(ctx, t, sdk("LPKALICE0000000001", "not-alice-secret"),
+			&lambda.InvokeWithResponseStreamInput{FunctionName: aws.String(ns + ".private"), Payload: []byte(`{"x":2}`)}, nil)
+		if got := apiCode(err); got != "InvalidSignatureException" {
+			t.Errorf("InvokeWithResponseStream with a wrong secret: %v", err)
+		}
+		if n := ran() - before; n != 2 {
+			t.Errorf("the function ran %d times, want 2 (Invoke and the signed stream)", n)
 		}
 	})
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,6 +27,7 @@ import (
 	"github.com/lambdapod/lambdapod/internal/autoscaler"
 	"github.com/lambdapod/lambdapod/internal/contract"
 	"github.com/lambdapod/lambdapod/internal/stats"
+	"github.com/lambdapod/lambdapod/internal/streamtest"
 	"github.com/lambdapod/lambdapod/internal/testenv"
 )
 
@@ -47,7 +49,7 @@ func TestDocumentedAnswers(t *testing.T) {
 	// gets no 5xx (the SDKs would retry and run the function again).
 	t.Run("ThePodsConnectionLostMidInvocation", func(t *testing.T) {
 		ns := namespace(t, e.Client, "lost")
-		for _, fn := range []string{"invoke", "route"} {
+		for _, fn := range []string{"invoke", "route", "stream"} {
 			makeFunction(t, e.Client, ns, fn, fnOpts{timeout: 30 * time.Second, replicas: 1, public: true})
 		}
 		// lose runs call against fn on a pod of its own and kills the
@@ -102,6 +104,43 @@ func TestDocumentedAnswers(t *testing.T) {
 			got.body != `{"message":"Bad Gateway: lost the connection to the function's pod during the invocation"}` {
 			t.Errorf("HTTP route: %d %v %q %v, want the documented 502", got.code, got.header, got.body, got.err)
 		}
+
+		// InvokeWithResponseStream, lost after its first chunk: the caller
+		// has that chunk, then an InvokeComplete with Runtime.Unknown.
+		p := startPod(t, "stream", 1, 30*time.Second, "pod-stream")
+		publish(t, e.Client, ns, "stream", ready(p.IP))
+		eventually(t, 10*time.Second, "the pod in rotation", func() bool { return a.Pools().Get(keyOf(ns, "stream")).Ready() == 1 })
+		first, streamed := make(chan struct{}), make(chan streamtest.Streamed, 1)
+		go func() {
+			st, err := streamtest.Invoke(ctx, t, sdkClient(base), &lambda.InvokeWithResponseStreamInput{FunctionName: aws.String(ns + ".stream"),
+				Payload: []byte(`{"streamGate":"` + filepath.Join(t.TempDir(), "never") + `"}`)}, func(i int, _ []byte) {
+				if i == 0 {
+					close(first)
+				}
+			})
+			if err != nil {
+				t.Errorf("InvokeWithResponseStream: %v", err)
+			}
+			streamed <- st
+		}()
+		select {
+		case <-first:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no first chunk")
+		}
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		select {
+		case st := <-streamed:
+			if st.Complete != nil {
+				if st.Payload() != "first pod-stream\n" {
+					t.Errorf("stream before the loss: %q", st.Payload())
+				}
+				streamtest.WantComplete(t, st, "Runtime.Unknown", "lost the connection to the function's pod")
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("the stream was not ended after its pod died")
+		}
 	})
 
 	// docs/activator.md, routing: "any other method or path under
@@ -124,7 +163,7 @@ func TestDocumentedAnswers(t *testing.T) {
 		var doc struct{ Type, Message string }
 		_ = json.Unmarshal([]byte(got.body), &doc)
 		if got.code != 404 || got.header.Get("X-Amzn-ErrorType") != "UnknownOperationException" || got.header.Get("X-Amzn-RequestId") == "" ||
-			doc.Type != "User" || doc.Message != "Unknown operation GET /2015-03-31/functions/unknownop.fn/invocations: lambdapod serves only Invoke (POST /2015-03-31/functions/{FunctionName}/invocations)" {
+			doc.Type != "User" || doc.Message != "Unknown operation GET /2015-03-31/functions/unknownop.fn/invocations: lambdapod serves only Invoke (POST /2015-03-31/functions/{FunctionName}/invocations) and InvokeWithResponseStream (POST /2021-11-15/functions/{FunctionName}/response-streaming-invocations)" {
 			t.Errorf("GET on the invocations path: %d %v %s", got.code, got.header, got.body)
 		}
 		if n := invocations(t, p.IP); n != 0 {

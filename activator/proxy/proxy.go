@@ -68,6 +68,9 @@ type Request struct {
 	// RequestID, when set, is the invocation's request id (the one the
 	// caller got).
 	RequestID string
+	// Stream posts to InvokeWithResponseStream's path: the answer is the
+	// sidecar's event stream.
+	Stream bool
 }
 
 type conn struct {
@@ -234,9 +237,13 @@ func (i *Invoker) roundTrip(ctx context.Context, c *conn, addr string, r *Reques
 	// Cancellation and deadlines interrupt the blocking I/O.
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	bw := c.bw
-	bw.WriteString("POST " + invokeapi.PathPrefix)
+	prefix, suffix := invokeapi.PathPrefix, invokeapi.PathSuffix
+	if r.Stream {
+		prefix, suffix = invokeapi.StreamPathPrefix, invokeapi.StreamPathSuffix
+	}
+	bw.WriteString("POST " + prefix)
 	bw.WriteString(url.PathEscape(r.Function))
-	bw.WriteString(invokeapi.PathSuffix + " HTTP/1.1\r\nHost: ")
+	bw.WriteString(suffix + " HTTP/1.1\r\nHost: ")
 	bw.WriteString(addr)
 	bw.WriteString("\r\n" + invokeapi.HeaderInvocationType + ": " + string(invokeapi.RequestResponse) + "\r\nContent-Length: ")
 	bw.WriteString(strconv.Itoa(len(r.Payload)))

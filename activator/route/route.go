@@ -2,7 +2,9 @@
 //
 // Three forms, tried in this order:
 //
-//  1. The Lambda Invoke API: POST /2015-03-31/functions/{FunctionName}/invocations.
+//  1. The Lambda Invoke API: POST /2015-03-31/functions/{FunctionName}/invocations,
+//     and InvokeWithResponseStream,
+//     POST /2021-11-15/functions/{FunctionName}/response-streaming-invocations.
 //     FunctionName is parsed as Lambda does (package invokeapi); its name
 //     part is either "function" (in the default namespace) or
 //     "namespace.function". Function names and namespaces are DNS labels
@@ -43,6 +45,8 @@ type Target struct {
 	Name      string
 	// Function is the Invoke call's FunctionName (Invoke only).
 	Function invokeapi.FunctionName
+	// Stream: the call is InvokeWithResponseStream (Invoke only).
+	Stream bool
 	// Path is the escaped path the function sees (HTTP only).
 	Path string
 	// Prefix is the escaped path prefix that routing consumed (HTTP only).
@@ -72,8 +76,12 @@ var ErrNoRoute = errors.New("no function in the request: use /{namespace}/{funct
 // ErrNoRoute.
 func Parse(r *http.Request, c Config) (Target, error) {
 	ep := r.URL.EscapedPath()
-	if invokeapi.IsInvokePath(ep) {
-		escaped, ok := invokeapi.SplitPath(ep)
+	if stream := invokeapi.IsStreamPath(ep); stream || invokeapi.IsInvokePath(ep) {
+		split := invokeapi.SplitPath
+		if stream {
+			split = invokeapi.SplitStreamPath
+		}
+		escaped, ok := split(ep)
 		if !ok || r.Method != http.MethodPost {
 			return Target{}, invokeapi.UnknownOperation(r.Method, r.URL.Path)
 		}
@@ -98,7 +106,7 @@ func Parse(r *http.Request, c Config) (Target, error) {
 		if !isLabel(ns) || !isLabel(name) {
 			return Target{}, invokeapi.NotFound(fn.ARN(c.Region))
 		}
-		return Target{Kind: Invoke, Namespace: ns, Name: name, Function: fn}, nil
+		return Target{Kind: Invoke, Namespace: ns, Name: name, Function: fn, Stream: stream}, nil
 	}
 	if c.Domain != "" {
 		host := r.Host

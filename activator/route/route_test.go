@@ -25,6 +25,9 @@ func TestParse(t *testing.T) {
 		{"POST", "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Ans1.hello%3A%24LATEST/invocations", "", Target{Kind: Invoke, Namespace: "ns1", Name: "hello", Function: fn("arn:aws:lambda:us-east-1:123456789012:function:ns1.hello:$LATEST", "ns1.hello", "$LATEST")}, false},
 		{"POST", "/2015-03-31/functions/arn:aws:lambda:eu-west-1:1:function:hello/invocations", "", Target{Kind: Invoke, Namespace: "default", Name: "hello", Function: fn("arn:aws:lambda:eu-west-1:1:function:hello", "hello", "")}, false},
 		{"POST", "/2015-03-31/functions/arn:aws:s3:::bucket/invocations", "", Target{}, true},
+		{"POST", "/2021-11-15/functions/team-a%2Fhello/response-streaming-invocations", "", Target{Kind: Invoke, Namespace: "team-a", Name: "hello", Function: fn("team-a.hello", "team-a.hello", ""), Stream: true}, false},
+		{"POST", "/2021-11-15/functions/arn:aws:lambda:eu-west-1:1:function:hello:$LATEST/response-streaming-invocations?Qualifier=$LATEST", "", Target{Kind: Invoke, Namespace: "default", Name: "hello", Function: fn("arn:aws:lambda:eu-west-1:1:function:hello:$LATEST", "hello", "$LATEST"), Stream: true}, false},
+		{"POST", "/2021-11-15/functions/hello:", "", Target{}, true},
 		{"GET", "/ns/fn/hello?x=1", "example.org", Target{Kind: HTTP, Namespace: "ns", Name: "fn", Path: "/hello", Prefix: "/ns/fn"}, false},
 		{"GET", "/ns/fn", "example.org", Target{Kind: HTTP, Namespace: "ns", Name: "fn", Path: "/", Prefix: "/ns/fn"}, false},
 		{"GET", "/ns/fn/", "example.org", Target{Kind: HTTP, Namespace: "ns", Name: "fn", Path: "/", Prefix: "/ns/fn"}, false},
@@ -89,6 +92,9 @@ func TestParseErrors(t *testing.T) {
 		{"GET", "/2015-03-31/functions", 404, "UnknownOperationException", "Unknown operation GET"},
 		{"GET", "/2015-03-31/event-source-mappings/", 404, "UnknownOperationException", "Unknown operation GET"},
 		{"GET", "/2015-03-31", 404, "UnknownOperationException", "Unknown operation GET"},
+		{"GET", "/2021-11-15/functions/hello/response-streaming-invocations", 404, "UnknownOperationException", "InvokeWithResponseStream (POST /2021-11-15/functions/{FunctionName}/response-streaming-invocations)"},
+		{"POST", "/2021-11-15/functions/hello/invocations", 404, "UnknownOperationException", "Unknown operation POST"},
+		{"POST", "/2021-11-15/functions/hello%3A/response-streaming-invocations", 400, "InvalidParameterValueException", "the qualifier after ':' is empty"},
 	} {
 		_, err := Parse(httptest.NewRequest(tc.method, tc.target, nil), Config{DefaultNamespace: "default", Region: "eu-west-1"})
 		var ie *invokeapi.Error

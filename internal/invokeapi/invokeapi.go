@@ -149,11 +149,15 @@ func (t InvocationType) TooLarge(size int64) *Error {
 
 // SplitPath returns the escaped FunctionName of an Invoke API path.
 func SplitPath(escapedPath string) (escapedName string, ok bool) {
-	rest, ok := strings.CutPrefix(escapedPath, PathPrefix)
+	return splitPath(escapedPath, PathPrefix, PathSuffix)
+}
+
+func splitPath(escapedPath, prefix, suffix string) (escapedName string, ok bool) {
+	rest, ok := strings.CutPrefix(escapedPath, prefix)
 	if !ok {
 		return "", false
 	}
-	name, ok := strings.CutSuffix(rest, PathSuffix)
+	name, ok := strings.CutSuffix(rest, suffix)
 	if !ok || name == "" || strings.Contains(name, "/") {
 		return "", false
 	}
@@ -164,9 +168,15 @@ func SplitPath(escapedPath string) (escapedName string, ok bool) {
 func IsInvokePath(escapedPath string) bool { return strings.HasPrefix(escapedPath, PathPrefix) }
 
 // IsAPIPath reports whether a path is under the API version of Invoke
-// (/2015-03-31), where Lambda serves its other operations too.
+// (/2015-03-31), where Lambda serves its other operations too, or under
+// InvokeWithResponseStream's (/2021-11-15).
 func IsAPIPath(escapedPath string) bool {
-	return escapedPath == APIVersion || strings.HasPrefix(escapedPath, APIVersion+"/")
+	for _, v := range [...]string{APIVersion, StreamAPIVersion} {
+		if escapedPath == v || strings.HasPrefix(escapedPath, v+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // FunctionName is an Invoke call's FunctionName, parsed.
@@ -365,7 +375,8 @@ func InvalidContent(msg string) *Error {
 // UnknownOperation is the answer to a request that is not an Invoke call.
 func UnknownOperation(method, path string) *Error {
 	return &Error{Status: http.StatusNotFound, Type: "UnknownOperationException",
-		Message: "Unknown operation " + method + " " + path + ": lambdapod serves only Invoke (POST " + PathPrefix + "{FunctionName}" + PathSuffix + ")"}
+		Message: "Unknown operation " + method + " " + path + ": lambdapod serves only Invoke (POST " + PathPrefix + "{FunctionName}" + PathSuffix +
+			") and InvokeWithResponseStream (POST " + StreamPathPrefix + "{FunctionName}" + StreamPathSuffix + ")"}
 }
 
 // TooManyRequests is a throttle: the SDKs back off and retry it.

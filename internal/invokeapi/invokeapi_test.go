@@ -1,12 +1,17 @@
 package invokeapi
 
 import (
+	"bytes"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream"
 )
 
 func TestParseFunctionName(t *testing.T) {
@@ -127,16 +132,112 @@ func TestClientContextAndPayload(t *testing.T) {
 
 func TestSplitPath(t *testing.T) {
 	for p, want := range map[string]string{
-		"/2015-03-31/functions/hello/invocations":      "hello",
-		"/2015-03-31/functions/a%2Fb/invocations":      "a%2Fb",
-		"/2015-03-31/functions//invocations":           "",
-		"/2015-03-31/functions/a/b/invocations":        "",
-		"/2015-03-31/functions/hello":                  "",
-		"/2015-03-31/functions/hello/invocations/more": "",
+		"/2015-03-31/functions/hello/invocations":                    "hello",
+		"/2015-03-31/functions/a%2Fb/invocations":                    "a%2Fb",
+		"/2015-03-31/functions//invocations":                         "",
+		"/2015-03-31/functions/a/b/invocations":                      "",
+		"/2015-03-31/functions/hello":                                "",
+		"/2015-03-31/functions/hello/invocations/more":               "",
+		"/2015-03-31/functions/hello/response-streaming-invocations": "",
+		"/2021-11-15/functions/hello/response-streaming-invocations": "stream hello",
+		"/2021-11-15/functions/a%2Fb/response-streaming-invocations": "stream a%2Fb",
+		"/2021-11-15/functions//response-streaming-invocations":      "",
+		"/2021-11-15/functions/hello/invocations":                    "",
 	} {
 		got, ok := SplitPath(p)
+		if s, sok := SplitStreamPath(p); sok {
+			got, ok = "stream "+s, ok || sok
+		}
 		if got != want || ok != (want != "") {
 			t.Errorf("%s: %q %v", p, got, ok)
 		}
+	}
+	if !IsAPIPath("/2021-11-15/functions") || !IsStreamPath("/2021-11-15/functions/x") || IsStreamPath("/2015-03-31/functions/x") {
+		t.Error("IsAPIPath / IsStreamPath")
+	}
+}
+
+func TestStreamInvocationAndLogTypes(t *testing.T) {
+	for v, ok := range map[string]bool{"": true, "RequestResponse": true, "DryRun": true, "Event": false, "x": false} {
+		if _, err := ParseStreamInvocationType(v); (err == nil) != ok {
+			t.Errorf("invocation type %q: %v", v, err)
+		}
+	}
+	for v, ok := range map[string]bool{"": true, "None": true, "Tail": true, "tail": false} {
+		if err := CheckLogType(v); (err == nil) != ok {
+			t.Errorf("log type %q: %v", v, err)
+		}
+	}
+}
+
+// What StreamWriter writes, StreamReader reads back: chunks as they were,
+// and the InvokeComplete document.
+func TestStreamRoundTrip(t *testing.T) {
+	rec := httptest.NewRecorder()
+	sw := StartStream(rec, "id-1", LatestVersion)
+	if err := sw.Chunk([]byte("hello ")); err != nil {
+		t.Fatal(err)
+	}
+	_ = sw.Chunk(nil)
+	_ = sw.Chunk([]byte("world"))
+	_ = sw.Complete(Failed("", []byte(`{"errorType":"Sandbox.Timedout","errorMessage":"Task timed out"}`)))
+	if !sw.Completed() || !rec.Flushed {
+		t.Error("not completed or not flushed")
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != EventStreamContentType {
+		t.Errorf("Content-Type %q", ct)
+	}
+	var events []string
+	eachEvent(rec.Body, func(m eventstream.Message) {
+		events = append(events, m.Headers.Get(eventTypeHeader).String()+":"+m.Headers.Get(contentTypeHeader).String()+":"+string(m.Payload))
+	})
+	want := []string{"PayloadChunk:application/octet-stream:hello ", "PayloadChunk:application/octet-stream:world",
+		`InvokeComplete:application/json:{"ErrorCode":"Sandbox.Timedout","ErrorDetails":"Task timed out"}`}
+	if strings.Join(events, "|") != strings.Join(want, "|") {
+		t.Errorf("events\n%q\nwant\n%q", events, want)
+	}
+	if c := Failed("", []byte("not json")); c.ErrorCode != "Unhandled" || c.ErrorDetails != "not json" {
+		t.Errorf("Failed(not json) = %+v", c)
+	}
+	if c := Failed("Runtime.X", nil); c.ErrorCode != "Runtime.X" || c.ErrorDetails != "" {
+		t.Errorf("Failed(Runtime.X, nil) = %+v", c)
+	}
+}
+
+// A writer splits a long payload into events of at most MaxChunk; a reader
+// refuses an event over MaxEvent before it reads its payload.
+func TestStreamEventSizes(t *testing.T) {
+	rec := httptest.NewRecorder()
+	sw := StartStream(rec, "", LatestVersion)
+	_ = sw.Chunk(bytes.Repeat([]byte("x"), 2*MaxChunk+1))
+	var sizes []int
+	eachEvent(rec.Body, func(m eventstream.Message) { sizes = append(sizes, len(m.Payload)) })
+	if fmt.Sprint(sizes) != fmt.Sprint([]int{MaxChunk, MaxChunk, 1}) {
+		t.Errorf("chunk sizes %v", sizes)
+	}
+
+	rec = httptest.NewRecorder()
+	enc := eventstream.NewEncoder()
+	_ = enc.Encode(rec.Body, eventstream.Message{Payload: []byte("ok")})
+	_ = enc.Encode(rec.Body, eventstream.Message{Payload: make([]byte, MaxEvent)})
+	r := NewStreamReader(rec.Body)
+	if m, err := r.Next(); err != nil || string(m.Payload) != "ok" {
+		t.Fatalf("first event: %q %v", m.Payload, err)
+	}
+	if _, err := r.Next(); err == nil || !strings.Contains(err.Error(), "over the 1048576 the reader takes") {
+		t.Fatalf("an event over the limit: %v", err)
+	}
+}
+
+// eachEvent calls f with each event of the stream in r, until its end or
+// an error.
+func eachEvent(r io.Reader, f func(eventstream.Message)) {
+	sr := NewStreamReader(r)
+	for {
+		m, err := sr.Next()
+		if err != nil {
+			return
+		}
+		f(m)
 	}
 }

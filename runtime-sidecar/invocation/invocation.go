@@ -36,6 +36,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net/http"
 	"slices"
@@ -173,6 +174,10 @@ type Stream struct {
 	Err error
 }
 
+// ErrStreamTooLarge is a Stream's Err when the invoke side stopped reading
+// its body at the streamed response limit (invokeapi.MaxStreamedResponse).
+var ErrStreamTooLarge = errors.New("the streamed response exceeds its limit")
+
 // Invocation is one invoke of the function.
 type Invocation struct {
 	ID              string
@@ -185,6 +190,11 @@ type Invocation struct {
 	Event           bool // X-Amz-Invocation-Type: Event: nobody waits for the result
 	LogTail         bool // X-Amz-Log-Type: Tail: the result carries the log tail
 	Accepted        time.Time
+	// ResponseStream: the caller called InvokeWithResponseStream, so the
+	// bootstrap's /response is passed to it as it arrives, whether or not
+	// the bootstrap says it streams (aws-lambda-go posts an io.Reader
+	// result chunked, without the response-mode header).
+	ResponseStream bool
 
 	// OnEnd is called exactly once when the invocation ends for good.
 	OnEnd func(inv *Invocation, outcome Outcome)

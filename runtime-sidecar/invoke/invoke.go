@@ -6,6 +6,7 @@ package invoke
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -146,7 +147,14 @@ func (h *Handler) leave() {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if name, ok := invokeapi.SplitPath(r.URL.EscapedPath()); ok {
+	ep := r.URL.EscapedPath()
+	name, ok := invokeapi.SplitPath(ep)
+	stream := false
+	if !ok {
+		name, ok = invokeapi.SplitStreamPath(ep)
+		stream = ok
+	}
+	if ok {
 		if r.Method != http.MethodPost {
 			h.reject(w, invokeapi.UnknownOperation(r.Method, r.URL.Path), "bad_request")
 			return
@@ -161,7 +169,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		h.invoke(w, r, name)
+		h.invoke(w, r, name, stream)
 		return
 	}
 	h.mux.ServeHTTP(w, r)
@@ -225,13 +233,14 @@ var (
 // logTypeTail is the X-Amz-Log-Type asking for the log tail.
 const logTypeTail = "Tail"
 
-func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName string) {
+// invoke serves Invoke, and InvokeWithResponseStream when stream is set.
+func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName string, stream bool) {
 	qual, ierr, reason := h.function(r, escapedName)
 	if ierr != nil {
 		h.reject(w, ierr, reason)
 		return
 	}
-	invType, ierr := invokeapi.ParseInvocationType(r.Header.Get(invokeapi.HeaderInvocationType))
+	invType, ierr := invokeapi.ParseTypes(r.Header, stream)
 	if ierr != nil {
 		h.reject(w, ierr, "bad_request")
 		return
@@ -311,6 +320,7 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName str
 	inv.Event = invType == invokeapi.Event
 	// Lambda ignores the log type of an Event.
 	inv.LogTail = !inv.Event && r.Header.Get(invokeapi.HeaderLogType) == logTypeTail
+	inv.ResponseStream = stream
 	inv.ContentType = r.Header.Get("Content-Type")
 	inv.ClientContext = clientContext
 	if ci := r.Header.Get(invokeapi.HeaderCognitoIdentity); ci != "" && json.Valid([]byte(ci)) {
@@ -345,7 +355,11 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, escapedName str
 	}
 
 	res := h.await(w, r, inv)
-	if res != nil {
+	switch {
+	case res == nil:
+	case stream:
+		h.writeEventStream(w, inv, res)
+	default:
 		h.write(w, inv, res)
 	}
 }
@@ -424,15 +438,82 @@ func (h *Handler) writeStream(w http.ResponseWriter, inv *invocation.Invocation,
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
+	errType, errBody := h.pump(inv, st, func(p []byte) error {
+		if _, err := w.Write(p); err != nil {
+			return err
+		}
+		return rc.Flush()
+	})
+	if errType != "" {
+		hd["Lambda-Runtime-Function-Error-Type"] = []string{errType}
+		hd["Lambda-Runtime-Function-Error-Body"] = []string{errBody}
+	}
+}
+
+// writeEventStream answers InvokeWithResponseStream: the response as
+// PayloadChunk events, as the bootstrap sends it (a buffered one as one
+// chunk), then InvokeComplete, with the error when the function failed,
+// timed out or went past the streamed response limit.
+func (h *Handler) writeEventStream(w http.ResponseWriter, inv *invocation.Invocation, res *invocation.Result) {
+	if res.Unavailable {
+		h.shuttingDown(w, "")
+		return
+	}
+	sw := invokeapi.StartStream(w, inv.ID, h.cfg.Version)
+	if res.Stream == nil {
+		// A buffered result: /error, a timeout or a crash before any
+		// response, an init error.
+		// With Tail, the log tail in LogResult (a streamed answer has
+		// none yet).
+		if res.FunctionError {
+			c := invokeapi.Failed("", res.Body)
+			c.LogResult = res.LogResult
+			_ = sw.Complete(c)
+		} else if sw.Chunk(res.Body) == nil {
+			_ = sw.Complete(invokeapi.StreamComplete{LogResult: res.LogResult})
+		}
+		res.Release()
+		return
+	}
+	sent := 0
+	errType, errBody := h.pump(inv, res.Stream, func(p []byte) error {
+		if left := invokeapi.MaxStreamedResponse - sent; len(p) > left {
+			// The caller gets the response up to the limit, then the error.
+			_ = sw.Chunk(p[:left])
+			sent = invokeapi.MaxStreamedResponse
+			return invocation.ErrStreamTooLarge
+		}
+		sent += len(p)
+		return sw.Chunk(p)
+	})
+	switch {
+	case errors.Is(res.Stream.Err, invocation.ErrStreamTooLarge):
+		_ = sw.Complete(invokeapi.TooLargeComplete(invokeapi.MaxStreamedResponse))
+	case errType != "":
+		doc, _ := base64.StdEncoding.DecodeString(errBody)
+		_ = sw.Complete(invokeapi.Failed(errType, doc))
+	default:
+		_ = sw.Complete(invokeapi.StreamComplete{})
+	}
+}
+
+// pump copies a streamed response to emit as it arrives, reading all of it
+// even when emit fails (the caller went away: the function runs to its end
+// as on Lambda), unless emit fails with invocation.ErrStreamTooLarge. It
+// returns the function's error, if any, as the trailers carry it (a type
+// and a base64 document): the bootstrap's own, a timeout, or a broken
+// stream. It then hands the stream back to the Runtime API side.
+func (h *Handler) pump(inv *invocation.Invocation, st *invocation.Stream, emit func([]byte) error) (errType, errBody string) {
 	buf := make([]byte, 32<<10)
 	var readErr error
 	callerGone := false
 	for {
 		n, err := st.Body.Read(buf)
 		if n > 0 && !callerGone {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				callerGone = true
-			} else if ferr := rc.Flush(); ferr != nil {
+			if eerr := emit(buf[:n]); errors.Is(eerr, invocation.ErrStreamTooLarge) {
+				readErr = eerr
+				break
+			} else if eerr != nil {
 				callerGone = true
 			}
 		}
@@ -444,22 +525,21 @@ func (h *Handler) writeStream(w http.ResponseWriter, inv *invocation.Invocation,
 			break
 		}
 	}
-	errType, errBody := st.Trailer.Get("Lambda-Runtime-Function-Error-Type"), st.Trailer.Get("Lambda-Runtime-Function-Error-Body")
-	if readErr != nil {
-		if inv.State() == invocation.Done { // timed out
-			errType = invokeapi.TimedOutType
-			errBody = base64.StdEncoding.EncodeToString(invokeapi.TimeoutDocument(inv.ID, h.cfg.Timeout))
-		} else {
-			errType = "Runtime.TruncatedResponse"
-			errBody = base64.StdEncoding.EncodeToString(invokeapi.ErrorDocument(errType, "RequestId: "+inv.ID+" Error: "+readErr.Error()))
-		}
-	}
-	if errType != "" {
-		hd["Lambda-Runtime-Function-Error-Type"] = []string{errType}
-		hd["Lambda-Runtime-Function-Error-Body"] = []string{errBody}
+	switch {
+	case errors.Is(readErr, invocation.ErrStreamTooLarge):
+		errType = invokeapi.ResponseTooLargeType
+	case readErr == nil:
+		errType, errBody = st.Trailer.Get("Lambda-Runtime-Function-Error-Type"), st.Trailer.Get("Lambda-Runtime-Function-Error-Body")
+	case inv.State() == invocation.Done: // timed out
+		errType = invokeapi.TimedOutType
+		errBody = base64.StdEncoding.EncodeToString(invokeapi.TimeoutDocument(inv.ID, h.cfg.Timeout))
+	default:
+		errType = "Runtime.TruncatedResponse"
+		errBody = base64.StdEncoding.EncodeToString(invokeapi.ErrorDocument(errType, "RequestId: "+inv.ID+" Error: "+readErr.Error()))
 	}
 	st.Err = readErr
 	close(st.Done)
+	return errType, errBody
 }
 
 // shuttingDown refuses an invocation that no bootstrap saw, marked so that

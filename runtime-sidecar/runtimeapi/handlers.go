@@ -2,6 +2,7 @@ package runtimeapi
 
 import (
 	"encoding/base64"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -32,6 +33,7 @@ var (
 	bodyAccepted            = []byte(`{"status":"OK"}`)
 	bodyInvalidRequestID    = []byte(`{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}`)
 	bodyTooLarge            = []byte(`{"errorMessage":"Exceeded maximum allowed payload size (` + strconv.Itoa(invokeapi.MaxResponsePayload) + ` bytes).","errorType":"RequestEntityTooLarge"}`)
+	bodyStreamTooLarge      = []byte(`{"errorMessage":"Exceeded maximum allowed payload size (` + strconv.Itoa(invokeapi.MaxStreamedResponse) + ` bytes).","errorType":"RequestEntityTooLarge"}`)
 	bodyTruncated           = []byte(`{"errorMessage":"HTTP request detected as truncated","errorType":"TruncatedHTTPRequest"}`)
 	bodyInvalidResponseMode = []byte(`{"errorMessage":"Invalid function response mode","errorType":"InvalidFunctionResponseMode"}`)
 	bodyExtensionsNotFound  = []byte(`{"errorMessage":"The Extensions, Logs and Telemetry APIs are not supported by the lambdapod runtime sidecar","errorType":"Extension.NotSupported"}`)
@@ -219,13 +221,14 @@ func (s *Slot) respond(w http.ResponseWriter, r *http.Request, id string, isErro
 	}
 
 	if !isError {
-		if mode := r.Header.Get(headerResponseMode); mode != "" {
-			if mode != responseModeStreamed {
-				inv.Complete(invocation.FunctionErrorResult(invokeapi.ErrorDocument("Runtime.InvalidResponseModeHeader",
-					"RequestId: "+inv.ID+" Error: invalid response mode header value: "+mode), invocation.OutcomeInvalidResponse))
-				writeJSON(w, http.StatusBadRequest, bodyInvalidResponseMode)
-				return
-			}
+		mode := r.Header.Get(headerResponseMode)
+		if mode != "" && mode != responseModeStreamed {
+			inv.Complete(invocation.FunctionErrorResult(invokeapi.ErrorDocument("Runtime.InvalidResponseModeHeader",
+				"RequestId: "+inv.ID+" Error: invalid response mode header value: "+mode), invocation.OutcomeInvalidResponse))
+			writeJSON(w, http.StatusBadRequest, bodyInvalidResponseMode)
+			return
+		}
+		if mode == responseModeStreamed || inv.ResponseStream {
 			s.stream(w, r, inv)
 			return
 		}
@@ -294,14 +297,19 @@ const (
 
 func (s *Slot) tooLarge(w http.ResponseWriter, r *http.Request, inv *invocation.Invocation) {
 	inv.Complete(invocation.ResponseTooLargeResult())
-	// Read the rest of the body before answering: a runtime still writing
-	// it (aws-lambda-go sends its whole response before it reads ours)
-	// must not be left blocked on a connection that answered and closed,
-	// which under load can wedge it for good. Bounded in size and time.
+	drain(w, r)
+	writeJSON(w, http.StatusRequestEntityTooLarge, bodyTooLarge)
+}
+
+// drain reads the rest of a body refused for its size before the answer,
+// which closes the connection: a runtime still writing it (aws-lambda-go
+// sends its whole response before it reads ours) must not be left blocked
+// on a connection that answered and closed, which under load can wedge it
+// for good. Bounded in size and time.
+func drain(w http.ResponseWriter, r *http.Request) {
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(drainTime))
 	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, drainLimit))
 	w.Header()["Connection"] = []string{"close"}
-	writeJSON(w, http.StatusRequestEntityTooLarge, bodyTooLarge)
 }
 
 // stream passes a streamed response through to the caller as it arrives.
@@ -316,14 +324,25 @@ func (s *Slot) stream(w http.ResponseWriter, r *http.Request, inv *invocation.In
 		return
 	}
 	<-st.Done
+	tooLarge := errors.Is(st.Err, invocation.ErrStreamTooLarge)
 	outcome := invocation.OutcomeSuccess
-	if st.Err != nil {
+	switch {
+	case tooLarge:
+		outcome = invocation.OutcomeResponseTooLarge
+	case st.Err != nil:
 		outcome = invocation.OutcomeInvalidResponse
-	} else if r.Trailer.Get(trailerErrorType) != "" {
+	case r.Trailer.Get(trailerErrorType) != "":
 		outcome = invocation.OutcomeFunctionError
 	}
 	if !inv.EndStream(outcome) {
 		writeJSON(w, http.StatusBadRequest, bodyInvalidRequestID)
+		return
+	}
+	if tooLarge {
+		// The caller has had its InvokeComplete; the bootstrap is told as
+		// a buffered response over its limit is (drained, then closed).
+		drain(w, r)
+		writeJSON(w, http.StatusRequestEntityTooLarge, bodyStreamTooLarge)
 		return
 	}
 	if st.Err != nil {

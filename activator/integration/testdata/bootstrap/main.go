@@ -9,6 +9,12 @@
 // was running at the peak of this one; {"fail":true} returns an error
 // instead. Every invocation of a non-HTTP event prints
 // "invoked <request id> <event>" (the event tests count them).
+//
+// {"streamGate":path} returns an io.Reader (aws-lambda-go streams it) that
+// yields "first <pod>\n", waits (at most 10 s) for the file path to exist,
+// then yields "second\n": the function cannot end before its caller saw
+// the first chunk. {"streamFail":true} returns one that yields "partial"
+// and then fails with "stream broke".
 package main
 
 import (
@@ -16,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"sync/atomic"
@@ -38,8 +45,10 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 		RequestContext struct {
 			HTTP json.RawMessage `json:"http"`
 		} `json:"requestContext"`
-		SleepMs int  `json:"sleepMs"`
-		Fail    bool `json:"fail"`
+		SleepMs    int    `json:"sleepMs"`
+		Fail       bool   `json:"fail"`
+		StreamGate string `json:"streamGate"`
+		StreamFail bool   `json:"streamFail"`
 	}
 	_ = json.Unmarshal(raw, &probe)
 	if len(probe.RequestContext.HTTP) > 0 {
@@ -65,6 +74,28 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	}
 	if probe.Fail {
 		return nil, errors.New("requested failure")
+	}
+	if probe.StreamGate != "" {
+		pr, pw := io.Pipe()
+		go func() {
+			_, _ = pw.Write([]byte("first " + os.Getenv("POD_ID") + "\n"))
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				if _, err := os.Stat(probe.StreamGate); err == nil {
+					break
+				}
+			}
+			_, _ = pw.Write([]byte("second\n"))
+			pw.Close()
+		}()
+		return pr, nil
+	}
+	if probe.StreamFail {
+		pr, pw := io.Pipe()
+		go func() {
+			_, _ = pw.Write([]byte("partial"))
+			pw.CloseWithError(errors.New("stream broke"))
+		}()
+		return pr, nil
 	}
 	return map[string]any{"pod": os.Getenv("POD_ID"), "event": raw, "inflight": max(peak, inflight.Load())}, nil
 }

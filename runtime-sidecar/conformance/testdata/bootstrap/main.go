@@ -12,7 +12,13 @@
 //	large           return a 7 MB JSON string
 //	stream          return an io.Reader that yields two chunks 300 ms apart
 //	streamerr       return an io.Reader that fails after a first chunk
+//	streamgate      return an io.Reader that yields "first\n", then waits
+//	                (at most 10 s) for the file "mark" names to exist, then
+//	                yields "second\n" and 100 KB of "z": the function cannot
+//	                end before its caller saw the first chunk
 //	furl            return *events.LambdaFunctionURLStreamingResponse
+//	huge            return an io.Reader of 201 MiB of "x", past the streamed
+//	                response limit
 //	record          write the event to $RECORD_DIR/<request id>, then echo
 //	log             print "line" to stdout (and "stderr" to stderr, if
 //	                set), then sleep sleepMs (if set) and echo
@@ -66,6 +72,22 @@ func (r *failingReader) Read(p []byte) (int, error) {
 		return copy(p, "partial output"), nil
 	}
 	return 0, errors.New("stream broke")
+}
+
+// xs reads as left bytes of 'x'. Its field is unexported, so that it
+// encodes as {} and aws-lambda-go streams it as a reader, not as JSON.
+type xs struct{ left int }
+
+func (r *xs) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		return 0, io.EOF
+	}
+	p = p[:min(len(p), r.left)]
+	for i := range p {
+		p[i] = 'x'
+	}
+	r.left -= len(p)
+	return len(p), nil
 }
 
 func handle(ctx context.Context, raw json.RawMessage) (any, error) {
@@ -124,6 +146,22 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 		return pr, nil
 	case "streamerr":
 		return &failingReader{}, nil
+	case "streamgate":
+		pr, pw := io.Pipe()
+		go func() {
+			_, _ = pw.Write([]byte("first\n"))
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				if _, err := os.Stat(ev.Mark); err == nil {
+					break
+				}
+			}
+			_, _ = pw.Write([]byte("second\n"))
+			_, _ = pw.Write([]byte(strings.Repeat("z", 100_000)))
+			pw.Close()
+		}()
+		return pr, nil
+	case "huge":
+		return &xs{left: 201 << 20}, nil
 	case "furl":
 		return &events.LambdaFunctionURLStreamingResponse{
 			StatusCode: 201,
