@@ -365,7 +365,7 @@ func TestFullQueueRefusesAndKeeps(t *testing.T) {
 // No more than Concurrency events run at once in one activator.
 func TestConcurrencyBound(t *testing.T) {
 	s := natsServer(t, "")
-	q, reg := open(t, s.ClientURL(), func(c *eventqueue.Config) { c.Concurrency = 3 })
+	q, reg := open(t, s.ClientURL(), func(c *eventqueue.Config) { c.Concurrency, c.PerFunction = 3, 3 })
 	var now, peak atomic.Int32
 	var ran atomic.Int32
 	run(t, q, always(eventqueue.DefaultPolicy), func(context.Context, *eventqueue.Event, bool) eventqueue.Outcome {
