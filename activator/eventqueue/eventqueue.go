@@ -201,18 +201,16 @@ type Queue struct {
 	busy map[string]int
 }
 
-// Open connects, and creates or updates the stream and the consumer (the
-// activators race for it; the settings are the same).
-func Open(ctx context.Context, cfg Config) (*Queue, error) {
-	cfg.defaults()
+// connect opens the connection the queue uses: reconnecting for ever, and
+// keeping no publish while disconnected (it would reach the server after
+// the reconnection and store an event whose caller was told it was not
+// accepted, 503, which would then run).
+func connect(cfg Config, name string, more ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
 	log := cfg.Log
-	nc, err := nats.Connect(cfg.URL,
-		nats.Name("lambdapod-activator"),
+	opts := append([]nats.Option{
+		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
-		// No publishes kept while disconnected: they would reach the
-		// server after the reconnection and store an event whose caller
-		// was told it was not accepted (503), which would then run.
 		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: closed on purpose
@@ -220,13 +218,25 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("event queue: reconnected", "server", c.ConnectedUrlRedacted()) }),
-	)
+	}, more...)
+	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to NATS at %s: %w", cfg.URL, err)
+		return nil, nil, fmt.Errorf("connecting to NATS at %s: %w", cfg.URL, err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// Open connects, and creates or updates the stream and the consumer (the
+// activators race for it; the settings are the same).
+func Open(ctx context.Context, cfg Config) (*Queue, error) {
+	cfg.defaults()
+	nc, js, err := connect(cfg, "lambdapod-activator")
+	if err != nil {
 		return nil, err
 	}
 	q := &Queue{cfg: cfg, nc: nc, js: js, busy: map[string]int{}}
@@ -577,28 +587,10 @@ func (q *Queue) Running() int { return int(q.running.Load()) }
 // called on it. Publishing before an activator made the stream fails.
 func Dial(cfg Config) (*Queue, error) {
 	cfg.defaults()
-	log := cfg.Log
-	nc, err := nats.Connect(cfg.URL,
-		nats.Name("lambdapod-manager"),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
-		nats.ReconnectBufSize(-1),
-		// Connect even while the server is away: the reconciler retries
-		// what it could not publish.
-		nats.RetryOnFailedConnect(true),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("event queue: disconnected", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("event queue: connected", "server", c.ConnectedUrlRedacted()) }),
-	)
+	// Connect even while the server is away: the reconciler retries what
+	// it could not publish.
+	nc, js, err := connect(cfg, "lambdapod-manager", nats.RetryOnFailedConnect(true))
 	if err != nil {
-		return nil, fmt.Errorf("connecting to NATS at %s: %w", cfg.URL, err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
 		return nil, err
 	}
 	return &Queue{cfg: cfg, nc: nc, js: js, m: newMetrics(nil, nil)}, nil

@@ -399,6 +399,23 @@ func TestConcurrencyBound(t *testing.T) {
 // value of its one label, "" for none); 0 if it has none yet.
 func metric(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
 	t.Helper()
+	if label == "" {
+		return metricOf(t, reg, name)
+	}
+	return metricOf(t, reg, name, label)
+}
+
+// metric2 is the value of a series with two labels (in their sorted
+// order).
+func metric2(t *testing.T, reg *prometheus.Registry, name, l1, l2 string) float64 {
+	t.Helper()
+	return metricOf(t, reg, name, l1, l2)
+}
+
+// metricOf is the value of the first series of name whose first labels
+// have these values (any series when none are given).
+func metricOf(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -407,8 +424,18 @@ func metric(t *testing.T, reg *prometheus.Registry, name, label string) float64 
 		if mf.GetName() != name {
 			continue
 		}
+	series:
 		for _, m := range mf.GetMetric() {
-			if label == "" || (len(m.GetLabel()) > 0 && m.GetLabel()[0].GetValue() == label) {
+			ls := m.GetLabel()
+			if len(ls) < len(labels) {
+				continue
+			}
+			for i, v := range labels {
+				if ls[i].GetValue() != v {
+					continue series
+				}
+			}
+			{
 				if m.GetGauge() != nil {
 					return m.GetGauge().GetValue()
 				}
@@ -586,26 +613,6 @@ func TestFailingDestinationURLEndsTheEvent(t *testing.T) {
 	if n := len(rec.waitCalls(t, 1, time.Second)); n != 1 {
 		t.Errorf("the event ran %d times, want once: a failed delivery is no failed invocation", n)
 	}
-}
-
-// metric2 is the value of a metric with two labels (in their sorted order).
-func metric2(t *testing.T, reg *prometheus.Registry, name, l1, l2 string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if ls := m.GetLabel(); len(ls) == 2 && ls[0].GetValue() == l1 && ls[1].GetValue() == l2 {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
 }
 
 // A function whose events are held (at zero, its pods failing) takes no
