@@ -120,17 +120,18 @@ func (r *ScheduleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		}
 		// Every time due since then, in order: a leader change or a
 		// short stop loses none.
+		var notQueued error
 		for t := s.Next(from); !t.IsZero() && !t.After(now); t = s.Next(t) {
-			if err := r.queue(ctx, fn, sch, t, now); err != nil {
+			if notQueued = r.queue(ctx, fn, sch, t, now); notQueued != nil {
 				r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "ScheduleNotQueued", "Schedule",
-					"spec.schedules %s: the Event for %s was not queued, retrying: %v", sch.Name, t.Format(time.RFC3339), err)
-				failed = err
+					"spec.schedules %s: the Event for %s was not queued, retrying: %v", sch.Name, t.Format(time.RFC3339), notQueued)
+				failed = notQueued
 				break
 			}
 			log.FromContext(ctx).Info("scheduled Event queued", "schedule", sch.Name, "time", t)
 			st.LastScheduleTime = &metav1.Time{Time: t}
 		}
-		if failed != nil {
+		if notQueued != nil {
 			// The next time stays the one not queued yet.
 			statuses = append(statuses, st)
 			continue

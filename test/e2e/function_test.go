@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -314,11 +313,7 @@ func TestFunctionTimeout(t *testing.T) {
 // function through the activator's Invoke API.
 func TestLambdaSDKInvoke(t *testing.T) {
 	fn := newFunction(t, "sdk", nil)
-	cl := lambda.New(lambda.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(activator),
-		Credentials:  credentials.NewStaticCredentialsProvider("e2e", "e2e", ""),
-	})
+	cl := sdkClient()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	event := `{"version":"2.0","rawPath":"/sdk","queryStringParameters":{"name":"sdk"},"requestContext":{"http":{"method":"POST","path":"/sdk"}}}`

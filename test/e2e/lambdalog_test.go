@@ -22,6 +22,8 @@ import (
 	"github.com/lambdapod/lambdapod/internal/streamtest"
 )
 
+// sdkClient is the AWS SDK for Go v2's Lambda client of the activator's
+// Invoke API (functions with authType None: any credentials).
 func sdkClient() *lambda.Client {
 	return lambda.New(lambda.Options{
 		Region:       "us-east-1",
