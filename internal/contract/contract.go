@@ -121,9 +121,27 @@ const (
 	// EnvFunctionNamespace is the function's namespace, which its tokens
 	// name.
 	EnvFunctionNamespace = "LAMBDAPOD_FUNCTION_NAMESPACE"
+	// EnvSystemLogLevel (DEBUG, INFO or WARN) filters the platform's
+	// records in a JSON log (Lambda's system log level); the process that
+	// writes them, the supervisor or a standalone sidecar, reads it.
+	EnvSystemLogLevel = "LAMBDAPOD_SYSTEM_LOG_LEVEL"
+	// EnvExtensionsDir overrides ExtensionsDir.
+	EnvExtensionsDir = "LAMBDAPOD_EXTENSIONS_DIR"
 	// EnvPrefix starts every lambdapod variable; the sidecar keeps them
 	// out of the bootstrap's environment.
 	EnvPrefix = "LAMBDAPOD_"
+)
+
+// Lambda's execution environment around the bootstrap.
+const (
+	// ExtensionsDir holds a function image's external extensions, one
+	// executable each, started before the bootstrap.
+	ExtensionsDir = "/opt/extensions"
+	// SandboxHost is the name by which extensions in a function's
+	// environment reach each other (Telemetry and Logs API destinations
+	// are http://sandbox.localdomain:PORT): the pod resolves it to
+	// itself.
+	SandboxHost = "sandbox.localdomain"
 )
 
 // Lambda's own environment variables that the manager renders and the
@@ -135,4 +153,10 @@ const (
 	EnvRegion          = "AWS_REGION"
 	EnvDefaultRegion   = "AWS_DEFAULT_REGION"
 	EnvHandler         = "_HANDLER"
+	// EnvLogFormat ("Text" or "JSON") and EnvLogLevel (the application
+	// log level, JSON only) are Lambda's advanced logging controls, read
+	// by the bootstrap's runtime library and, for the format of the
+	// platform's lines, by the process that writes them.
+	EnvLogFormat = "AWS_LAMBDA_LOG_FORMAT"
+	EnvLogLevel  = "AWS_LAMBDA_LOG_LEVEL"
 )
