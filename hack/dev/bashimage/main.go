@@ -18,8 +18,9 @@
 // Then the same image with a second layer, pushed to -extension-repository:
 // the external extension in ./extension, compiled static for this machine's
 // platform, at /opt/extensions/event-printer, where the supervisor starts
-// it before the bootstrap. It prints that image's "<image>@<digest>" on a
-// second line.
+// it before the bootstrap, and env.sh (env.handler: answers with the
+// logging variables the bootstrap got). It prints that image's
+// "<image>@<digest>" on a second line.
 package main
 
 import (
@@ -60,6 +61,8 @@ var (
 	recordSh []byte
 	//go:embed fail.sh
 	failSh []byte
+	//go:embed env.sh
+	envSh []byte
 )
 
 func main() {
@@ -198,8 +201,8 @@ const (
 )
 
 // extensionLayer compiles ./extension static and puts it, executable, in
-// /opt/extensions. -trimpath and no VCS stamp keep the binary, so the
-// layer, the same from one run to the next.
+// /opt/extensions, with /var/task/env.sh. -trimpath and no VCS stamp keep
+// the binary, so the layer, the same from one run to the next.
 func extensionLayer(goCmd string, mtime time.Time) (v1.Layer, error) {
 	tmp, err := os.MkdirTemp("", "bashimage-extension")
 	if err != nil {
@@ -220,17 +223,27 @@ func extensionLayer(goCmd string, mtime time.Time) (v1.Layer, error) {
 	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	for _, h := range []*tar.Header{
-		{Typeflag: tar.TypeDir, Name: "opt/", Mode: 0o755, ModTime: mtime},
-		{Typeflag: tar.TypeDir, Name: "opt/extensions/", Mode: 0o755, ModTime: mtime},
-		{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(path.Join(extensionsDir, extensionName), "/"), Mode: 0o755, Size: int64(len(b)), ModTime: mtime},
+	for _, f := range []struct {
+		at   string
+		mode int64
+		b    []byte
+	}{
+		{"/opt/", 0o755, nil},
+		{extensionsDir + "/", 0o755, nil},
+		{path.Join(extensionsDir, extensionName), 0o755, b},
+		// the first layer has /var/task already
+		{"/var/task/env.sh", 0o644, envSh},
 	} {
+		h := &tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(f.at, "/"), Mode: f.mode, Size: int64(len(f.b)), ModTime: mtime}
+		if strings.HasSuffix(f.at, "/") {
+			h.Typeflag = tar.TypeDir
+		}
 		if err := tw.WriteHeader(h); err != nil {
 			return nil, err
 		}
-	}
-	if _, err := tw.Write(b); err != nil {
-		return nil, err
+		if _, err := tw.Write(f.b); err != nil {
+			return nil, err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err
