@@ -364,3 +364,149 @@ func TestExtensionPodMode(t *testing.T) {
 		t.Errorf("after stop: %q", lines)
 	}
 }
+
+// The Invoke phase ends when the runtime and the extensions are done: the
+// caller has its answer as soon as the runtime responds, but the next
+// invocation waits until the extension (500 ms on each INVOKE) has called
+// next.
+func TestExtensionInvokePhase(t *testing.T) {
+	dir := extensionsDir(t, "lag-ext")
+	rec := t.TempDir()
+	s := startSidecar(t, sidecarOpts{
+		flags:     []string{"--extensions-dir", dir},
+		env:       []string{"EXT_RECORD_DIR=" + rec},
+		bootstrap: []string{bin.bootstrap},
+	})
+	c := s.client()
+	start := time.Now()
+	sdkInvoke(t, c, `{"action":"echo"}`)
+	first := time.Since(start)
+	sdkInvoke(t, c, `{"action":"echo"}`)
+	both := time.Since(start)
+	if first > 300*time.Millisecond {
+		t.Errorf("the first answer took %s: the caller waited for the extension", first)
+	}
+	if both < 450*time.Millisecond {
+		t.Errorf("both invocations took %s: the second did not wait for the extension's next", both)
+	}
+}
+
+func countPrefix(lines []string, prefix string) int {
+	n := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// An extension that crashes after the environment's Init resets it
+// (concurrency 1): the other extensions get SHUTDOWN (failure), and the
+// extensions and the bootstrap start again before the next invocation,
+// which the new extensions get.
+func TestExtensionCrashResetsEnvironment(t *testing.T) {
+	dir := extensionsDir(t, "crash-ext", "recorder")
+	rec := t.TempDir()
+	s := startSidecar(t, sidecarOpts{
+		flags:     []string{"--extensions-dir", dir},
+		env:       []string{"EXT_RECORD_DIR=" + rec},
+		bootstrap: []string{bin.bootstrap},
+	})
+	c := s.client()
+	out := sdkInvoke(t, c, `{"action":"inspect"}`)
+	id, _ := awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
+	pid := 0
+	if out.FunctionError != nil {
+		// The crash came before the bootstrap's answer: the invocation
+		// fails with it.
+		assertBody(t, out.Payload, `{"errorType":"Extension.Crash","errorMessage":"RequestId: `+id+` Error: extension crash-ext exited: exit status 5"}`)
+	} else {
+		pid = decodeInspect(t, out.Payload).Pid
+	}
+	waitFor(t, 10*time.Second, "the extensions to register again", func() bool {
+		return countPrefix(record(rec, "crash-ext"), "REGISTER 200") == 2 && countPrefix(record(rec, "recorder"), "REGISTER 200") == 2
+	})
+	evs := events(t, record(rec, "recorder"))
+	if len(evs) < 2 || evs[1].EventType != "SHUTDOWN" || evs[1].ShutdownReason != "failure" {
+		t.Errorf("recorder got %+v, want INVOKE then SHUTDOWN (failure)", evs)
+	}
+	out = sdkInvoke(t, c, `{"action":"inspect"}`)
+	id2, _ := awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
+	if in := decodeInspect(t, out.Payload); in.Pid == pid {
+		t.Errorf("the bootstrap was not restarted (pid %d)", pid)
+	}
+	waitFor(t, 5*time.Second, "the new extension's INVOKE", func() bool {
+		evs := events(t, record(rec, "crash-ext"))
+		return len(evs) == 2 && evs[1].RequestID == id2
+	})
+	if got := s.metric(`lambdapod_sidecar_extension_failures_total{type="Extension.Crash"}`); got != "1" {
+		t.Errorf("extension failures metric = %q, want 1", got)
+	}
+}
+
+// A timeout resets the environment (concurrency 1): SHUTDOWN with reason
+// timeout, and the extension starts and registers again. With concurrency
+// 2 the extensions outlive one slot's reset.
+func TestExtensionTimeoutReset(t *testing.T) {
+	for _, tc := range []struct {
+		concurrency string
+		registers   int
+	}{{"1", 2}, {"2", 1}} {
+		t.Run("concurrency "+tc.concurrency, func(t *testing.T) {
+			dir := extensionsDir(t, "recorder")
+			rec := t.TempDir()
+			s := startSidecar(t, sidecarOpts{
+				flags:     []string{"--extensions-dir", dir, "--timeout", "1s", "--concurrency", tc.concurrency},
+				env:       []string{"EXT_RECORD_DIR=" + rec},
+				bootstrap: []string{bin.bootstrap},
+			})
+			c := s.client()
+			out := sdkInvoke(t, c, `{"action":"sleep","sleepMs":3000}`)
+			if out.FunctionError == nil || !strings.Contains(string(out.Payload), "Sandbox.Timedout") {
+				t.Fatalf("want a timeout, got %s", out.Payload)
+			}
+			out = sdkInvoke(t, c, `{"action":"echo"}`)
+			assertBody(t, out.Payload, `{"action":"echo"}`)
+			id, _ := awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
+			lines := record(rec, "recorder")
+			if n := countPrefix(lines, "REGISTER 200"); n != tc.registers {
+				t.Errorf("registered %d times, want %d: %q", n, tc.registers, lines)
+			}
+			evs := events(t, lines)
+			var shutdowns []string
+			for _, e := range evs {
+				if e.EventType == "SHUTDOWN" {
+					shutdowns = append(shutdowns, e.ShutdownReason)
+				}
+			}
+			if want := tc.registers - 1; len(shutdowns) != want || (want == 1 && shutdowns[0] != "timeout") {
+				t.Errorf("SHUTDOWN reasons %q, want %d timeout", shutdowns, want)
+			}
+			if last := evs[len(evs)-1]; last.RequestID != id {
+				t.Errorf("last event %+v, want the INVOKE of %s", last, id)
+			}
+		})
+	}
+}
+
+// An extension that exits before it registers fails the Init with
+// Extension.Crash.
+func TestExtensionCrashDuringInit(t *testing.T) {
+	dir := extensionsDir(t, "noregister-ext")
+	s := startSidecar(t, sidecarOpts{
+		flags:     []string{"--extensions-dir", dir},
+		env:       []string{"EXT_RECORD_DIR=" + t.TempDir()},
+		bootstrap: []string{bin.bootstrap},
+		noWait:    true,
+	})
+	out := sdkInvoke(t, s.client(), `{"action":"echo"}`)
+	id, _ := awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
+	if out.FunctionError == nil || *out.FunctionError != "Unhandled" {
+		t.Errorf("FunctionError = %v, want Unhandled", out.FunctionError)
+	}
+	assertBody(t, out.Payload, `{"errorType":"Extension.Crash","errorMessage":"RequestId: `+id+` Error: extension noregister-ext exited: exit status 4"}`)
+	if resp, _ := s.get("/readyz"); resp.StatusCode == 200 {
+		t.Errorf("ready although the extension crashed in its init")
+	}
+}

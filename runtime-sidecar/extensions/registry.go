@@ -278,31 +278,31 @@ func (r *Registry) WaitRegistered(ctx context.Context) (pending []string, err er
 
 // WaitInit waits until every registered extension that slot's bootstrap
 // depends on (the external ones and its own internal ones) has called
-// /next once: Lambda's Init phase ends then. It returns false when ctx
-// ends first.
-func (r *Registry) WaitInit(ctx context.Context, slot int) bool {
+// /next once: Lambda's Init phase ends then. When ctx ends first it
+// returns the names of those that have not.
+func (r *Registry) WaitInit(ctx context.Context, slot int) (late []string) {
 	for {
+		late = late[:0]
 		r.mu.Lock()
-		done := true
 		for _, e := range r.external {
 			if e.state != stStarted && !e.everNext {
-				done = false
+				late = append(late, e.Name)
 			}
 		}
 		for _, e := range r.internal[slot] {
 			if !e.everNext {
-				done = false
+				late = append(late, e.Name)
 			}
 		}
 		ch := r.changed
 		r.mu.Unlock()
-		if done {
-			return true
+		if len(late) == 0 {
+			return nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return false
+			return late
 		}
 	}
 }

@@ -88,6 +88,7 @@ func (p *Pool) ensureExtensions() *extensions.Failure {
 				return fail(nil)
 			}
 			p.cfg.Log.Warn("cannot start extension", "extension", n, "err", err)
+			p.cfg.Metrics.ExtensionFailures.WithLabelValues(extensions.ErrorLaunch).Inc()
 			return fail(&extensions.Failure{Extension: n, Type: extensions.ErrorLaunch, Message: "extension " + n + " could not be launched: " + err.Error()})
 		}
 		ep := &extProc{name: n, proc: proc, done: make(chan struct{})}
@@ -102,6 +103,7 @@ func (p *Pool) ensureExtensions() *extensions.Failure {
 			return fail(nil)
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
+			p.cfg.Metrics.ExtensionFailures.WithLabelValues(extensions.ErrorInit).Inc()
 			return fail(&extensions.Failure{Extension: pending[0], Type: extensions.ErrorInit,
 				Message: "extension " + pending[0] + " did not register within " + extensionInitTimeout.String()})
 		}

@@ -1,6 +1,7 @@
 package runtimeapi
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"io"
@@ -136,7 +137,7 @@ func (s *Slot) next(w http.ResponseWriter, r *http.Request) {
 	if !initPassed {
 		// Init ends when the runtime and every extension registered have
 		// called /next: no invocation before, and not ready.
-		if !s.pool.ext.WaitInit(r.Context(), s.idx) {
+		if !s.waitInit(r) {
 			return
 		}
 		s.mu.Lock()
@@ -233,6 +234,25 @@ func (s *Slot) registrationOpen() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.state == stStarted
+}
+
+// waitInit holds the runtime's /next until the extensions have called
+// /next too, for at most Lambda's Init time: one that does not by then
+// fails the Init. It returns false if the runtime went away meanwhile.
+func (s *Slot) waitInit(r *http.Request) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), extensionInitTimeout)
+	defer cancel()
+	late := s.pool.ext.WaitInit(ctx, s.idx)
+	if len(late) == 0 {
+		return true
+	}
+	if r.Context().Err() == nil {
+		s.pool.extensionFailed(extensions.Failure{Extension: late[0], Type: extensions.ErrorInit,
+			Message: "extension " + late[0] + " did not call next within " + extensionInitTimeout.String()})
+		// The bootstrap is being stopped: it gets nothing more.
+		<-r.Context().Done()
+	}
+	return false
 }
 
 // waitAcks holds a /next until the extensions have called /next after the

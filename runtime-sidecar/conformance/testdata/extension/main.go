@@ -10,8 +10,10 @@
 //
 // Its name picks a behaviour: a name containing "slow" sleeps 1 s before
 // its first next; "initerror" posts /extension/init/error instead of
-// calling next; "crash" exits 5 after its first INVOKE; "noregister"
-// exits 4 at once; "invokeonly" registers for INVOKE only.
+// calling next; "crash" exits 5 after its first INVOKE, once (a later
+// instance finds <record>.crashed); "lag" sleeps 500 ms after each INVOKE
+// before its next; "noregister" exits 4 at once; "invokeonly" registers
+// for INVOKE only.
 package main
 
 import (
@@ -104,7 +106,15 @@ func main() {
 			os.Exit(0)
 		}
 		if strings.Contains(name, "crash") {
-			os.Exit(5)
+			marker := filepath.Join(os.Getenv("EXT_RECORD_DIR"), name+".crashed")
+			if _, err := os.Stat(marker); err != nil {
+				_ = os.WriteFile(marker, nil, 0o644)
+				note("CRASH")
+				os.Exit(5)
+			}
+		}
+		if strings.Contains(name, "lag") {
+			time.Sleep(500 * time.Millisecond)
 		}
 	}
 }
