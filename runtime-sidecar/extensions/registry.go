@@ -307,19 +307,6 @@ func (r *Registry) WaitInit(ctx context.Context, slot int) (late []string) {
 	}
 }
 
-// InitDone reports whether every registered extension has called /next
-// once (readiness).
-func (r *Registry) InitDone() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, e := range r.byID {
-		if e.state != stStarted && !e.everNext {
-			return false
-		}
-	}
-	return true
-}
-
 // InvokeEvent is the INVOKE event, field for field the emulator's model.
 type InvokeEvent struct {
 	EventType          string   `json:"eventType"`

@@ -76,7 +76,11 @@ func (p *Pool) ensureExtensions() *extensions.Failure {
 			f = p.initFailure
 		}
 		p.extMu.Unlock()
-		p.stopExtensionsLocked(extensions.ReasonFailure)
+		reason := extensions.ReasonFailure
+		if p.isStopping() {
+			reason = extensions.ReasonSpindown
+		}
+		p.stopExtensionsLocked(reason)
 		return f
 	}
 
