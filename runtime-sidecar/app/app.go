@@ -64,7 +64,11 @@ func Run(cfg Config, log *slog.Logger) error {
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sig)
 
-	fn := lambdaenv.Function{Name: cfg.FunctionName, Version: cfg.Version, Memory: cfg.Memory, Region: cfg.Region, Handler: cfg.Handler}
+	fn := lambdaenv.Function{Name: cfg.FunctionName, Version: cfg.Version, Memory: cfg.Memory, Region: cfg.Region, Handler: cfg.Handler,
+		LogFormat: cfg.FunctionLogFormat, LogLevel: cfg.ApplicationLogLevel}
+	// Standalone, this process writes the platform lines (in pod mode the
+	// supervisor does, reading the same variables from its environment).
+	process.SetLogFormat(cfg.PlatformLog)
 
 	addrs, err := slotAddrs(cfg.RuntimeAPI, cfg.Concurrency)
 	if err != nil {

@@ -69,6 +69,16 @@ type Child struct {
 // come, with the platform lines of its invocations (InvokeStart,
 // InvokeEnd) between them.
 func StartChild(argv []string, env []string, dir string) (*Child, error) {
+	return startChild(argv, env, dir, StreamFunction)
+}
+
+// StartExtension starts an extension as StartChild starts a bootstrap; its
+// output lines are the Telemetry API's extension stream.
+func StartExtension(argv []string, env []string, dir string) (*Child, error) {
+	return startChild(argv, env, dir, StreamExtension)
+}
+
+func startChild(argv []string, env []string, dir string, stream Stream) (*Child, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Dir = dir
@@ -97,7 +107,7 @@ func StartChild(argv []string, env []string, dir string) (*Child, error) {
 		return nil, err
 	}
 	c := &Child{cmd: cmd, exited: make(chan string, 1), done: make(chan struct{})}
-	c.out = newOutput(pipes[0][0], pipes[1][0], c.Pid)
+	c.out = newOutput(pipes[0][0], pipes[1][0], c.Pid, stream)
 	go c.wait()
 	return c, nil
 }

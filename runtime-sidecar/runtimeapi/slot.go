@@ -2,6 +2,7 @@ package runtimeapi
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
@@ -237,8 +238,24 @@ func (s *Slot) finish(inv *invocation.Invocation, o invocation.Outcome, r *invoc
 		rep.Duration = s.pool.cfg.Timeout
 	case invocation.OutcomeRuntimeExit:
 		rep.ErrorType = "Runtime.ExitError"
+	case invocation.OutcomeFunctionError, invocation.OutcomeInvalidResponse:
+		rep.FunctionError = errorTypeOf(r)
+	case invocation.OutcomeResponseTooLarge:
+		rep.FunctionError = "Function.ResponseSizeTooLarge"
 	}
 	if tail := proc.InvokeEnd(rep, inv.LogTail && r != nil); tail != nil && r != nil {
 		r.LogResult = base64.StdEncoding.EncodeToString(tail)
 	}
+}
+
+// errorTypeOf is the errorType of a failed invocation's error document,
+// for the status of its JSON records and telemetry.
+func errorTypeOf(r *invocation.Result) string {
+	var doc struct {
+		ErrorType string `json:"errorType"`
+	}
+	if r != nil && len(r.Body) > 0 && json.Unmarshal(r.Body, &doc) == nil && doc.ErrorType != "" {
+		return doc.ErrorType
+	}
+	return "Runtime.Unknown"
 }

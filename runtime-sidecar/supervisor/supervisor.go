@@ -94,6 +94,14 @@ func Main(args []string, stderr io.Writer) int {
 			dir = "/var/task"
 		}
 	}
+	// The platform lines' format is the function's (the manager sets the
+	// variables on this container); bad values fall back to Lambda's
+	// defaults rather than keep the function from running.
+	lf, err := process.ParseLogFormat(os.Getenv(contract.EnvLogFormat), os.Getenv(contract.EnvSystemLogLevel))
+	if err != nil {
+		logger.Printf("%v: using %s", err, map[bool]string{false: "Text", true: "JSON at INFO"}[lf.JSON])
+	}
+	process.SetLogFormat(lf)
 	s := &supervisor{log: logger, socket: *socket, connectTimeout: *connectTimeout, argv: argv, dir: dir}
 	return s.run()
 }
@@ -204,6 +212,9 @@ func (s *supervisor) serve(conn net.Conn, sigs chan os.Signal) (code int, done b
 		defer slotsMu.Unlock()
 		return slots[slot]
 	}
+	// Output lines for the sidecar's telemetry subscribers, while it asks.
+	fw := newForwarder(send)
+	defer fw.stop()
 	send(process.Message{Op: "hello", Pid: os.Getpid(), Logs: true})
 	if s.terminating {
 		send(process.Message{Op: "terminating"})
@@ -240,6 +251,9 @@ func (s *supervisor) serve(conn net.Conn, sigs chan os.Signal) (code int, done b
 				if m.Tail {
 					send(process.Message{Op: "log", ID: m.Seq, Log: tail})
 				}
+				continue
+			case "forward":
+				fw.set(m.Types)
 				continue
 			}
 			select {
