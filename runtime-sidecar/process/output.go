@@ -419,8 +419,9 @@ func (o *output) start(requestID, version string) {
 }
 
 // end writes the END and REPORT lines after what the bootstrap printed so
-// far and returns the invocation's last TailSize bytes of log when tail.
-func (o *output) end(r Report, tail bool) []byte {
+// far and returns the invocation's last TailSize bytes of log when tail,
+// and Max Memory Used.
+func (o *output) end(r Report, tail bool) ([]byte, int) {
 	o.catchUp()
 	maxMB := maxMemoryMB(o.pid())
 	var b [512]byte
@@ -436,11 +437,11 @@ func (o *output) end(r Report, tail bool) []byte {
 		o.platform(lines)
 	}
 	if !o.active.Load() {
-		return nil
+		return nil, maxMB
 	}
 	o.active.Store(false)
 	if !tail {
-		return nil
+		return nil, maxMB
 	}
 	if n := len(o.tail); n > 0 && o.tail[n-1] != '\n' {
 		o.keep(newline)
@@ -450,7 +451,7 @@ func (o *output) end(r Report, tail bool) []byte {
 	if len(t) > TailSize {
 		t = t[len(t)-TailSize:]
 	}
-	return append([]byte(nil), t...)
+	return append([]byte(nil), t...), maxMB
 }
 
 // appendReport appends the END and REPORT lines, as Lambda prints them.

@@ -95,7 +95,7 @@ func TestChildPlatformLines(t *testing.T) {
 			t.Fatal("the child did not run")
 		}
 	}
-	tail := c.InvokeEnd(Report{RequestID: "id-1", Duration: time.Millisecond, MemoryMB: 128}, true)
+	tail := c.InvokeEnd(Report{RequestID: "id-1", Duration: time.Millisecond, MemoryMB: 128}, true, false).Tail
 	c.Stop(0)
 	<-c.Done()
 	w.Close()
@@ -133,7 +133,7 @@ func BenchmarkInvokeLines(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		c.InvokeStart(r.RequestID, "$LATEST")
-		c.InvokeEnd(r, false)
+		c.InvokeEnd(r, false, false)
 	}
 }
 
@@ -172,7 +172,7 @@ func captureChild(t *testing.T, script string, r Report) (string, []byte) {
 			t.Fatal("the child did not run")
 		}
 	}
-	tail := c.InvokeEnd(r, true)
+	tail := c.InvokeEnd(r, true, false).Tail
 	c.Stop(0)
 	<-c.Done()
 	w.Close()

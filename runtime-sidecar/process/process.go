@@ -37,8 +37,15 @@ type Process interface {
 	InvokeStart(requestID, version string)
 	// InvokeEnd writes its END and REPORT lines after what the bootstrap
 	// printed before it ended; with tail, it returns the invocation's last
-	// TailSize bytes of log (nil if they cannot be had).
-	InvokeEnd(r Report, tail bool) []byte
+	// TailSize bytes of log (nil if they cannot be had), with memory the
+	// Max Memory Used it reported (0 if it cannot be had).
+	InvokeEnd(r Report, tail, memory bool) Ended
+}
+
+// Ended is what InvokeEnd gives back.
+type Ended struct {
+	Tail        []byte
+	MaxMemoryMB int
 }
 
 // Local runs bootstraps as children of this process.
@@ -116,7 +123,10 @@ func startChild(argv []string, env []string, dir string, stream Stream) (*Child,
 func (c *Child) InvokeStart(requestID, version string) { c.out.start(requestID, version) }
 
 // InvokeEnd implements Process.
-func (c *Child) InvokeEnd(r Report, tail bool) []byte { return c.out.end(r, tail) }
+func (c *Child) InvokeEnd(r Report, tail, _ bool) Ended {
+	t, mb := c.out.end(r, tail)
+	return Ended{Tail: t, MaxMemoryMB: mb}
+}
 
 func (c *Child) wait() {
 	err := c.cmd.Wait()

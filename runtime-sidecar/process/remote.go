@@ -24,8 +24,10 @@ import (
 //	supervisor → sidecar: {"op":"started","id":N,"pid":P} | {"op":"exited","id":N,"exit":"exit status 1"} | {"op":"failed","id":N,"error":"..."}
 //	sidecar → supervisor: {"op":"stop","id":N,"graceMs":2000}
 //	sidecar → supervisor: {"op":"invoke","slot":I,"req":"<request id>","version":"$LATEST","seq":S}   (write START)
-//	sidecar → supervisor: {"op":"end","slot":I,"report":{...},"seq":S,"tail":true}        (write END, REPORT)
-//	supervisor → sidecar: {"op":"log","id":S,"log":"<base64>"}   (START written; END and REPORT written, with the tail when asked for)
+//	sidecar → supervisor: {"op":"end","slot":I,"report":{...},"seq":S,"tail":true,"mem":true}   (write END, REPORT; answered only with tail or mem)
+//	supervisor → sidecar: {"op":"log","id":S,"log":"<base64>","maxMB":M}
+//	    (START written; END and REPORT written, with the tail when asked for, and with mem (a
+//	    telemetry subscriber wants platform.report) Max Memory Used; after the lines forwarded so far)
 //	sidecar → supervisor: {"op":"forward","types":["function","extension"]}   (send the output lines of these streams; no types: stop)
 //	supervisor → sidecar: {"op":"lines","lines":[{"s":"function","t":<unix ns>,"l":"<line>"},...],"dropped":N}
 //	                      (batched, every few ms; dropped: lines lost since the last batch because the sidecar did not keep up)
@@ -49,6 +51,9 @@ type Message struct {
 	Tail    bool    `json:"tail,omitempty"`
 	Seq     uint64  `json:"seq,omitempty"`
 	Log     []byte  `json:"log,omitempty"`
+	// Memory (end) asks for Max Memory Used, MaxMB (log) is it.
+	Memory bool `json:"mem,omitempty"`
+	MaxMB  int  `json:"maxMB,omitempty"`
 	// Logs, in the hello: the supervisor writes the platform log lines
 	// (invoke, end). An image built with an older supervisor has none.
 	Logs bool `json:"logs,omitempty"`
@@ -371,39 +376,40 @@ func (p *remoteProc) InvokeStart(requestID, version string) {
 }
 
 // InvokeEnd implements Process: one message, answered only when the tail
-// is wanted.
-func (p *remoteProc) InvokeEnd(rep Report, tail bool) []byte {
+// or Max Memory Used is wanted (the answer comes after the lines the
+// supervisor forwarded so far).
+func (p *remoteProc) InvokeEnd(rep Report, tail, memory bool) Ended {
 	rc := p.conn
 	if !rc.logs {
-		return nil
+		return Ended{}
 	}
 	m := Message{Op: "end", Slot: p.slot, Report: &rep}
 	var ch chan Message
-	if tail {
+	if tail || memory {
 		ch = make(chan Message, 1)
 		p.r.mu.Lock()
 		p.r.nextID++
 		m.Seq = p.r.nextID
-		m.Tail = true
+		m.Tail, m.Memory = tail, memory
 		rc.pending[m.Seq] = ch
 		p.r.mu.Unlock()
 	}
 	if err := rc.send(m); err != nil {
 		rc.c.Close()
 	}
-	if !tail {
-		return nil
+	if ch == nil {
+		return Ended{}
 	}
 	t := time.NewTimer(2 * time.Second)
 	defer t.Stop()
 	select {
 	case a := <-ch:
-		return a.Log
+		return Ended{Tail: a.Log, MaxMemoryMB: a.MaxMB}
 	case <-t.C:
 		p.r.mu.Lock()
 		delete(rc.pending, m.Seq)
 		p.r.mu.Unlock()
-		return nil
+		return Ended{}
 	}
 }
 

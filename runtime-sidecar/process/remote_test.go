@@ -89,7 +89,7 @@ func TestRemoteLogLines(t *testing.T) {
 			}
 			start := time.Now()
 			p.InvokeStart("id-1", "$LATEST")
-			tail := p.InvokeEnd(Report{RequestID: "id-1", Duration: time.Millisecond, MemoryMB: 128}, true)
+			tail := p.InvokeEnd(Report{RequestID: "id-1", Duration: time.Millisecond, MemoryMB: 128}, true, false).Tail
 			if d := time.Since(start); d > 500*time.Millisecond {
 				t.Errorf("InvokeStart and InvokeEnd took %v", d)
 			}

@@ -243,8 +243,8 @@ func (s *Slot) finish(inv *invocation.Invocation, o invocation.Outcome, r *invoc
 	case invocation.OutcomeResponseTooLarge:
 		rep.FunctionError = "Function.ResponseSizeTooLarge"
 	}
-	if tail := proc.InvokeEnd(rep, inv.LogTail && r != nil); tail != nil && r != nil {
-		r.LogResult = base64.StdEncoding.EncodeToString(tail)
+	if e := proc.InvokeEnd(rep, inv.LogTail && r != nil, false); e.Tail != nil && r != nil {
+		r.LogResult = base64.StdEncoding.EncodeToString(e.Tail)
 	}
 }
 

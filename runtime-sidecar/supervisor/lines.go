@@ -26,6 +26,9 @@ const (
 // forwarder batches the lines of one connection to the sidecar.
 type forwarder struct {
 	send func(process.Message)
+	// sendMu keeps batches in order: an invocation's end flushes while
+	// the timer's flush may be sending.
+	sendMu sync.Mutex
 
 	mu      sync.Mutex
 	lines   []process.Line
@@ -95,6 +98,8 @@ func (f *forwarder) run() {
 // flush sends what is pending, in messages of at most maxBatch bytes of
 // text (a longer line alone).
 func (f *forwarder) flush() {
+	f.sendMu.Lock()
+	defer f.sendMu.Unlock()
 	f.mu.Lock()
 	lines, dropped := f.lines, f.dropped
 	f.lines, f.size, f.dropped = nil, 0, 0

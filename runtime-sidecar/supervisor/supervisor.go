@@ -244,12 +244,14 @@ func (s *supervisor) serve(conn net.Conn, sigs chan os.Signal) (code int, done b
 				send(process.Message{Op: "log", ID: m.Seq})
 				continue
 			case "end":
-				var tail []byte
+				var e process.Ended
 				if c := child(m.Slot); c != nil && m.Report != nil {
-					tail = c.InvokeEnd(*m.Report, m.Tail)
+					e = c.InvokeEnd(*m.Report, m.Tail, m.Memory)
 				}
-				if m.Tail {
-					send(process.Message{Op: "log", ID: m.Seq, Log: tail})
+				if m.Tail || m.Memory {
+					// The invocation's lines before its report.
+					fw.flush()
+					send(process.Message{Op: "log", ID: m.Seq, Log: e.Tail, MaxMB: e.MaxMemoryMB})
 				}
 				continue
 			case "forward":
