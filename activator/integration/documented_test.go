@@ -174,6 +174,34 @@ func TestDocumentedAnswers(t *testing.T) {
 		}
 	})
 
+	// docs/activator.md: an Event's payload may be up to 1 MB, as on
+	// Lambda since 2025 (256 KB was the deprecated InvokeAsync's limit).
+	t.Run("EventPayloadsUpTo1MB", func(t *testing.T) {
+		ns := namespace(t, e.Client, "eventsize")
+		makeFunction(t, e.Client, ns, "fn", fnOpts{replicas: 1, public: true})
+		p := startPod(t, "fn", 1, 5*time.Second, "pod-eventsize")
+		publish(t, e.Client, ns, "fn", ready(p.IP))
+		eventually(t, 10*time.Second, "the pod in rotation", func() bool { return a.Pools().Get(keyOf(ns, "fn")).Ready() == 1 })
+		cl := sdkClient(base)
+		event := func(size int) (*lambda.InvokeOutput, error) {
+			return cl.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(ns + ".fn"), InvocationType: lambdatypes.InvocationTypeEvent,
+				Payload: []byte(`"` + strings.Repeat("e", size-2) + `"`)})
+		}
+		if out, err := event(600_000); err != nil || out.StatusCode != 202 {
+			t.Fatalf("a 600 KB Event: %v, want 202", err)
+		}
+		eventually(t, 10*time.Second, "the 600 KB Event runs", func() bool { return invocations(t, p.IP) == 1 })
+		var tooLarge *lambdatypes.RequestTooLargeException
+		if _, err := event(1_100_000); !errors.As(err, &tooLarge) ||
+			!strings.Contains(err.Error(), "1100000 byte payload is too large for the Event invocation type (limit 1048576 bytes)") {
+			t.Errorf("a 1.1 MB Event: %v, want RequestTooLargeException naming the 1048576-byte limit", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if n := invocations(t, p.IP); n != 1 {
+			t.Errorf("the function ran %d times, want once (the refused Event never runs)", n)
+		}
+	})
+
 	// docs/activator.md, error answers: "no route | 404
 	// UnknownOperationException (other operations under /2015-03-31/)".
 	// The SDK sends these without a trailing slash.

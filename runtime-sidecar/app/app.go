@@ -17,7 +17,9 @@ import (
 
 	"golang.org/x/net/netutil"
 
+	"github.com/lambdapod/lambdapod/internal/invokeapi"
 	"github.com/lambdapod/lambdapod/internal/invoketoken"
+	"github.com/lambdapod/lambdapod/runtime-sidecar/extensions"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/invocation"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/invoke"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/lambdaenv"
@@ -107,7 +109,7 @@ func Run(cfg Config, log *slog.Logger) error {
 		ctrl = remote
 		log.Info("control socket listening", "path", cfg.ControlSocket)
 	} else {
-		ctrl = &process.Local{Argv: cfg.Bootstrap, Env: os.Environ(), Dir: cfg.BootstrapDir}
+		ctrl = &process.Local{Argv: cfg.Bootstrap, Env: os.Environ(), Dir: cfg.BootstrapDir, ExtensionsDir: cfg.ExtensionsDir}
 	}
 
 	memoryMB, _ := strconv.Atoi(cfg.Memory) // checked by ParseConfig
@@ -128,6 +130,8 @@ func Run(cfg Config, log *slog.Logger) error {
 		Metrics:   m,
 		Version:   cfg.Version,
 		MemoryMB:  memoryMB,
+		Function: extensions.Function{Name: cfg.FunctionName, Version: cfg.Version, Handler: cfg.Handler,
+			AccountID: invokeapi.AccountID},
 	}, ctrl, queue, listeners)
 	handler = invoke.New(invoke.Config{
 		FunctionName: cfg.FunctionName,

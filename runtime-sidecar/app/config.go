@@ -62,6 +62,9 @@ type Config struct {
 	PlatformLog         process.LogFormat
 	Bootstrap           []string
 	BootstrapDir        string
+	// ExtensionsDir holds the external extensions (standalone; in pod
+	// mode the supervisor has its own).
+	ExtensionsDir string
 	// InvokeKey, when set, is the activators' public key: invocations
 	// must carry a token signed with it for Namespace/FunctionName.
 	InvokeKey ed25519.PublicKey
@@ -131,6 +134,8 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		"the activators' public key (base64 Ed25519): when set, take only invocations with a token they signed for this function; the manager sets it in pods ["+contract.EnvInvokeKey+"]")
 	fs.StringVar(&c.Namespace, "function-namespace", getenv(contract.EnvFunctionNamespace),
 		"the function's namespace, which invoke tokens name ["+contract.EnvFunctionNamespace+"]")
+	fs.StringVar(&c.ExtensionsDir, "extensions-dir", env(contract.EnvExtensionsDir, contract.ExtensionsDir),
+		"external extensions (executables) started before the bootstrap, standalone; a missing directory has none ["+contract.EnvExtensionsDir+"]")
 	fs.StringVar(&c.LogLevel, "log-level", env("LAMBDAPOD_LOG_LEVEL", "info"), "debug, info, warn or error [LAMBDAPOD_LOG_LEVEL]")
 	fs.StringVar(&c.LogFormat, "log-format", env("LAMBDAPOD_LOG_FORMAT", "text"), "text or json [LAMBDAPOD_LOG_FORMAT]")
 	fs.StringVar(&c.FunctionLogFormat, "function-log-format", getenv(contract.EnvLogFormat),

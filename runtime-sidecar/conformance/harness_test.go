@@ -33,6 +33,9 @@ import (
 
 var bin struct {
 	sidecar, supervisor, bootstrap string
+	// extension is the raw-API external extension; sigterm the
+	// aws-lambda-go bootstrap with WithEnableSIGTERM.
+	extension, sigterm string
 }
 
 func TestMain(m *testing.M) {
@@ -44,13 +47,17 @@ func TestMain(m *testing.M) {
 	bin.sidecar = filepath.Join(dir, "runtime-sidecar")
 	bin.supervisor = filepath.Join(dir, "supervisor")
 	bin.bootstrap = filepath.Join(dir, "bootstrap")
+	bin.extension = filepath.Join(dir, "extension")
+	bin.sigterm = filepath.Join(dir, "sigterm")
 	for _, b := range []struct{ out, pkg string }{
 		{bin.sidecar, "../cmd"},
 		{bin.supervisor, "../supervisor/cmd"},
 		{bin.bootstrap, "./testdata/bootstrap"},
+		{bin.extension, "./testdata/extension"},
+		{bin.sigterm, "./testdata/sigterm"},
 	} {
 		args := []string{"build", "-o", b.out}
-		if os.Getenv("SIDECAR_RACE") != "" && b.out != bin.bootstrap {
+		if os.Getenv("SIDECAR_RACE") != "" && (b.out == bin.sidecar || b.out == bin.supervisor) {
 			// SIDECAR_RACE=1 builds the sidecar and supervisor with the race detector.
 			args = append(args, "-race")
 		}

@@ -304,6 +304,20 @@ func TestRequestTooLarge(t *testing.T) {
 	if !errors.As(err, &tooLarge) || !strings.Contains(err.Error(), "1048577 byte payload is too large for the Event invocation type (limit 1048576 bytes)") {
 		t.Errorf("Event over 1 MiB: SDK error = %v, want RequestTooLargeException", err)
 	}
+	// Lambda takes Events of up to 1 MB (256 KB was InvokeAsync's limit).
+	for _, tc := range []struct {
+		size     int
+		accepted bool
+	}{{600_000, true}, {1_100_000, false}} {
+		out, err := s.client().Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("function"),
+			InvocationType: types.InvocationTypeEvent, Payload: []byte(`"` + strings.Repeat("e", tc.size-2) + `"`)})
+		switch {
+		case tc.accepted && (err != nil || out.StatusCode != 202):
+			t.Errorf("Event of %d bytes: %v (status %v), want 202", tc.size, err, out)
+		case !tc.accepted && !errors.As(err, &tooLarge):
+			t.Errorf("Event of %d bytes: SDK error = %v, want RequestTooLargeException", tc.size, err)
+		}
+	}
 }
 
 // Function names: name, name:qualifier, partial and full ARN, percent-

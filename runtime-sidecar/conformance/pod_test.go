@@ -28,10 +28,16 @@ type supervisorProc struct {
 
 func startSupervisor(t *testing.T, socket string, args ...string) *supervisorProc {
 	t.Helper()
+	return startSupervisorEnv(t, socket, nil, args...)
+}
+
+// startSupervisorEnv starts a supervisor with env added to its environment.
+func startSupervisorEnv(t *testing.T, socket string, env []string, args ...string) *supervisorProc {
+	t.Helper()
 	p := &supervisorProc{out: &testproc.Buffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin.supervisor, args...)
 	// The controller gives the function container the Lambda environment.
-	p.cmd.Env = cleanEnv("LAMBDAPOD_CONTROL_SOCKET="+socket, "AWS_LAMBDA_FUNCTION_NAME=fn-pod", "FROM_CONTAINER=1")
+	p.cmd.Env = append(cleanEnv("LAMBDAPOD_CONTROL_SOCKET="+socket, "AWS_LAMBDA_FUNCTION_NAME=fn-pod", "FROM_CONTAINER=1"), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

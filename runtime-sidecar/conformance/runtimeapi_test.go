@@ -104,19 +104,16 @@ func TestRuntimeAPIContract(t *testing.T) {
 		t.Errorf("readyz before /next: %d", resp.StatusCode)
 	}
 
-	// Extensions/Telemetry/Logs APIs: a clean 404, no hang.
-	for _, p := range []string{"/2020-01-01/extension/register", "/2020-08-15/logs", "/2022-07-01/telemetry"} {
-		method := http.MethodPut
-		if strings.Contains(p, "extension") {
-			method = http.MethodPost
-		}
-		c := runtimeDo(t, method, "http://"+s.Runtime[0]+p, strings.NewReader(`{"events":[]}`),
-			map[string]string{"Lambda-Extension-Name": "GoLangEnableSIGTERM"})
+	// Telemetry/Logs APIs: a clean 404, no hang. (The Extensions API is
+	// served: extensions_test.go.)
+	for _, p := range []string{"/2020-08-15/logs", "/2022-07-01/telemetry"} {
+		c := runtimeDo(t, http.MethodPut, "http://"+s.Runtime[0]+p, strings.NewReader(`{"events":[]}`),
+			map[string]string{"Lambda-Extension-Identifier": "3f1c7a52-9a43-4c1e-8d6e-2b7f0e6b1a9d"})
 		if c.resp.StatusCode != 404 {
 			t.Errorf("%s: status %d", p, c.resp.StatusCode)
 		}
 		assertHeader(t, c.resp.Header, "Content-Type", "application/json")
-		assertBody(t, c.body, `{"errorMessage":"The Extensions, Logs and Telemetry APIs are not supported by the lambdapod runtime sidecar","errorType":"Extension.NotSupported"}`)
+		assertBody(t, c.body, `{"errorMessage":"The Logs and Telemetry APIs are not supported by the lambdapod runtime sidecar","errorType":"Extension.NotSupported"}`)
 	}
 
 	cc := `{"custom":{"a":"b"}}`

@@ -3,7 +3,6 @@ package conformance
 import (
 	"encoding/base64"
 	"encoding/json"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,39 +12,7 @@ import (
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
-
-	"github.com/lambdapod/lambdapod/internal/testproc"
 )
-
-// startSupervisorEnv is startSupervisor with more of the function
-// container's environment.
-func startSupervisorEnv(t *testing.T, socket string, env []string, args ...string) *supervisorProc {
-	t.Helper()
-	p := &supervisorProc{out: &testproc.Buffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin.supervisor, args...)
-	p.cmd.Env = cleanEnv(append([]string{"LAMBDAPOD_CONTROL_SOCKET=" + socket, "AWS_LAMBDA_FUNCTION_NAME=fn-pod"}, env...)...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		_ = p.cmd.Wait()
-		p.code = p.cmd.ProcessState.ExitCode()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("supervisor output:\n%s", p.out.String())
-		}
-	})
-	return p
-}
 
 // platformRecord is a platform.* line of a JSON log.
 type platformRecord struct {

@@ -19,6 +19,11 @@ type Metrics struct {
 	Rejected    *prometheus.CounterVec
 	Restarts    *prometheus.CounterVec
 	InitSeconds prometheus.Histogram
+	// ExtensionEvents counts the events sent to extensions, by type
+	// (INVOKE, SHUTDOWN); ExtensionFailures their failures, by Lambda's
+	// error type (Extension.Crash, Extension.InitError ...).
+	ExtensionEvents   *prometheus.CounterVec
+	ExtensionFailures *prometheus.CounterVec
 }
 
 // New creates and registers the metrics; queueDepth and ready are sampled
@@ -49,7 +54,7 @@ func New(queueDepth func() float64, ready func() float64) *Metrics {
 		}, []string{"reason"}),
 		Restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lambdapod_sidecar_bootstrap_restarts_total",
-			Help: "Bootstrap restarts, by reason (timeout, exit, init_error).",
+			Help: "Bootstrap restarts, by reason (timeout, exit, init_error, extension: an extension failed).",
 		}, []string{"reason"}),
 		InitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "lambdapod_sidecar_init_duration_seconds",
@@ -64,10 +69,18 @@ func New(queueDepth func() float64, ready func() float64) *Metrics {
 	for _, r := range []string{"busy", "not_started", "queue_full", "shutting_down", "too_large", "not_found", "bad_request", "refused"} {
 		m.Rejected.WithLabelValues(r)
 	}
-	for _, r := range []string{"timeout", "exit", "init_error"} {
+	m.ExtensionEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lambdapod_sidecar_extension_events_total",
+		Help: "Events sent to extensions through the Extensions API, by type (INVOKE, SHUTDOWN).",
+	}, []string{"type"})
+	m.ExtensionFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lambdapod_sidecar_extension_failures_total",
+		Help: "Extension failures that reset the execution environment, by error type (Extension.Crash, Extension.InitError, Extension.ExitError, Extension.LaunchError).",
+	}, []string{"type"})
+	for _, r := range []string{"timeout", "exit", "init_error", "extension"} {
 		m.Restarts.WithLabelValues(r)
 	}
-	reg.MustRegister(inv, dur, m.InFlight, m.Rejected, m.Restarts, m.InitSeconds,
+	reg.MustRegister(inv, dur, m.InFlight, m.Rejected, m.Restarts, m.InitSeconds, m.ExtensionEvents, m.ExtensionFailures,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "lambdapod_sidecar_queue_depth",
 			Help: "Invocations waiting for a free bootstrap.",

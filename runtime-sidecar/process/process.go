@@ -7,8 +7,12 @@ package process
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -16,10 +20,50 @@ import (
 	"github.com/lambdapod/lambdapod/runtime-sidecar/lambdaenv"
 )
 
-// Controller starts bootstraps. Slot is the bootstrap's index (0..N-1);
-// env is applied to the environment the bootstrap inherits.
+// Controller starts bootstraps and external extensions. Slot is the
+// bootstrap's index (0..N-1); env is applied to the environment the
+// process inherits.
 type Controller interface {
 	Start(ctx context.Context, slot int, env lambdaenv.Env) (Process, error)
+	// Extensions lists the external extensions, the executables of the
+	// extensions directory by file name, sorted (Lambda starts them in
+	// that order).
+	Extensions(ctx context.Context) ([]string, error)
+	// StartExtension starts the external extension name (one that
+	// Extensions listed).
+	StartExtension(ctx context.Context, name string, env lambdaenv.Env) (Process, error)
+}
+
+// ListExtensions returns the names of the executable regular files in dir,
+// sorted; a missing dir has none.
+func ListExtensions(dir string) ([]string, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		// Follow symlinks: layers often link their extension there.
+		st, err := os.Stat(filepath.Join(dir, e.Name()))
+		if err != nil || !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+			continue
+		}
+		names = append(names, e.Name())
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// ValidExtensionName reports whether name can only name a file directly in
+// the extensions directory.
+func ValidExtensionName(name string) bool {
+	return name != "" && name != "." && name != ".." && filepath.Base(name) == name
 }
 
 // Process is one running bootstrap.
@@ -55,6 +99,19 @@ type Local struct {
 	Env []string
 	// Dir is the working directory ("" = inherit).
 	Dir string
+	// ExtensionsDir holds the external extensions ("" = none).
+	ExtensionsDir string
+}
+
+// Extensions implements Controller.
+func (l *Local) Extensions(context.Context) ([]string, error) { return ListExtensions(l.ExtensionsDir) }
+
+// StartExtension implements Controller.
+func (l *Local) StartExtension(_ context.Context, name string, env lambdaenv.Env) (Process, error) {
+	if !ValidExtensionName(name) {
+		return nil, errors.New("invalid extension name " + name)
+	}
+	return StartChild([]string{filepath.Join(l.ExtensionsDir, name)}, lambdaenv.Apply(l.Env, env), "")
 }
 
 // Start implements Controller.

@@ -19,8 +19,12 @@ import (
 // supervisor: newline-delimited JSON over a unix socket. The sidecar
 // listens; the supervisor connects.
 //
-//	supervisor → sidecar: {"op":"hello","pid":P,"logs":true}   (logs: it takes invoke and end; older supervisors do not)
+//	supervisor → sidecar: {"op":"hello","pid":P,"logs":true,"extensions":["name",...]}
+//	    (logs: it takes invoke and end; extensions: the executables of its
+//	    extensions directory, sorted; older supervisors send neither: no
+//	    platform lines, no extensions)
 //	sidecar → supervisor: {"op":"start","id":N,"slot":I,"env":{"override":["K=V",...],"default":[...]}}
+//	sidecar → supervisor: {"op":"start","id":N,"ext":"name","env":{...}}   (an external extension: <dir>/<name>)
 //	supervisor → sidecar: {"op":"started","id":N,"pid":P} | {"op":"exited","id":N,"exit":"exit status 1"} | {"op":"failed","id":N,"error":"..."}
 //	sidecar → supervisor: {"op":"stop","id":N,"graceMs":2000}
 //	sidecar → supervisor: {"op":"invoke","slot":I,"req":"<request id>","version":"$LATEST","seq":S}   (write START)
@@ -62,6 +66,10 @@ type Message struct {
 	Types   []string `json:"types,omitempty"`
 	Lines   []Line   `json:"lines,omitempty"`
 	Dropped int64    `json:"dropped,omitempty"`
+	// Extensions, in the hello: the external extensions the supervisor
+	// can start. Ext, in a start: the one to start instead of a bootstrap.
+	Extensions []string `json:"extensions,omitempty"`
+	Ext        string   `json:"ext,omitempty"`
 }
 
 // Line is an output line of a bootstrap or an extension, forwarded by the
@@ -96,6 +104,7 @@ type Remote struct {
 type remoteConn struct {
 	c       net.Conn
 	logs    bool // the supervisor takes invoke and end (its hello said so)
+	exts    []string
 	wmu     sync.Mutex
 	enc     *json.Encoder
 	procs   map[uint64]*remoteProc
@@ -198,9 +207,10 @@ func (r *Remote) serve(rc *remoteConn) {
 				break
 			}
 			first = false
-			r.log.Info("supervisor connected", "pid", m.Pid, "logs", m.Logs)
+			r.log.Info("supervisor connected", "pid", m.Pid, "logs", m.Logs, "extensions", m.Extensions)
 			r.mu.Lock()
 			rc.logs = m.Logs
+			rc.exts = m.Extensions
 			if r.conn != nil && r.conn != rc {
 				r.conn.c.Close()
 			}
@@ -280,17 +290,48 @@ func (rc *remoteConn) send(m Message) error {
 // Start implements Controller: it waits for a supervisor, asks it to start
 // the bootstrap for slot and waits for the answer.
 func (r *Remote) Start(ctx context.Context, slot int, env lambdaenv.Env) (Process, error) {
+	return r.start(ctx, Message{Op: "start", Slot: slot, Env: &env})
+}
+
+// Extensions implements Controller: the list in the hello of the
+// supervisor (waiting for one to connect).
+func (r *Remote) Extensions(ctx context.Context) ([]string, error) {
+	rc, err := r.waitConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return rc.exts, nil
+}
+
+// StartExtension implements Controller.
+func (r *Remote) StartExtension(ctx context.Context, name string, env lambdaenv.Env) (Process, error) {
+	if !ValidExtensionName(name) {
+		return nil, errors.New("invalid extension name " + name)
+	}
+	return r.start(ctx, Message{Op: "start", Ext: name, Env: &env})
+}
+
+func (r *Remote) waitConn(ctx context.Context) (*remoteConn, error) {
 	for {
 		r.mu.Lock()
 		rc, connected := r.conn, r.connected
 		r.mu.Unlock()
-		if rc == nil {
-			select {
-			case <-connected:
-				continue
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
+		if rc != nil {
+			return rc, nil
+		}
+		select {
+		case <-connected:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (r *Remote) start(ctx context.Context, m Message) (Process, error) {
+	for {
+		rc, err := r.waitConn(ctx)
+		if err != nil {
+			return nil, err
 		}
 		r.mu.Lock()
 		if r.conn != rc {
@@ -301,25 +342,26 @@ func (r *Remote) Start(ctx context.Context, slot int, env lambdaenv.Env) (Proces
 		id := r.nextID
 		ch := make(chan Message, 1)
 		rc.pending[id] = ch
-		p := &remoteProc{r: r, conn: rc, id: id, slot: slot, exited: make(chan string, 1), ack: make(chan Message, 1)}
+		p := &remoteProc{r: r, conn: rc, id: id, slot: m.Slot, exited: make(chan string, 1), ack: make(chan Message, 1)}
 		rc.procs[id] = p
 		r.mu.Unlock()
-		if err := rc.send(Message{Op: "start", ID: id, Slot: slot, Env: &env}); err != nil {
+		m.ID = id
+		if err := rc.send(m); err != nil {
 			rc.c.Close()
 		}
 		select {
-		case m := <-ch:
-			if m.Op == "started" {
-				p.pid = m.Pid
+		case a := <-ch:
+			if a.Op == "started" {
+				p.pid = a.Pid
 				return p, nil
 			}
 			r.mu.Lock()
 			delete(rc.procs, id)
 			r.mu.Unlock()
-			if m.Error == exitSupervisorGone {
+			if a.Error == exitSupervisorGone {
 				continue // wait for the supervisor to come back
 			}
-			return nil, errors.New(m.Error)
+			return nil, errors.New(a.Error)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}

@@ -28,10 +28,14 @@
 //
 //   - spawn: the slot's run loop starts a bootstrap, first or again after
 //     a stop (with a back-off after an init failure).
-//   - /next: the bootstrap asks for work. The first one ends Init; after
+//   - /next: the bootstrap asks for work. The first one ends Init (once
+//     the extensions registered have called their next too: until then
+//     it is held, and the slot is not ready); after
 //     /response or /error it ends the invocation; while Ready it replaces
 //     a /next the bootstrap gave up on.
-//   - dispatch: a pending /next took an invocation from the queue.
+//   - dispatch: a pending /next took an invocation from the queue (once
+//     the extensions have called next after the last one's INVOKE, or
+//     its deadline passed), and the extensions got its INVOKE.
 //   - /response, /error: the bootstrap answers its invocation (buffered or
 //     streamed; a streamed answer stays RuntimeResponseSentState while it
 //     flows).

@@ -1,6 +1,7 @@
 package runtimeapi
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lambdapod/lambdapod/internal/invokeapi"
+	"github.com/lambdapod/lambdapod/runtime-sidecar/extensions"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/invocation"
 )
 
@@ -36,7 +38,7 @@ var (
 	bodyStreamTooLarge      = []byte(`{"errorMessage":"Exceeded maximum allowed payload size (` + strconv.Itoa(invokeapi.MaxStreamedResponse) + ` bytes).","errorType":"RequestEntityTooLarge"}`)
 	bodyTruncated           = []byte(`{"errorMessage":"HTTP request detected as truncated","errorType":"TruncatedHTTPRequest"}`)
 	bodyInvalidResponseMode = []byte(`{"errorMessage":"Invalid function response mode","errorType":"InvalidFunctionResponseMode"}`)
-	bodyExtensionsNotFound  = []byte(`{"errorMessage":"The Extensions, Logs and Telemetry APIs are not supported by the lambdapod runtime sidecar","errorType":"Extension.NotSupported"}`)
+	bodyExtensionsNotFound  = []byte(`{"errorMessage":"The Logs and Telemetry APIs are not supported by the lambdapod runtime sidecar","errorType":"Extension.NotSupported"}`)
 	bodyNotFound            = []byte(`{"errorMessage":"Not Found","errorType":"NotFound"}`)
 	bodyMethodNotAllowed    = []byte(`{"errorMessage":"Method Not Allowed","errorType":"MethodNotAllowed"}`)
 
@@ -85,8 +87,9 @@ func (s *Slot) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.respond(w, r, id, action == "error")
-	case strings.HasPrefix(p, "/2020-01-01/extension"), strings.HasPrefix(p, "/2020-08-15/logs"),
-		strings.HasPrefix(p, "/2022-07-01/telemetry"):
+	case strings.HasPrefix(p, extensions.PathPrefix):
+		s.pool.ext.ServeHTTP(w, r, extensions.Caller{Slot: s.idx, RegistrationOpen: s.registrationOpen})
+	case strings.HasPrefix(p, "/2020-08-15/logs"), strings.HasPrefix(p, "/2022-07-01/telemetry"):
 		writeJSON(w, http.StatusNotFound, bodyExtensionsNotFound)
 	default:
 		writeJSON(w, http.StatusNotFound, bodyNotFound)
@@ -109,11 +112,10 @@ func (s *Slot) next(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	first := from == stStarted
-	if first {
-		close(s.readyCh)
-	}
 	gen := s.gen
 	procSet := s.procSet
+	readyCh := s.readyCh
+	initPassed := s.initPassed
 	s.mu.Unlock()
 	if first {
 		// The init, for the REPORT of its first invocation. In pod mode
@@ -130,6 +132,23 @@ func (s *Slot) next(w http.ResponseWriter, r *http.Request) {
 			s.initDur = max(arrived.Sub(s.spawned), time.Microsecond)
 		}
 		s.mu.Unlock()
+	}
+
+	if !initPassed {
+		// Init ends when the runtime and every extension registered have
+		// called /next: no invocation before, and not ready.
+		if !s.waitInit(r) {
+			return
+		}
+		s.mu.Lock()
+		if s.gen == gen && !s.initPassed {
+			s.initPassed = true
+			close(readyCh)
+		}
+		s.mu.Unlock()
+	}
+	if !s.waitAcks(r) {
+		return
 	}
 
 	var inv *invocation.Invocation
@@ -164,6 +183,7 @@ func (s *Slot) next(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
+	deadline := now.Add(timeout)
 	inv.StartTime = now
 	inv.OnFinish = s.finishFn
 	inv.SetTimer(timeout, func() { s.onTimeout(inv) })
@@ -171,7 +191,14 @@ func (s *Slot) next(w http.ResponseWriter, r *http.Request) {
 	proc := s.proc
 	s.curProc, s.curInit = proc, s.initDur
 	s.initDur = 0
+	// The extensions get the invocation as the runtime does; its Invoke
+	// phase lasts until they have all called /next again.
+	acks := s.pool.ext.Invoke(s.idx, inv.ID, inv.FunctionARN, inv.TraceID, deadline)
+	s.acks, s.acksDeadline = acks, deadline
 	s.mu.Unlock()
+	if n := len(acks); n > 0 {
+		s.pool.cfg.Metrics.ExtensionEvents.WithLabelValues("INVOKE").Add(float64(n))
+	}
 	if proc != nil {
 		// START before the bootstrap can print anything of the invocation.
 		proc.InvokeStart(inv.ID, s.pool.cfg.Version)
@@ -179,7 +206,7 @@ func (s *Slot) next(w http.ResponseWriter, r *http.Request) {
 
 	h := w.Header()
 	h["Lambda-Runtime-Aws-Request-Id"] = []string{inv.ID}
-	h["Lambda-Runtime-Deadline-Ms"] = []string{strconv.FormatInt(now.Add(timeout).UnixMilli(), 10)}
+	h["Lambda-Runtime-Deadline-Ms"] = []string{strconv.FormatInt(deadline.UnixMilli(), 10)}
 	h["Lambda-Runtime-Invoked-Function-Arn"] = []string{inv.FunctionARN}
 	if inv.TraceID != "" {
 		h["Lambda-Runtime-Trace-Id"] = []string{inv.TraceID}
@@ -198,6 +225,69 @@ func (s *Slot) next(w http.ResponseWriter, r *http.Request) {
 	h["Content-Length"] = []string{strconv.Itoa(len(inv.Payload))}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(inv.Payload)
+}
+
+// registrationOpen reports whether the slot's runtime is in its Init:
+// internal extensions register only then (Lambda closes the registration
+// at the runtime's first /next).
+func (s *Slot) registrationOpen() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state == stStarted
+}
+
+// waitInit holds the runtime's /next until the extensions have called
+// /next too, for at most Lambda's Init time: one that does not by then
+// fails the Init. It returns false if the runtime went away meanwhile.
+func (s *Slot) waitInit(r *http.Request) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), extensionInitTimeout)
+	defer cancel()
+	late := s.pool.ext.WaitInit(ctx, s.idx)
+	if len(late) == 0 {
+		return true
+	}
+	if r.Context().Err() == nil {
+		s.pool.extensionFailed(extensions.Failure{Extension: late[0], Type: extensions.ErrorInit,
+			Message: "extension " + late[0] + " did not call next within " + extensionInitTimeout.String()})
+		// The bootstrap is being stopped: it gets nothing more.
+		<-r.Context().Done()
+	}
+	return false
+}
+
+// waitAcks holds a /next until the extensions have called /next after the
+// INVOKE of the slot's last invocation, at most until its deadline. It
+// returns false if the runtime went away meanwhile.
+func (s *Slot) waitAcks(r *http.Request) bool {
+	s.mu.Lock()
+	acks, deadline := s.acks, s.acksDeadline
+	s.mu.Unlock()
+	if len(acks) == 0 {
+		return true
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	for _, a := range acks {
+		select {
+		case <-a:
+		case <-t.C:
+			s.log.Warn("extensions did not finish the invocation by its deadline; going on")
+			s.clearAcks(acks)
+			return true
+		case <-r.Context().Done():
+			return false
+		}
+	}
+	s.clearAcks(acks)
+	return true
+}
+
+func (s *Slot) clearAcks(acks []<-chan struct{}) {
+	s.mu.Lock()
+	if len(s.acks) > 0 && len(acks) > 0 && s.acks[0] == acks[0] {
+		s.acks = nil
+	}
+	s.mu.Unlock()
 }
 
 // respond is POST /runtime/invocation/{id}/response and /error.

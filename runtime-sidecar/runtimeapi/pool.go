@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lambdapod/lambdapod/runtime-sidecar/extensions"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/invocation"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/lambdaenv"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/metrics"
@@ -29,6 +30,8 @@ type Config struct {
 	// Version and MemoryMB are what the START and REPORT lines say.
 	Version  string
 	MemoryMB int
+	// Function is what the Extensions API's /register answers.
+	Function extensions.Function
 }
 
 // Pool is the set of bootstrap slots.
@@ -42,12 +45,25 @@ type Pool struct {
 	stopping chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
+
+	// The external extensions (extensions.go). envMu serializes starting
+	// and stopping them; extMu guards the rest.
+	ext            *extensions.Registry
+	envMu          sync.Mutex
+	extMu          sync.Mutex
+	extUp          bool // started and registered
+	extResetReason string
+	extGen         uint64 // exits of older generations were asked for
+	extProcs       []*extProc
+	initCancel     context.CancelFunc // set while they register
+	initFailure    *extensions.Failure
 }
 
 // NewPool returns a pool with one slot per listener.
 func NewPool(cfg Config, ctrl process.Controller, queue *invocation.Queue, listeners []net.Listener) *Pool {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Pool{cfg: cfg, ctrl: ctrl, queue: queue, ctx: ctx, cancel: cancel, stopping: make(chan struct{})}
+	p.ext = extensions.New(extensions.Config{Function: cfg.Function, Log: cfg.Log, OnFailure: p.extensionFailed})
 	for i, ln := range listeners {
 		s := &Slot{idx: i, pool: p, ln: ln, addr: ln.Addr().String(), initErrCh: make(chan struct{}, 1)}
 		s.finishFn = s.finish
@@ -77,7 +93,12 @@ func (p *Pool) Start() {
 	}
 }
 
-// Ready reports whether every bootstrap has called /next at least once.
+// Extensions is the registry of the extensions, for the APIs that
+// identify them by Lambda-Extension-Identifier (Telemetry, Logs).
+func (p *Pool) Extensions() *extensions.Registry { return p.ext }
+
+// Ready reports whether every bootstrap and every extension registered
+// has called /next at least once (Lambda's Init is over).
 func (p *Pool) Ready() bool {
 	for _, s := range p.slots {
 		if !s.everReady.Load() {
@@ -110,14 +131,19 @@ func (p *Pool) Pids() []int {
 }
 
 // Stop stops every bootstrap (SIGTERM, SIGKILL after the grace), waits for
-// them to exit and closes the Runtime API listeners. Invocations still
-// running are answered with Runtime.ExitError.
+// them to exit, then sends SHUTDOWN (spindown) to the external extensions
+// and waits for them until its deadline, and closes the Runtime API
+// listeners. Invocations still running are answered with
+// Runtime.ExitError.
 func (p *Pool) Stop() {
 	p.stopOnce.Do(func() {
 		close(p.stopping)
 		p.cancel()
 	})
 	p.wg.Wait()
+	p.envMu.Lock()
+	p.stopExtensionsLocked(extensions.ReasonSpindown)
+	p.envMu.Unlock()
 	for _, s := range p.slots {
 		_ = s.srv.Close()
 	}

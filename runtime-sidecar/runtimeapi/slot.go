@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lambdapod/lambdapod/internal/invokeapi"
+	"github.com/lambdapod/lambdapod/runtime-sidecar/extensions"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/invocation"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/process"
 )
@@ -37,6 +38,16 @@ type Slot struct {
 	initErrCh chan struct{}
 	everReady atomic.Bool
 
+	// Extensions: initPassed once the runtime and the extensions have
+	// called /next (Init is over); acks close when the extensions have
+	// called /next after the INVOKE of the last invocation (its Invoke
+	// phase is over), which the next one waits for until acksDeadline;
+	// extFailure is an extension failure that stopped the bootstrap.
+	initPassed   bool
+	acks         []<-chan struct{}
+	acksDeadline time.Time
+	extFailure   *extensions.Failure
+
 	// The platform log lines: procSet is closed once proc is set (or its
 	// start failed); spawned is when it was started, initDur its init,
 	// for the first invocation it gets; curProc and curInit are those of
@@ -55,8 +66,24 @@ func (s *Slot) run() {
 	defer s.pool.wg.Done()
 	failures := 0
 	for !s.pool.isStopping() {
+		if f := s.pool.ensureExtensions(); f != nil || s.pool.isStopping() {
+			if s.pool.isStopping() {
+				return
+			}
+			s.log.Warn("extensions failed to initialize", "errorType", f.Type, "error", f.Message)
+			failures++
+			s.pool.cfg.Metrics.Restarts.WithLabelValues("init_error").Inc()
+			if !s.initFailed(failures, failureDoc(f)) {
+				return
+			}
+			continue
+		}
+		// Internal extensions live in the bootstrap they registered from.
+		s.pool.ext.DropSlot(s.idx)
 		s.mu.Lock()
 		s.gen++
+		s.initPassed = false
+		s.acks = nil
 		s.mustTransition(evSpawn)
 		s.readyCh = make(chan struct{})
 		readyCh := s.readyCh
@@ -96,7 +123,12 @@ func (s *Slot) run() {
 		s.proc = proc
 		s.spawned = start
 		close(procSet)
+		failed := s.extFailure != nil
 		s.mu.Unlock()
+		if failed {
+			// An extension failed while this bootstrap was being started.
+			proc.Stop(s.pool.cfg.StopGrace)
+		}
 		s.log.Debug("bootstrap started", "pid", proc.Pid())
 
 		exit, initDone := s.watch(proc, readyCh, start)
@@ -110,14 +142,42 @@ func (s *Slot) run() {
 		s.resetReason = ""
 		initBody := s.initErrBody
 		s.initErrBody = nil
+		extFail := s.extFailure
+		s.extFailure = nil
 		s.mu.Unlock()
 
-		if cur != nil && cur.Complete(invocation.ExitResult(cur.ID, exit, invocation.OutcomeRuntimeExit)) {
-			s.log.Warn("bootstrap exited during an invocation", "requestId", cur.ID, "exit", exit)
+		if cur != nil {
+			res := invocation.ExitResult(cur.ID, exit, invocation.OutcomeRuntimeExit)
+			if extFail != nil {
+				res = invocation.FunctionErrorResult(failureDoc(extFail)(cur.ID), invocation.OutcomeRuntimeExit)
+			}
+			if cur.Complete(res) {
+				s.log.Warn("bootstrap exited during an invocation", "requestId", cur.ID, "exit", exit)
+			}
 		}
 		if s.pool.isStopping() {
 			s.log.Debug("bootstrap stopped", "exit", exit)
 			return
+		}
+		if extFail != nil && !initDone {
+			failures++
+			s.pool.cfg.Metrics.Restarts.WithLabelValues("init_error").Inc()
+			if !s.initFailed(failures, failureDoc(extFail)) {
+				return
+			}
+			continue
+		}
+		if extFail == nil && len(s.pool.slots) == 1 {
+			// Lambda's model: one runtime per environment, so its reset
+			// is the environment's, extensions included.
+			r := extensions.ReasonFailure
+			if reason == "timeout" {
+				r = extensions.ReasonTimeout
+			}
+			s.pool.extensionsDown(r)
+		}
+		if extFail != nil {
+			reason = "extension"
 		}
 		if initDone {
 			failures = 0
@@ -194,6 +254,20 @@ func (s *Slot) initFailed(failures int, cached func(id string) []byte) bool {
 		if inv.CompleteQueued(invocation.FunctionErrorResult(cached(inv.ID), invocation.OutcomeInitError)) {
 			s.log.Info("init error reported to caller", "requestId", inv.ID)
 		}
+	}
+}
+
+// failEnvironment stops the bootstrap after an extension failure (f), or
+// the one being started; run starts the environment again.
+func (s *Slot) failEnvironment(f *extensions.Failure) {
+	s.mu.Lock()
+	proc := s.proc
+	if s.extFailure == nil {
+		s.extFailure = f
+	}
+	s.mu.Unlock()
+	if proc != nil {
+		proc.Stop(s.pool.cfg.StopGrace)
 	}
 }
 

@@ -41,7 +41,9 @@ const usage = `Usage:
 Without a command the first existing of /var/runtime/bootstrap,
 /var/task/bootstrap, /opt/bootstrap is run (working directory /var/task if it
 exists). The bootstrap inherits this process's environment, with
-AWS_LAMBDA_RUNTIME_API and the function identity set by the sidecar.
+AWS_LAMBDA_RUNTIME_API and the function identity set by the sidecar. The
+executables of the extensions directory are started as external extensions
+when the sidecar asks for them (before the bootstrap, as Lambda does).
 
 Flags (environment variable in brackets):
 `
@@ -69,6 +71,11 @@ func Main(args []string, stderr io.Writer) int {
 	}
 	socket := fs.String("control-socket", sock, "the sidecar's control socket [LAMBDAPOD_CONTROL_SOCKET]")
 	connectTimeout := fs.Duration("connect-timeout", 2*time.Minute, "how long to wait for the sidecar's socket before giving up")
+	extDir := os.Getenv(contract.EnvExtensionsDir)
+	if extDir == "" {
+		extDir = contract.ExtensionsDir
+	}
+	extensionsDir := fs.String("extensions-dir", extDir, "the external extensions (executables) to start before the bootstrap ["+contract.EnvExtensionsDir+"]")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -102,7 +109,7 @@ func Main(args []string, stderr io.Writer) int {
 		logger.Printf("%v: using %s", err, map[bool]string{false: "Text", true: "JSON at INFO"}[lf.JSON])
 	}
 	process.SetLogFormat(lf)
-	s := &supervisor{log: logger, socket: *socket, connectTimeout: *connectTimeout, argv: argv, dir: dir}
+	s := &supervisor{log: logger, socket: *socket, connectTimeout: *connectTimeout, argv: argv, dir: dir, extDir: *extensionsDir}
 	return s.run()
 }
 
@@ -144,6 +151,7 @@ type supervisor struct {
 	connectTimeout time.Duration
 	argv           []string
 	dir            string
+	extDir         string
 	terminating    bool
 }
 
@@ -215,7 +223,12 @@ func (s *supervisor) serve(conn net.Conn, sigs chan os.Signal) (code int, done b
 	// Output lines for the sidecar's telemetry subscribers, while it asks.
 	fw := newForwarder(send)
 	defer fw.stop()
-	send(process.Message{Op: "hello", Pid: os.Getpid(), Logs: true})
+	// Read at each connection: a restarted sidecar initialises again.
+	exts, err := process.ListExtensions(s.extDir)
+	if err != nil {
+		s.log.Printf("cannot list extensions in %s: %v", s.extDir, err)
+	}
+	send(process.Message{Op: "hello", Pid: os.Getpid(), Logs: true, Extensions: exts})
 	if s.terminating {
 		send(process.Message{Op: "terminating"})
 	}
@@ -286,15 +299,27 @@ func (s *supervisor) serve(conn net.Conn, sigs chan os.Signal) (code int, done b
 				if m.Env != nil {
 					env = *m.Env
 				}
-				c, err := process.StartChild(s.argv, lambdaenv.Apply(os.Environ(), env), s.dir)
+				var c *process.Child
+				var err error
+				if m.Ext != "" {
+					if !process.ValidExtensionName(m.Ext) {
+						send(process.Message{Op: "failed", ID: m.ID, Error: "invalid extension name " + m.Ext})
+						continue
+					}
+					c, err = process.StartChild([]string{filepath.Join(s.extDir, m.Ext)}, lambdaenv.Apply(os.Environ(), env), "")
+				} else {
+					c, err = process.StartChild(s.argv, lambdaenv.Apply(os.Environ(), env), s.dir)
+				}
 				if err != nil {
 					send(process.Message{Op: "failed", ID: m.ID, Error: err.Error()})
 					continue
 				}
 				children[m.ID] = c
-				slotsMu.Lock()
-				slots[m.Slot] = c
-				slotsMu.Unlock()
+				if m.Ext == "" {
+					slotsMu.Lock()
+					slots[m.Slot] = c
+					slotsMu.Unlock()
+				}
 				send(process.Message{Op: "started", ID: m.ID, Pid: c.Pid()})
 				go func(id uint64) {
 					e := exitEvent{id, <-c.Exited()}
