@@ -280,7 +280,7 @@ func TestForwardLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := StartExtension([]string{"sh", "-c", "echo from the extension"}, os.Environ(), "")
+	e, err := StartExtensionChild([]string{"sh", "-c", "echo from the extension"}, os.Environ(), "")
 	if err != nil {
 		t.Fatal(err)
 	}

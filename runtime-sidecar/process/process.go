@@ -111,7 +111,7 @@ func (l *Local) StartExtension(_ context.Context, name string, env lambdaenv.Env
 	if !ValidExtensionName(name) {
 		return nil, errors.New("invalid extension name " + name)
 	}
-	return StartChild([]string{filepath.Join(l.ExtensionsDir, name)}, lambdaenv.Apply(l.Env, env), "")
+	return StartExtensionChild([]string{filepath.Join(l.ExtensionsDir, name)}, lambdaenv.Apply(l.Env, env), "")
 }
 
 // Start implements Controller.
@@ -136,9 +136,9 @@ func StartChild(argv []string, env []string, dir string) (*Child, error) {
 	return startChild(argv, env, dir, StreamFunction)
 }
 
-// StartExtension starts an extension as StartChild starts a bootstrap; its
-// output lines are the Telemetry API's extension stream.
-func StartExtension(argv []string, env []string, dir string) (*Child, error) {
+// StartExtensionChild starts an extension as StartChild starts a
+// bootstrap; its output lines are the Telemetry API's extension stream.
+func StartExtensionChild(argv []string, env []string, dir string) (*Child, error) {
 	return startChild(argv, env, dir, StreamExtension)
 }
 

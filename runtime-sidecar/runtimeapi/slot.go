@@ -119,6 +119,7 @@ func (s *Slot) run() {
 			}
 			continue
 		}
+		s.telInitStart(start)
 		s.mu.Lock()
 		s.proc = proc
 		s.spawned = start
@@ -191,6 +192,11 @@ func (s *Slot) run() {
 		// The bootstrap never reached /next: an init failure.
 		failures++
 		s.pool.cfg.Metrics.Restarts.WithLabelValues("init_error").Inc()
+		initType := "Runtime.ExitError"
+		if initBody != nil {
+			initType = errorTypeOf(&invocation.Result{Body: initBody})
+		}
+		s.telInitDone(time.Since(start), initType)
 		var cached func(id string) []byte
 		if initBody != nil {
 			s.log.Warn("bootstrap init error", "exit", exit, "error", string(initBody))
@@ -317,8 +323,13 @@ func (s *Slot) finish(inv *invocation.Invocation, o invocation.Outcome, r *invoc
 	case invocation.OutcomeResponseTooLarge:
 		rep.FunctionError = "Function.ResponseSizeTooLarge"
 	}
-	if e := proc.InvokeEnd(rep, inv.LogTail && r != nil, false); e.Tail != nil && r != nil {
+	h := s.pool.tel()
+	e := proc.InvokeEnd(rep, inv.LogTail && r != nil, h != nil)
+	if e.Tail != nil && r != nil {
 		r.LogResult = base64.StdEncoding.EncodeToString(e.Tail)
+	}
+	if h != nil {
+		s.telEnd(h, &rep, e.MaxMemoryMB)
 	}
 }
 

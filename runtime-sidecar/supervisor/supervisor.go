@@ -306,7 +306,7 @@ func (s *supervisor) serve(conn net.Conn, sigs chan os.Signal) (code int, done b
 						send(process.Message{Op: "failed", ID: m.ID, Error: "invalid extension name " + m.Ext})
 						continue
 					}
-					c, err = process.StartChild([]string{filepath.Join(s.extDir, m.Ext)}, lambdaenv.Apply(os.Environ(), env), "")
+					c, err = process.StartExtensionChild([]string{filepath.Join(s.extDir, m.Ext)}, lambdaenv.Apply(os.Environ(), env), "")
 				} else {
 					c, err = process.StartChild(s.argv, lambdaenv.Apply(os.Environ(), env), s.dir)
 				}

@@ -273,6 +273,26 @@ func (h *Hub) Flush(ctx context.Context) {
 	wg.Wait()
 }
 
+// Reset ends every subscription (their extensions were stopped) and takes
+// subscriptions again, for the next environment's Init.
+func (h *Hub) Reset() {
+	h.mu.Lock()
+	subs := h.subs
+	h.subs = map[string]*subscriber{}
+	h.closed = false
+	h.early = nil
+	h.active.Store(!h.stopped)
+	changed := h.wantF || h.wantE
+	h.wantF, h.wantE = false, false
+	h.mu.Unlock()
+	for _, s := range subs {
+		s.close()
+	}
+	if changed && h.onWant != nil {
+		h.onWant(false, false)
+	}
+}
+
 // Stop flushes (within ctx) and ends every subscription.
 func (h *Hub) Stop(ctx context.Context) {
 	h.Flush(ctx)

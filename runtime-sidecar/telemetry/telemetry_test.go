@@ -333,3 +333,25 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("timed out")
 }
+
+// Reset ends the subscriptions and opens them again; line collection is
+// told to stop.
+func TestReset(t *testing.T) {
+	var wants []string
+	h := NewHub(HubConfig{OnWant: func(f, x bool) { wants = append(wants, strconv.FormatBool(f)+strconv.FormatBool(x)) }})
+	defer h.Stop(context.Background())
+	body := `{"schemaVersion":"2022-12-13","types":["function","extension"],"destination":{"protocol":"HTTP","URI":"http://sandbox.localdomain:1"}}`
+	subscribe(t, h, TelemetryAPI, "ext", body)
+	h.CloseSubscriptions()
+	if status, _ := h.Subscribe(TelemetryAPI, "ext2", []byte(body)); status != 403 {
+		t.Errorf("closed: %d", status)
+	}
+	h.Reset()
+	if !h.Active() || h.Wants(CategoryFunction) {
+		t.Error("after Reset")
+	}
+	subscribe(t, h, TelemetryAPI, "ext2", body)
+	if strings.Join(wants, " ") != "truetrue falsefalse truetrue" {
+		t.Errorf("OnWant: %v", wants)
+	}
+}
