@@ -268,7 +268,7 @@ func TestTelemetryAPI(t *testing.T) {
 		extDir, rec := telemetryDir(t, "tel-ext")
 		s := startSidecar(t, sidecarOpts{
 			flags:     []string{"--memory", "128", "--extensions-dir", extDir},
-			env:       []string{"TEL_RECORD_DIR=" + rec},
+			env:       []string{"TEL_RECORD_DIR=" + rec, "TEL_TYPES=platform,function,extension"},
 			bootstrap: []string{bin.bootstrap},
 		})
 		telemetryAPI(t, s, "function", rec, "tel-ext", s.logs.String)
@@ -280,7 +280,7 @@ func TestTelemetryAPI(t *testing.T) {
 			env:    []string{"LAMBDAPOD_CONTROL_SOCKET=" + socket, "AWS_LAMBDA_FUNCTION_NAME=fn-pod", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128"},
 			noWait: true,
 		})
-		sup := startSupervisorEnv(t, socket, []string{"TEL_RECORD_DIR=" + rec, "LAMBDAPOD_EXTENSIONS_DIR=" + extDir}, "--", bin.bootstrap)
+		sup := startSupervisorEnv(t, socket, []string{"TEL_RECORD_DIR=" + rec, "LAMBDAPOD_EXTENSIONS_DIR=" + extDir, "TEL_TYPES=platform,function,extension"}, "--", bin.bootstrap)
 		s.waitReady()
 		telemetryAPI(t, s, "fn-pod", rec, "tel-ext", sup.out.String)
 	})
@@ -348,10 +348,19 @@ func telemetryAPI(t *testing.T, s *sidecar, fn, rec, name string, log func() str
 			t.Errorf("invocation %d (%s): %s", i, id, got)
 		}
 	}
-	// The extension's own output is in the function container's log.
+	// The extension's own output is in the function container's log, and
+	// the extension stream.
 	if !strings.Contains(log(), "telemetry extension got INVOKE "+ids[0]) {
 		t.Errorf("the extension's output is not in the log")
 	}
+	waitFor(t, 5*time.Second, "the extension's line as an extension record", func() bool {
+		for _, e := range received(t, rec, name) {
+			if e.Type == "extension" && e.line() == "telemetry extension got INVOKE "+ids[n-1] {
+				return true
+			}
+		}
+		return false
+	})
 	// The extension gets SHUTDOWN after what was pending.
 	s.stop()
 	waitFor(t, 5*time.Second, "the extension's exit", func() bool { return strings.Contains(extLog(rec, name), "EXIT") })
@@ -492,5 +501,64 @@ func TestSubscriptionErrors(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, "http://"+s.Runtime[0]+"/2022-07-01/telemetry", nil)
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 405 {
 		t.Errorf("GET: %v %v", resp, err)
+	}
+}
+
+// Events still buffered when the sidecar stops (here a batch would wait
+// 30 s) are delivered before the extensions get SHUTDOWN.
+func TestPendingEventsBeforeShutdown(t *testing.T) {
+	extDir, rec := telemetryDir(t, "flush-ext")
+	s := startSidecar(t, sidecarOpts{
+		flags: []string{"--extensions-dir", extDir},
+		env: []string{"TEL_RECORD_DIR=" + rec,
+			`TEL_BODY={"schemaVersion":"2022-12-13","types":["platform","function"],"buffering":{"timeoutMs":30000},"destination":{"protocol":"HTTP","URI":"http://sandbox.localdomain:PORT/events"}}`},
+		bootstrap: []string{bin.bootstrap},
+	})
+	ids, lines := invokeLogging(t, s, "function", 1)
+	time.Sleep(100 * time.Millisecond)
+	if got := received(t, rec, "flush-ext"); len(got) != 0 {
+		t.Fatalf("%d events delivered before their batch was due", len(got))
+	}
+	s.stop()
+	waitFor(t, 5*time.Second, "the extension's exit", func() bool { return strings.Contains(extLog(rec, "flush-ext"), "EXIT") })
+	var report, line bool
+	for _, e := range received(t, rec, "flush-ext") {
+		report = report || e.Type == "platform.report" && e.rec()["requestId"] == ids[0]
+		line = line || e.Type == "function" && e.line() == lines[0]
+	}
+	l := extLog(rec, "flush-ext")
+	if !report || !line || !strings.Contains(l, "BATCH") || strings.Index(l, "BATCH") > strings.Index(l, "EVENT SHUTDOWN") {
+		t.Errorf("report %v, line %v; the extension's log:\n%s", report, line, l)
+	}
+}
+
+// With the JSON log format, a function line that is a JSON object reaches
+// subscribers as that object; another stays a string.
+func TestTelemetryJSONFunctionRecords(t *testing.T) {
+	extDir, rec := telemetryDir(t, "json-ext")
+	s := startSidecar(t, sidecarOpts{
+		flags:     []string{"--extensions-dir", extDir, "--function-log-format", "JSON"},
+		env:       []string{"TEL_RECORD_DIR=" + rec},
+		bootstrap: []string{bin.bootstrap},
+	})
+	line := `{"level":"INFO","message":"structured","n":1}`
+	sdkInvoke(t, s.client(), `{"action":"log","line":`+strconvQuote(line)+`,"stderr":"plain text"}`)
+	var obj map[string]any
+	var text string
+	waitFor(t, 5*time.Second, "both records", func() bool {
+		for _, e := range received(t, rec, "json-ext") {
+			if e.Type != "function" {
+				continue
+			}
+			if strings.HasPrefix(string(e.Record), "{") {
+				_ = json.Unmarshal(e.Record, &obj)
+			} else {
+				text = e.line()
+			}
+		}
+		return obj != nil && text != ""
+	})
+	if obj["message"] != "structured" || obj["n"] != 1.0 || text != "plain text" {
+		t.Errorf("records %v and %q", obj, text)
 	}
 }

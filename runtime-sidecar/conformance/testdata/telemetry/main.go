@@ -6,7 +6,7 @@
 // It writes what it gets under $TEL_RECORD_DIR:
 //
 //	<name>.events   every event delivered to it, one JSON object a line
-//	<name>.log      SUBSCRIBE <status> <body>, EVENT <type> <request id>, EXIT
+//	<name>.log      SUBSCRIBE <status> <body>, BATCH <events>, EVENT <type> <request id>, EXIT
 //
 // and prints a line per INVOKE to stdout (the extension log stream).
 //
@@ -77,6 +77,7 @@ func main() {
 				_ = json.Compact(&c, ev)
 				appendTo(".events", c.String())
 			}
+			appendTo(".log", "BATCH "+strconv.Itoa(len(batch)))
 		}))
 	}()
 
