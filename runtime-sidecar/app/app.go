@@ -26,6 +26,7 @@ import (
 	"github.com/lambdapod/lambdapod/runtime-sidecar/metrics"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/process"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/runtimeapi"
+	"github.com/lambdapod/lambdapod/runtime-sidecar/telemetry"
 )
 
 // Main runs the sidecar and returns the process exit code: 0 after a clean
@@ -66,7 +67,11 @@ func Run(cfg Config, log *slog.Logger) error {
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sig)
 
-	fn := lambdaenv.Function{Name: cfg.FunctionName, Version: cfg.Version, Memory: cfg.Memory, Region: cfg.Region, Handler: cfg.Handler}
+	fn := lambdaenv.Function{Name: cfg.FunctionName, Version: cfg.Version, Memory: cfg.Memory, Region: cfg.Region, Handler: cfg.Handler,
+		LogFormat: cfg.FunctionLogFormat, LogLevel: cfg.ApplicationLogLevel}
+	// Standalone, this process writes the platform lines (in pod mode the
+	// supervisor does, reading the same variables from its environment).
+	process.SetLogFormat(cfg.PlatformLog)
 
 	addrs, err := slotAddrs(cfg.RuntimeAPI, cfg.Concurrency)
 	if err != nil {
@@ -109,6 +114,7 @@ func Run(cfg Config, log *slog.Logger) error {
 	}
 
 	memoryMB, _ := strconv.Atoi(cfg.Memory) // checked by ParseConfig
+	hub := newTelemetry(cfg, log, remote)
 	queue := invocation.NewQueue(cfg.QueueSize)
 	var pool *runtimeapi.Pool
 	var handler *invoke.Handler
@@ -126,6 +132,7 @@ func Run(cfg Config, log *slog.Logger) error {
 		Metrics:   m,
 		Version:   cfg.Version,
 		MemoryMB:  memoryMB,
+		Telemetry: hub,
 		Function: extensions.Function{Name: cfg.FunctionName, Version: cfg.Version, Handler: cfg.Handler,
 			AccountID: invokeapi.AccountID},
 	}, ctrl, queue, listeners)
@@ -191,6 +198,7 @@ func Run(cfg Config, log *slog.Logger) error {
 	t.Stop()
 	handler.FailQueued()
 	pool.Stop()
+	stopTelemetry(hub)
 	if remote != nil {
 		remote.Exit()
 	}
@@ -199,4 +207,44 @@ func Run(cfg Config, log *slog.Logger) error {
 	_ = srv.Shutdown(ctx)
 	log.Info("stopped")
 	return nil
+}
+
+// newTelemetry is the hub of the Telemetry and Logs API subscriptions. The
+// output lines of bootstraps and extensions are collected only while a
+// subscriber wants them: split by this process standalone, forwarded by
+// the supervisor in pod mode.
+func newTelemetry(cfg Config, log *slog.Logger, remote *process.Remote) *telemetry.Hub {
+	var hub *telemetry.Hub
+	sink := func(s process.Stream, t time.Time, line []byte) { hub.Line(s.String(), t, line) }
+	hub = telemetry.NewHub(telemetry.HubConfig{
+		Log:      log,
+		JSONLogs: cfg.PlatformLog.JSON,
+		OnWant: func(function, extension bool) {
+			if remote != nil {
+				remote.Forward(function, extension)
+			} else {
+				process.ForwardLines(sink, function, extension)
+			}
+		},
+	})
+	if remote != nil {
+		remote.OnLines(func(lines []process.Line, dropped int64) {
+			if dropped > 0 {
+				hub.Publish(telemetry.CategoryPlatform, telemetry.Event{Time: time.Now(), Type: telemetry.TypeLogsDropped,
+					Record: telemetry.LogsDropped{DroppedRecords: dropped, Reason: "Some logs were dropped because the function container's log forwarding fell behind"}})
+			}
+			for _, l := range lines {
+				hub.Line(l.Stream, time.Unix(0, l.Time), []byte(l.Text))
+			}
+		})
+	}
+	return hub
+}
+
+// stopTelemetry delivers what is left (briefly) and ends the
+// subscriptions.
+func stopTelemetry(hub *telemetry.Hub) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	hub.Stop(ctx)
 }

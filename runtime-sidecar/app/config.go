@@ -18,6 +18,7 @@ import (
 	"github.com/lambdapod/lambdapod/internal/contract"
 	"github.com/lambdapod/lambdapod/internal/invokeapi"
 	"github.com/lambdapod/lambdapod/internal/invoketoken"
+	"github.com/lambdapod/lambdapod/runtime-sidecar/process"
 )
 
 // Mode selects who runs the bootstraps.
@@ -50,8 +51,17 @@ type Config struct {
 	DrainTimeout  time.Duration
 	LogLevel      string
 	LogFormat     string
-	Bootstrap     []string
-	BootstrapDir  string
+	// FunctionLogFormat (Text or JSON), SystemLogLevel and
+	// ApplicationLogLevel are Lambda's advanced logging controls: the
+	// format of the platform lines (and, standalone, their level), and
+	// what the bootstrap finds in AWS_LAMBDA_LOG_FORMAT and
+	// AWS_LAMBDA_LOG_LEVEL ("" leaves them to the environment).
+	FunctionLogFormat   string
+	SystemLogLevel      string
+	ApplicationLogLevel string
+	PlatformLog         process.LogFormat
+	Bootstrap           []string
+	BootstrapDir        string
 	// ExtensionsDir holds the external extensions (standalone; in pod
 	// mode the supervisor has its own).
 	ExtensionsDir string
@@ -128,6 +138,12 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		"external extensions (executables) started before the bootstrap, standalone; a missing directory has none ["+contract.EnvExtensionsDir+"]")
 	fs.StringVar(&c.LogLevel, "log-level", env("LAMBDAPOD_LOG_LEVEL", "info"), "debug, info, warn or error [LAMBDAPOD_LOG_LEVEL]")
 	fs.StringVar(&c.LogFormat, "log-format", env("LAMBDAPOD_LOG_FORMAT", "text"), "text or json [LAMBDAPOD_LOG_FORMAT]")
+	fs.StringVar(&c.FunctionLogFormat, "function-log-format", getenv(contract.EnvLogFormat),
+		"the function's log format, Text or JSON (JSON: the platform lines are Lambda's platform.* JSON records); passed to the bootstrap ["+contract.EnvLogFormat+"]")
+	fs.StringVar(&c.SystemLogLevel, "system-log-level", getenv(contract.EnvSystemLogLevel),
+		"with JSON, the least level of the platform records written: DEBUG, INFO (default) or WARN ["+contract.EnvSystemLogLevel+"]")
+	fs.StringVar(&c.ApplicationLogLevel, "application-log-level", getenv(contract.EnvLogLevel),
+		"the application log level passed to the bootstrap: TRACE, DEBUG, INFO, WARN, ERROR or FATAL ["+contract.EnvLogLevel+"]")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -184,6 +200,21 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		if c.Namespace == "" {
 			return c, fmt.Errorf("--function-namespace (%s) is required with an invoke key: tokens name the function by namespace", contract.EnvFunctionNamespace)
 		}
+	}
+	if c.PlatformLog, err = process.ParseLogFormat(c.FunctionLogFormat, c.SystemLogLevel); err != nil {
+		return c, err
+	}
+	if c.FunctionLogFormat != "" {
+		c.FunctionLogFormat = "Text"
+		if c.PlatformLog.JSON {
+			c.FunctionLogFormat = "JSON"
+		}
+	}
+	c.ApplicationLogLevel = strings.ToUpper(c.ApplicationLogLevel)
+	switch c.ApplicationLogLevel {
+	case "", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL":
+	default:
+		return c, fmt.Errorf("invalid application log level %q: want TRACE, DEBUG, INFO, WARN, ERROR or FATAL", c.ApplicationLogLevel)
 	}
 	if _, _, err := net.SplitHostPort(c.RuntimeAPI); err != nil {
 		return c, fmt.Errorf("invalid runtime API address %q: %v", c.RuntimeAPI, err)

@@ -104,16 +104,17 @@ func TestRuntimeAPIContract(t *testing.T) {
 		t.Errorf("readyz before /next: %d", resp.StatusCode)
 	}
 
-	// Telemetry/Logs APIs: a clean 404, no hang. (The Extensions API is
-	// served: extensions_test.go.)
+	// Telemetry/Logs APIs: an unknown extension gets 403 at once, as from
+	// the emulator. (Both APIs are served: extensions_test.go,
+	// telemetry_test.go.)
 	for _, p := range []string{"/2020-08-15/logs", "/2022-07-01/telemetry"} {
 		c := runtimeDo(t, http.MethodPut, "http://"+s.Runtime[0]+p, strings.NewReader(`{"events":[]}`),
 			map[string]string{"Lambda-Extension-Identifier": "3f1c7a52-9a43-4c1e-8d6e-2b7f0e6b1a9d"})
-		if c.resp.StatusCode != 404 {
+		if c.resp.StatusCode != 403 {
 			t.Errorf("%s: status %d", p, c.resp.StatusCode)
 		}
 		assertHeader(t, c.resp.Header, "Content-Type", "application/json")
-		assertBody(t, c.body, `{"errorMessage":"The Logs and Telemetry APIs are not supported by the lambdapod runtime sidecar","errorType":"Extension.NotSupported"}`)
+		assertBody(t, c.body, `{"errorMessage":"Unknown extension 3f1c7a52-9a43-4c1e-8d6e-2b7f0e6b1a9d","errorType":"Extension.UnknownExtensionIdentifier"}`)
 	}
 
 	cc := `{"custom":{"a":"b"}}`

@@ -22,6 +22,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -157,6 +159,21 @@ func (r *Registry) Lookup(id string) (Info, bool) {
 		return Info{}, false
 	}
 	return e.Info, true
+}
+
+// Registered lists the registered extensions, by name (for the Telemetry
+// API's platform.extension).
+func (r *Registry) Registered() []Info {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Info
+	for _, e := range r.byID {
+		if e.state != stStarted && e.state != stExited {
+			out = append(out, e.Info)
+		}
+	}
+	slices.SortFunc(out, func(a, b Info) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // Launch replaces the external extensions with names, not yet registered:

@@ -20,6 +20,12 @@ type Function struct {
 	Memory  string // MiB, integer string
 	Region  string
 	Handler string // "" = not set
+	// LogFormat (Text or JSON) and LogLevel (the application log level)
+	// are Lambda's advanced logging controls, for the runtime library to
+	// format and filter its logs by; "" leaves the variable to the
+	// parent environment.
+	LogFormat string
+	LogLevel  string
 }
 
 // Removed are variables a bootstrap must never inherit: _LAMBDA_SERVER_PORT
@@ -39,7 +45,7 @@ type Env struct {
 // Runtime API address override the parent environment; the other Lambda
 // variables are defaults.
 func For(fn Function, runtimeAPI string) Env {
-	return Env{
+	e := Env{
 		Override: []string{
 			"AWS_LAMBDA_FUNCTION_NAME=" + fn.Name,
 			"AWS_LAMBDA_FUNCTION_VERSION=" + fn.Version,
@@ -50,6 +56,13 @@ func For(fn Function, runtimeAPI string) Env {
 		},
 		Default: Defaults(fn),
 	}
+	if fn.LogFormat != "" {
+		e.Override = append(e.Override, contract.EnvLogFormat+"="+fn.LogFormat)
+	}
+	if fn.LogLevel != "" {
+		e.Override = append(e.Override, contract.EnvLogLevel+"="+fn.LogLevel)
+	}
+	return e
 }
 
 // Apply builds the environment from base (the parent environment): entries

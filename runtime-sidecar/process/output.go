@@ -1,15 +1,20 @@
 package process
 
 import (
+	"bytes"
+	"fmt"
 	"io"
 	"math"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/lambdapod/lambdapod/runtime-sidecar/telemetry"
 )
 
 // The bootstrap's stdout and stderr reach this process's own through
@@ -38,6 +43,89 @@ type Report struct {
 	ErrorType string `json:"errorType,omitempty"`
 	// MemoryMB is the function's memory size (Memory Size).
 	MemoryMB int `json:"mem,omitempty"`
+	// FunctionError is the errorType of an error the function reported
+	// (or of its invalid response). The text REPORT does not show it, as
+	// on Lambda; the JSON records' status does ("error").
+	FunctionError string `json:"fnError,omitempty"`
+}
+
+// Status is the invocation's status and error type in the JSON records
+// and the Telemetry API: success, timeout, or error.
+func (r *Report) Status() (status, errorType string) {
+	switch {
+	case r.Timeout:
+		return telemetry.StatusTimeout, "Sandbox.Timedout"
+	case r.ErrorType != "":
+		return telemetry.StatusError, r.ErrorType
+	case r.FunctionError != "":
+		return telemetry.StatusError, r.FunctionError
+	}
+	return telemetry.StatusSuccess, ""
+}
+
+// Record is the platform.report record of the invocation.
+func (r *Report) Record(maxMB int) telemetry.Report {
+	rec := telemetry.Report{RequestID: r.RequestID, Metrics: telemetry.ReportMetrics{
+		DurationMs:       telemetry.Millis(r.Duration),
+		BilledDurationMs: billedMs(r),
+		MemorySizeMB:     r.MemoryMB,
+		MaxMemoryUsedMB:  maxMB,
+	}}
+	if r.Init > 0 {
+		rec.Metrics.InitDurationMs = telemetry.Millis(r.Init)
+	}
+	rec.Status, rec.ErrorType = r.Status()
+	return rec
+}
+
+// RuntimeDone is the platform.runtimeDone record of the invocation.
+func (r *Report) RuntimeDone() telemetry.RuntimeDone {
+	rec := telemetry.RuntimeDone{RequestID: r.RequestID, Metrics: &telemetry.RuntimeDoneMetrics{DurationMs: telemetry.Millis(r.Duration)}}
+	rec.Status, rec.ErrorType = r.Status()
+	return rec
+}
+
+// billedMs is Billed Duration: the invocation and, on a cold start, the
+// init, rounded up to the millisecond.
+func billedMs(r *Report) int64 {
+	ms := float64(r.Duration) / float64(time.Millisecond)
+	initMs := float64(r.Init) / float64(time.Millisecond)
+	return int64(math.Ceil(ms + initMs))
+}
+
+// LogFormat is how the platform lines are written: Lambda's text lines
+// (START, END, REPORT), or with JSON its platform.* records, those at or
+// above the system log level.
+type LogFormat struct {
+	JSON  bool
+	Level telemetry.Level
+}
+
+// logFormat is set once, before any bootstrap starts.
+var logFormat LogFormat
+
+// SetLogFormat sets the format of the platform lines of the bootstraps
+// started afterwards.
+func SetLogFormat(f LogFormat) { logFormat = f }
+
+// ParseLogFormat reads Lambda's log format (AWS_LAMBDA_LOG_FORMAT: Text or
+// JSON, any case, "" for Text) and system log level (DEBUG, INFO, WARN,
+// "" for INFO).
+func ParseLogFormat(format, systemLevel string) (LogFormat, error) {
+	var f LogFormat
+	switch strings.ToUpper(format) {
+	case "", "TEXT":
+	case "JSON":
+		f.JSON = true
+	default:
+		return f, fmt.Errorf("invalid log format %q: want Text or JSON", format)
+	}
+	lvl, ok := telemetry.ParseLevel(systemLevel)
+	if !ok {
+		return f, fmt.Errorf("invalid system log level %q: want DEBUG, INFO or WARN", systemLevel)
+	}
+	f.Level = lvl
+	return f, nil
 }
 
 // sink is one of this process's output streams, shared by every
@@ -77,10 +165,15 @@ type output struct {
 	pending int
 	drained chan struct{}
 	pid     func() int
+	// stream is whose output this is, for the Telemetry API; partial
+	// holds each pipe's unfinished line while lines are forwarded (each
+	// only touched by its pipe's copier).
+	stream  Stream
+	partial [2][]byte
 }
 
-func newOutput(stdout, stderr *os.File, pid func() int) *output {
-	o := &output{pipes: [2]*os.File{stdout, stderr}, drained: make(chan struct{}), pending: 2, pid: pid}
+func newOutput(stdout, stderr *os.File, pid func() int, stream Stream) *output {
+	o := &output{pipes: [2]*os.File{stdout, stderr}, drained: make(chan struct{}), pending: 2, pid: pid, stream: stream}
 	for i, p := range o.pipes {
 		o.fds[i] = -1
 		if raw, err := p.SyscallConn(); err == nil {
@@ -105,6 +198,13 @@ func (o *output) copy(i int, dst *sink) {
 			if o.active.Load() {
 				o.keep(buf[:n])
 			}
+			if lineStreams.Load()&(1<<o.stream) != 0 {
+				// Before copied moves: an invocation's END waits for
+				// its lines.
+				o.lines(i, buf[:n], false)
+			} else if o.partial[i] != nil {
+				o.partial[i] = nil
+			}
 			o.copied[i].Add(int64(n))
 			o.held[i].Store(0)
 			o.mu.Unlock()
@@ -117,6 +217,9 @@ func (o *output) copy(i int, dst *sink) {
 			o.closed[i].Store(true)
 			o.pipes[i].Close()
 			o.mu.Lock()
+			if len(o.partial[i]) > 0 && lineStreams.Load()&(1<<o.stream) != 0 {
+				o.lines(i, nil, true)
+			}
 			o.pending--
 			if o.pending == 0 {
 				close(o.drained)
@@ -124,6 +227,104 @@ func (o *output) copy(i int, dst *sink) {
 			o.mu.Unlock()
 			return
 		}
+	}
+}
+
+// Stream is whose output a child's is, for the Telemetry API's function
+// and extension log records.
+type Stream uint8
+
+// Streams.
+const (
+	StreamFunction Stream = iota
+	StreamExtension
+)
+
+// String is the stream's Telemetry API category.
+func (s Stream) String() string {
+	if s == StreamExtension {
+		return "extension"
+	}
+	return "function"
+}
+
+// LineSink takes the output lines of children (without the newline; line
+// is only valid during the call). It must not block.
+type LineSink func(stream Stream, t time.Time, line []byte)
+
+var (
+	lineSink atomic.Pointer[LineSink]
+	// lineStreams has bit 1<<Stream set for the streams whose lines go to
+	// lineSink: while it is 0 the output is copied as before, with no
+	// line splitting at all.
+	lineStreams atomic.Uint32
+)
+
+// MaxLine is the longest line forwarded whole; a longer one is cut into
+// records of MaxLine bytes.
+const MaxLine = 256 << 10
+
+// ForwardLines sends the output lines of bootstraps (function) and of
+// extensions to sink, each stream while it is wanted; with neither, no
+// line is collected.
+func ForwardLines(sink LineSink, function, extension bool) {
+	var m uint32
+	if function {
+		m |= 1 << StreamFunction
+	}
+	if extension {
+		m |= 1 << StreamExtension
+	}
+	if sink == nil {
+		m = 0
+	} else {
+		lineSink.Store(&sink)
+	}
+	lineStreams.Store(m)
+}
+
+// lines splits what pipe i read into lines for the sink, keeping an
+// unfinished one for the next read (or, at eof, sending it).
+func (o *output) lines(i int, b []byte, eof bool) {
+	sink := lineSink.Load()
+	if sink == nil {
+		return
+	}
+	now := time.Now()
+	for len(b) > 0 {
+		j := bytes.IndexByte(b, '\n')
+		if j < 0 {
+			if len(o.partial[i])+len(b) <= MaxLine {
+				o.partial[i] = append(o.partial[i], b...)
+				break
+			}
+			j = MaxLine - len(o.partial[i])
+			o.partial[i] = append(o.partial[i], b[:j]...)
+			(*sink)(o.stream, now, o.partial[i])
+			o.partial[i] = o.partial[i][:0]
+			b = b[j:]
+			continue
+		}
+		line := b[:j]
+		b = b[j+1:]
+		if len(o.partial[i]) > 0 {
+			o.partial[i] = append(o.partial[i], line...)
+			line = o.partial[i]
+		}
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		for len(line) > MaxLine {
+			(*sink)(o.stream, now, line[:MaxLine])
+			line = line[MaxLine:]
+		}
+		(*sink)(o.stream, now, line)
+		o.partial[i] = o.partial[i][:0]
+	}
+	if eof && len(o.partial[i]) > 0 {
+		(*sink)(o.stream, now, o.partial[i])
+		o.partial[i] = o.partial[i][:0]
+	}
+	if cap(o.partial[i]) > 64<<10 && len(o.partial[i]) == 0 {
+		o.partial[i] = nil
 	}
 }
 
@@ -200,6 +401,10 @@ func (o *output) catchUp() {
 
 // start writes the START line and begins keeping the invocation's log.
 func (o *output) start(requestID, version string) {
+	if logFormat.JSON {
+		o.startJSON(requestID, version)
+		return
+	}
 	var b [128]byte
 	line := append(b[:0], "START RequestId: "...)
 	line = append(line, requestID...)
@@ -214,21 +419,29 @@ func (o *output) start(requestID, version string) {
 }
 
 // end writes the END and REPORT lines after what the bootstrap printed so
-// far and returns the invocation's last TailSize bytes of log when tail.
-func (o *output) end(r Report, tail bool) []byte {
+// far and returns the invocation's last TailSize bytes of log when tail,
+// and Max Memory Used.
+func (o *output) end(r Report, tail bool) ([]byte, int) {
 	o.catchUp()
 	maxMB := maxMemoryMB(o.pid())
 	var b [512]byte
-	lines := appendReport(b[:0], r, maxMB)
+	var lines []byte
+	if logFormat.JSON {
+		lines = appendJSONEnd(b[:0], &r, maxMB, time.Now())
+	} else {
+		lines = appendReport(b[:0], r, maxMB)
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.platform(lines)
+	if len(lines) > 0 {
+		o.platform(lines)
+	}
 	if !o.active.Load() {
-		return nil
+		return nil, maxMB
 	}
 	o.active.Store(false)
 	if !tail {
-		return nil
+		return nil, maxMB
 	}
 	if n := len(o.tail); n > 0 && o.tail[n-1] != '\n' {
 		o.keep(newline)
@@ -238,7 +451,7 @@ func (o *output) end(r Report, tail bool) []byte {
 	if len(t) > TailSize {
 		t = t[len(t)-TailSize:]
 	}
-	return append([]byte(nil), t...)
+	return append([]byte(nil), t...), maxMB
 }
 
 // appendReport appends the END and REPORT lines, as Lambda prints them.
@@ -252,9 +465,7 @@ func appendReport(b []byte, r Report, maxMB int) []byte {
 	b = append(b, "\tDuration: "...)
 	b = strconv.AppendFloat(b, ms, 'f', 2, 64)
 	b = append(b, " ms\tBilled Duration: "...)
-	// Billed: the invocation and, on a cold start, the init, rounded up
-	// to the millisecond.
-	b = strconv.AppendInt(b, int64(math.Ceil(ms+initMs)), 10)
+	b = strconv.AppendInt(b, billedMs(&r), 10)
 	b = append(b, " ms\tMemory Size: "...)
 	b = strconv.AppendInt(b, int64(r.MemoryMB), 10)
 	b = append(b, " MB\tMax Memory Used: "...)
@@ -273,4 +484,35 @@ func appendReport(b []byte, r Report, maxMB int) []byte {
 		b = append(b, r.ErrorType...)
 	}
 	return append(b, '\n')
+}
+
+// startJSON is start in JSON format: a platform.start record (INFO).
+func (o *output) startJSON(requestID, version string) {
+	var line []byte
+	if logFormat.Level <= telemetry.LevelOf(telemetry.TypeStart) {
+		ev := telemetry.Event{Time: time.Now(), Type: telemetry.TypeStart, Record: telemetry.Start{RequestID: requestID, Version: version}}
+		line = append(ev.Encode(), '\n')
+	}
+	o.mu.Lock()
+	if line != nil {
+		o.platform(line)
+	}
+	o.active.Store(true)
+	o.tail = append(o.tail[:0], line...)
+	o.mu.Unlock()
+}
+
+// appendJSONEnd appends the JSON records that end an invocation, those
+// the system log level lets through: platform.runtimeDone (DEBUG) and
+// platform.report (INFO).
+func appendJSONEnd(b []byte, r *Report, maxMB int, now time.Time) []byte {
+	if logFormat.Level <= telemetry.LevelOf(telemetry.TypeRuntimeDone) {
+		b = append(b, telemetry.Event{Time: now, Type: telemetry.TypeRuntimeDone, Record: r.RuntimeDone()}.Encode()...)
+		b = append(b, '\n')
+	}
+	if logFormat.Level <= telemetry.LevelOf(telemetry.TypeReport) {
+		b = append(b, telemetry.Event{Time: now, Type: telemetry.TypeReport, Record: r.Record(maxMB)}.Encode()...)
+		b = append(b, '\n')
+	}
+	return b
 }

@@ -2,10 +2,14 @@ package process
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -91,7 +95,7 @@ func TestChildPlatformLines(t *testing.T) {
 			t.Fatal("the child did not run")
 		}
 	}
-	tail := c.InvokeEnd(Report{RequestID: "id-1", Duration: time.Millisecond, MemoryMB: 128}, true)
+	tail := c.InvokeEnd(Report{RequestID: "id-1", Duration: time.Millisecond, MemoryMB: 128}, true, false).Tail
 	c.Stop(0)
 	<-c.Done()
 	w.Close()
@@ -129,6 +133,175 @@ func BenchmarkInvokeLines(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		c.InvokeStart(r.RequestID, "$LATEST")
-		c.InvokeEnd(r, false)
+		c.InvokeEnd(r, false, false)
+	}
+}
+
+// captureChild runs script as a child through one invocation (id-1,
+// ended with r) and returns this process's stdout meanwhile and the tail.
+func captureChild(t *testing.T, script string, r Report) (string, []byte) {
+	t.Helper()
+	rd, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := stdoutSink.f
+	stdoutSink.f = w
+	defer func() { stdoutSink.f = saved }()
+	got := make(chan string)
+	go func() {
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(rd)
+		got <- b.String()
+	}()
+	dir := t.TempDir()
+	gate, done := filepath.Join(dir, "gate"), filepath.Join(dir, "done")
+	c, err := StartChild([]string{"sh", "-c", `while [ ! -e "$1" ]; do sleep 0.01; done; ` + script + `; : > "$2"; exec sleep 10`, "sh", gate, done}, os.Environ(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.InvokeStart("id-1", "$LATEST")
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(done); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the child did not run")
+		}
+	}
+	tail := c.InvokeEnd(r, true, false).Tail
+	c.Stop(0)
+	<-c.Done()
+	w.Close()
+	return <-got, tail
+}
+
+// In JSON format the platform lines are Lambda's platform.* records, those
+// the system log level lets through; the function's own lines pass as
+// they are.
+func TestChildJSONLines(t *testing.T) {
+	defer SetLogFormat(LogFormat{})
+	script := `echo '{"level":"INFO","message":"hi"}'; echo plain`
+	rep := Report{RequestID: "id-1", Duration: 1500 * time.Microsecond, Init: 2 * time.Millisecond, MemoryMB: 128, FunctionError: "MyError"}
+	for _, c := range []struct {
+		level string
+		want  []string // the types of the platform records, in order
+	}{
+		{"INFO", []string{"platform.start", "platform.report"}},
+		{"DEBUG", []string{"platform.start", "platform.runtimeDone", "platform.report"}},
+		{"WARN", nil},
+	} {
+		t.Run(c.level, func(t *testing.T) {
+			f, err := ParseLogFormat("json", c.level)
+			if err != nil || !f.JSON {
+				t.Fatal(f, err)
+			}
+			SetLogFormat(f)
+			out, tail := captureChild(t, script, rep)
+			var types []string
+			var fn []string
+			for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+				var ev struct {
+					Time   string
+					Type   string
+					Record map[string]any
+				}
+				if strings.HasPrefix(line, `{"time"`) && json.Unmarshal([]byte(line), &ev) == nil {
+					types = append(types, ev.Type)
+					if _, err := time.Parse("2006-01-02T15:04:05.000Z", ev.Time); err != nil {
+						t.Errorf("time %q", ev.Time)
+					}
+					if ev.Record["requestId"] != "id-1" {
+						t.Errorf("record %v", ev.Record)
+					}
+					switch ev.Type {
+					case "platform.start":
+						if ev.Record["version"] != "$LATEST" {
+							t.Errorf("start %v", ev.Record)
+						}
+					case "platform.report":
+						m, _ := ev.Record["metrics"].(map[string]any)
+						if m["durationMs"] != 1.5 || m["billedDurationMs"] != 4.0 || m["memorySizeMB"] != 128.0 || m["maxMemoryUsedMB"].(float64) <= 0 ||
+							m["initDurationMs"] != 2.0 || ev.Record["status"] != "error" || ev.Record["errorType"] != "MyError" {
+							t.Errorf("report %v", ev.Record)
+						}
+					}
+					continue
+				}
+				fn = append(fn, line)
+			}
+			if strings.Join(types, " ") != strings.Join(c.want, " ") {
+				t.Errorf("records %v, want %v; stdout:\n%s", types, c.want, out)
+			}
+			if strings.Join(fn, "|") != `{"level":"INFO","message":"hi"}|plain` || strings.Contains(out, "START") || strings.Contains(out, "REPORT") {
+				t.Errorf("stdout:\n%s", out)
+			}
+			if !strings.HasSuffix(string(tail), out[strings.Index(out, "plain\n")+len("plain\n"):]) || !strings.Contains(string(tail), "plain\n") {
+				t.Errorf("tail:\n%s\nstdout:\n%s", tail, out)
+			}
+		})
+	}
+	if _, err := ParseLogFormat("xml", ""); err == nil {
+		t.Error("xml accepted")
+	}
+	if _, err := ParseLogFormat("Text", "TRACE"); err == nil {
+		t.Error("system level TRACE accepted")
+	}
+}
+
+// While lines are forwarded, each line of a child's stdout and stderr
+// goes to the sink once, whole (a partial line waits for its end, one
+// longer than MaxLine is cut), marked with the child's stream; when
+// nobody wants a stream, none of its lines are collected.
+func TestForwardLines(t *testing.T) {
+	saved, savedErr := stdoutSink.f, stderrSink.f
+	stdoutSink.f, _ = os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	stderrSink.f = stdoutSink.f
+	defer func() {
+		// The child ends on a partial line: the next test starts afresh.
+		stdoutSink.f, stderrSink.f = saved, savedErr
+		stdoutSink.nl, stderrSink.nl = true, true
+	}()
+
+	var mu sync.Mutex
+	got := map[Stream][]string{}
+	ForwardLines(func(s Stream, _ time.Time, line []byte) {
+		mu.Lock()
+		got[s] = append(got[s], string(line))
+		mu.Unlock()
+	}, true, false)
+	defer ForwardLines(nil, false, false)
+
+	script := `printf 'one\npart'; sleep 0.05; printf 'ial\r\n'; echo err >&2; head -c 300000 /dev/zero | tr '\0' x; echo; printf 'last'`
+	c, err := StartChild([]string{"sh", "-c", script}, os.Environ(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := StartExtensionChild([]string{"sh", "-c", "echo from the extension"}, os.Environ(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-c.Done()
+	<-e.Done()
+	mu.Lock()
+	defer mu.Unlock()
+	var fn []string
+	for _, l := range got[StreamFunction] {
+		if strings.HasPrefix(l, "xxx") {
+			l = "x*" + strconv.Itoa(len(l))
+		}
+		fn = append(fn, l)
+	}
+	// stdout and stderr are two pipes: "err" may come anywhere.
+	sorted := append([]string(nil), fn...)
+	slices.Sort(sorted)
+	if want := []string{"err", "last", "one", "partial", "x*262144", "x*37856"}; !slices.Equal(sorted, want) {
+		t.Errorf("function lines %q", fn)
+	}
+	if len(got[StreamExtension]) != 0 {
+		t.Errorf("extension lines collected while not wanted: %q", got[StreamExtension])
 	}
 }

@@ -81,8 +81,15 @@ type Process interface {
 	InvokeStart(requestID, version string)
 	// InvokeEnd writes its END and REPORT lines after what the bootstrap
 	// printed before it ended; with tail, it returns the invocation's last
-	// TailSize bytes of log (nil if they cannot be had).
-	InvokeEnd(r Report, tail bool) []byte
+	// TailSize bytes of log (nil if they cannot be had), with memory the
+	// Max Memory Used it reported (0 if it cannot be had).
+	InvokeEnd(r Report, tail, memory bool) Ended
+}
+
+// Ended is what InvokeEnd gives back.
+type Ended struct {
+	Tail        []byte
+	MaxMemoryMB int
 }
 
 // Local runs bootstraps as children of this process.
@@ -104,7 +111,7 @@ func (l *Local) StartExtension(_ context.Context, name string, env lambdaenv.Env
 	if !ValidExtensionName(name) {
 		return nil, errors.New("invalid extension name " + name)
 	}
-	return StartChild([]string{filepath.Join(l.ExtensionsDir, name)}, lambdaenv.Apply(l.Env, env), "")
+	return StartExtensionChild([]string{filepath.Join(l.ExtensionsDir, name)}, lambdaenv.Apply(l.Env, env), "")
 }
 
 // Start implements Controller.
@@ -126,6 +133,16 @@ type Child struct {
 // come, with the platform lines of its invocations (InvokeStart,
 // InvokeEnd) between them.
 func StartChild(argv []string, env []string, dir string) (*Child, error) {
+	return startChild(argv, env, dir, StreamFunction)
+}
+
+// StartExtensionChild starts an extension as StartChild starts a
+// bootstrap; its output lines are the Telemetry API's extension stream.
+func StartExtensionChild(argv []string, env []string, dir string) (*Child, error) {
+	return startChild(argv, env, dir, StreamExtension)
+}
+
+func startChild(argv []string, env []string, dir string, stream Stream) (*Child, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Dir = dir
@@ -154,7 +171,7 @@ func StartChild(argv []string, env []string, dir string) (*Child, error) {
 		return nil, err
 	}
 	c := &Child{cmd: cmd, exited: make(chan string, 1), done: make(chan struct{})}
-	c.out = newOutput(pipes[0][0], pipes[1][0], c.Pid)
+	c.out = newOutput(pipes[0][0], pipes[1][0], c.Pid, stream)
 	go c.wait()
 	return c, nil
 }
@@ -163,7 +180,10 @@ func StartChild(argv []string, env []string, dir string) (*Child, error) {
 func (c *Child) InvokeStart(requestID, version string) { c.out.start(requestID, version) }
 
 // InvokeEnd implements Process.
-func (c *Child) InvokeEnd(r Report, tail bool) []byte { return c.out.end(r, tail) }
+func (c *Child) InvokeEnd(r Report, tail, _ bool) Ended {
+	t, mb := c.out.end(r, tail)
+	return Ended{Tail: t, MaxMemoryMB: mb}
+}
 
 func (c *Child) wait() {
 	err := c.cmd.Wait()

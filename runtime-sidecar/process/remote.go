@@ -28,8 +28,13 @@ import (
 //	supervisor → sidecar: {"op":"started","id":N,"pid":P} | {"op":"exited","id":N,"exit":"exit status 1"} | {"op":"failed","id":N,"error":"..."}
 //	sidecar → supervisor: {"op":"stop","id":N,"graceMs":2000}
 //	sidecar → supervisor: {"op":"invoke","slot":I,"req":"<request id>","version":"$LATEST","seq":S}   (write START)
-//	sidecar → supervisor: {"op":"end","slot":I,"report":{...},"seq":S,"tail":true}        (write END, REPORT)
-//	supervisor → sidecar: {"op":"log","id":S,"log":"<base64>"}   (START written; END and REPORT written, with the tail when asked for)
+//	sidecar → supervisor: {"op":"end","slot":I,"report":{...},"seq":S,"tail":true,"mem":true}   (write END, REPORT; answered only with tail or mem)
+//	supervisor → sidecar: {"op":"log","id":S,"log":"<base64>","maxMB":M}
+//	    (START written; END and REPORT written, with the tail when asked for, and with mem (a
+//	    telemetry subscriber wants platform.report) Max Memory Used; after the lines forwarded so far)
+//	sidecar → supervisor: {"op":"forward","types":["function","extension"]}   (send the output lines of these streams; no types: stop)
+//	supervisor → sidecar: {"op":"lines","lines":[{"s":"function","t":<unix ns>,"l":"<line>"},...],"dropped":N}
+//	                      (batched, every few ms; dropped: lines lost since the last batch because the sidecar did not keep up)
 //	supervisor → sidecar: {"op":"terminating"}   (the supervisor got SIGTERM: drain)
 //	sidecar → supervisor: {"op":"exit"}          (all done: the supervisor exits 0)
 type Message struct {
@@ -50,13 +55,29 @@ type Message struct {
 	Tail    bool    `json:"tail,omitempty"`
 	Seq     uint64  `json:"seq,omitempty"`
 	Log     []byte  `json:"log,omitempty"`
+	// Memory (end) asks for Max Memory Used, MaxMB (log) is it.
+	Memory bool `json:"mem,omitempty"`
+	MaxMB  int  `json:"maxMB,omitempty"`
 	// Logs, in the hello: the supervisor writes the platform log lines
 	// (invoke, end). An image built with an older supervisor has none.
 	Logs bool `json:"logs,omitempty"`
+	// Telemetry: the streams whose lines are wanted (forward), the lines
+	// (lines) and how many were lost before them.
+	Types   []string `json:"types,omitempty"`
+	Lines   []Line   `json:"lines,omitempty"`
+	Dropped int64    `json:"dropped,omitempty"`
 	// Extensions, in the hello: the external extensions the supervisor
 	// can start. Ext, in a start: the one to start instead of a bootstrap.
 	Extensions []string `json:"extensions,omitempty"`
 	Ext        string   `json:"ext,omitempty"`
+}
+
+// Line is an output line of a bootstrap or an extension, forwarded by the
+// supervisor for the Telemetry and Logs APIs.
+type Line struct {
+	Stream string `json:"s"` // function or extension
+	Time   int64  `json:"t"` // when it was read, Unix ns
+	Text   string `json:"l"`
 }
 
 // ErrSupervisorGone is the exit reported for bootstraps whose supervisor
@@ -74,6 +95,10 @@ type Remote struct {
 	nextID      uint64
 	terminating chan struct{}
 	termOnce    sync.Once
+	// forward is the streams whose lines are wanted (told to every
+	// supervisor that connects); onLines takes them.
+	forward []string
+	onLines func(lines []Line, dropped int64)
 }
 
 type remoteConn struct {
@@ -166,7 +191,9 @@ func (r *Remote) accept() {
 
 func (r *Remote) serve(rc *remoteConn) {
 	sc := bufio.NewScanner(rc.c)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	// Room for a batch of forwarded lines (at most 256 KiB of text, each
+	// byte escaped to at most 6).
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	first := true
 	for sc.Scan() {
 		var m Message
@@ -193,7 +220,13 @@ func (r *Remote) serve(rc *remoteConn) {
 			default:
 				close(r.connected)
 			}
+			forward := r.forward
 			r.mu.Unlock()
+			if len(forward) > 0 {
+				if err := rc.send(Message{Op: "forward", Types: forward}); err != nil {
+					rc.c.Close()
+				}
+			}
 			continue
 		}
 		switch m.Op {
@@ -215,6 +248,13 @@ func (r *Remote) serve(rc *remoteConn) {
 			}
 		case "terminating":
 			r.termOnce.Do(func() { close(r.terminating) })
+		case "lines":
+			r.mu.Lock()
+			f := r.onLines
+			r.mu.Unlock()
+			if f != nil {
+				f(m.Lines, m.Dropped)
+			}
 		}
 	}
 	rc.c.Close()
@@ -378,38 +418,68 @@ func (p *remoteProc) InvokeStart(requestID, version string) {
 }
 
 // InvokeEnd implements Process: one message, answered only when the tail
-// is wanted.
-func (p *remoteProc) InvokeEnd(rep Report, tail bool) []byte {
+// or Max Memory Used is wanted (the answer comes after the lines the
+// supervisor forwarded so far).
+func (p *remoteProc) InvokeEnd(rep Report, tail, memory bool) Ended {
 	rc := p.conn
 	if !rc.logs {
-		return nil
+		return Ended{}
 	}
 	m := Message{Op: "end", Slot: p.slot, Report: &rep}
 	var ch chan Message
-	if tail {
+	if tail || memory {
 		ch = make(chan Message, 1)
 		p.r.mu.Lock()
 		p.r.nextID++
 		m.Seq = p.r.nextID
-		m.Tail = true
+		m.Tail, m.Memory = tail, memory
 		rc.pending[m.Seq] = ch
 		p.r.mu.Unlock()
 	}
 	if err := rc.send(m); err != nil {
 		rc.c.Close()
 	}
-	if !tail {
-		return nil
+	if ch == nil {
+		return Ended{}
 	}
 	t := time.NewTimer(2 * time.Second)
 	defer t.Stop()
 	select {
 	case a := <-ch:
-		return a.Log
+		return Ended{Tail: a.Log, MaxMemoryMB: a.MaxMB}
 	case <-t.C:
 		p.r.mu.Lock()
 		delete(rc.pending, m.Seq)
 		p.r.mu.Unlock()
-		return nil
+		return Ended{}
+	}
+}
+
+// OnLines sets the receiver of the lines supervisors forward.
+func (r *Remote) OnLines(f func(lines []Line, dropped int64)) {
+	r.mu.Lock()
+	r.onLines = f
+	r.mu.Unlock()
+}
+
+// Forward asks the supervisor (and any that connects later) to forward
+// the output lines of bootstraps (function) and extensions; with neither
+// it stops, and the lines cost nothing more.
+func (r *Remote) Forward(function, extension bool) {
+	var types []string
+	if function {
+		types = append(types, "function")
+	}
+	if extension {
+		types = append(types, "extension")
+	}
+	r.mu.Lock()
+	r.forward = types
+	rc := r.conn
+	r.mu.Unlock()
+	if rc != nil {
+		if err := rc.send(Message{Op: "forward", Types: types}); err != nil {
+			rc.c.Close()
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -88,7 +89,7 @@ func TestRemoteLogLines(t *testing.T) {
 			}
 			start := time.Now()
 			p.InvokeStart("id-1", "$LATEST")
-			tail := p.InvokeEnd(Report{RequestID: "id-1", Duration: time.Millisecond, MemoryMB: 128}, true)
+			tail := p.InvokeEnd(Report{RequestID: "id-1", Duration: time.Millisecond, MemoryMB: 128}, true, false).Tail
 			if d := time.Since(start); d > 500*time.Millisecond {
 				t.Errorf("InvokeStart and InvokeEnd took %v", d)
 			}
@@ -123,4 +124,64 @@ func waitOps(t *testing.T, f *fakeSupervisor, want []string) {
 		}
 	}
 	t.Fatalf("supervisor got %v, want %v", f.got(), want)
+}
+
+// The streams wanted are told to a supervisor when it connects (and when
+// they change), and the lines it sends reach OnLines.
+func TestRemoteForwardLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "control.sock")
+	r, err := ListenRemote(path, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got := make(chan []Line, 1)
+	r.OnLines(func(lines []Line, dropped int64) {
+		if dropped != 3 {
+			t.Errorf("dropped %d", dropped)
+		}
+		got <- lines
+	})
+	r.Forward(true, false)
+
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	enc := json.NewEncoder(c)
+	_ = enc.Encode(Message{Op: "hello", Pid: 1, Logs: true})
+	sc := bufio.NewScanner(c)
+	next := func() Message {
+		t.Helper()
+		if !sc.Scan() {
+			t.Fatal("no message")
+		}
+		var m Message
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if m := next(); m.Op != "forward" || len(m.Types) != 1 || m.Types[0] != "function" {
+		t.Fatalf("after hello: %+v", m)
+	}
+	r.Forward(true, true)
+	if m := next(); m.Op != "forward" || len(m.Types) != 2 {
+		t.Fatalf("%+v", m)
+	}
+	r.Forward(false, false)
+	if m := next(); m.Op != "forward" || len(m.Types) != 0 {
+		t.Fatalf("%+v", m)
+	}
+	big := strings.Repeat("\x01", 256<<10) // escaped to 6 bytes each
+	_ = enc.Encode(Message{Op: "lines", Lines: []Line{{Stream: "function", Time: 1, Text: "a"}, {Stream: "extension", Time: 2, Text: big}}, Dropped: 3})
+	select {
+	case lines := <-got:
+		if len(lines) != 2 || lines[0].Text != "a" || lines[1].Text != big || lines[1].Stream != "extension" {
+			t.Errorf("lines %v", len(lines))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no lines")
+	}
 }

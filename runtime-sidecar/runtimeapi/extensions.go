@@ -200,6 +200,10 @@ func (p *Pool) stopExtensionsLocked(reason string) {
 	p.extProcs = nil
 	p.extUp = false
 	p.extMu.Unlock()
+	// The subscribers get what is pending before they are told to shut
+	// down; their subscriptions end with them.
+	p.telFlush()
+	defer p.telReset()
 	if len(procs) == 0 {
 		p.ext.DropExternal()
 		return

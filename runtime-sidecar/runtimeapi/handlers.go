@@ -13,6 +13,7 @@ import (
 	"github.com/lambdapod/lambdapod/internal/invokeapi"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/extensions"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/invocation"
+	"github.com/lambdapod/lambdapod/runtime-sidecar/telemetry"
 )
 
 const (
@@ -38,7 +39,6 @@ var (
 	bodyStreamTooLarge      = []byte(`{"errorMessage":"Exceeded maximum allowed payload size (` + strconv.Itoa(invokeapi.MaxStreamedResponse) + ` bytes).","errorType":"RequestEntityTooLarge"}`)
 	bodyTruncated           = []byte(`{"errorMessage":"HTTP request detected as truncated","errorType":"TruncatedHTTPRequest"}`)
 	bodyInvalidResponseMode = []byte(`{"errorMessage":"Invalid function response mode","errorType":"InvalidFunctionResponseMode"}`)
-	bodyExtensionsNotFound  = []byte(`{"errorMessage":"The Logs and Telemetry APIs are not supported by the lambdapod runtime sidecar","errorType":"Extension.NotSupported"}`)
 	bodyNotFound            = []byte(`{"errorMessage":"Not Found","errorType":"NotFound"}`)
 	bodyMethodNotAllowed    = []byte(`{"errorMessage":"Method Not Allowed","errorType":"MethodNotAllowed"}`)
 
@@ -89,8 +89,10 @@ func (s *Slot) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.respond(w, r, id, action == "error")
 	case strings.HasPrefix(p, extensions.PathPrefix):
 		s.pool.ext.ServeHTTP(w, r, extensions.Caller{Slot: s.idx, RegistrationOpen: s.registrationOpen})
-	case strings.HasPrefix(p, "/2020-08-15/logs"), strings.HasPrefix(p, "/2022-07-01/telemetry"):
-		writeJSON(w, http.StatusNotFound, bodyExtensionsNotFound)
+	case p == pathTelemetry || p == pathTelemetry+"/":
+		s.subscribe(w, r, telemetry.TelemetryAPI)
+	case p == pathLogs || p == pathLogs+"/":
+		s.subscribe(w, r, telemetry.LogsAPI)
 	default:
 		writeJSON(w, http.StatusNotFound, bodyNotFound)
 	}
@@ -128,10 +130,15 @@ func (s *Slot) next(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.mu.Lock()
+		var initDur time.Duration
 		if s.gen == gen {
 			s.initDur = max(arrived.Sub(s.spawned), time.Microsecond)
+			initDur = s.initDur
 		}
 		s.mu.Unlock()
+		if initDur > 0 {
+			s.telInitDone(initDur, "")
+		}
 	}
 
 	if !initPassed {
@@ -141,11 +148,16 @@ func (s *Slot) next(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.mu.Lock()
+		passed := false
 		if s.gen == gen && !s.initPassed {
 			s.initPassed = true
+			passed = true
 			close(readyCh)
 		}
 		s.mu.Unlock()
+		if passed {
+			s.pool.telInitPassed()
+		}
 	}
 	if !s.waitAcks(r) {
 		return
@@ -199,6 +211,7 @@ func (s *Slot) next(w http.ResponseWriter, r *http.Request) {
 	if n := len(acks); n > 0 {
 		s.pool.cfg.Metrics.ExtensionEvents.WithLabelValues("INVOKE").Add(float64(n))
 	}
+	s.telStart(inv)
 	if proc != nil {
 		// START before the bootstrap can print anything of the invocation.
 		proc.InvokeStart(inv.ID, s.pool.cfg.Version)

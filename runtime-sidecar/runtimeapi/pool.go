@@ -14,6 +14,7 @@ import (
 	"github.com/lambdapod/lambdapod/runtime-sidecar/lambdaenv"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/metrics"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/process"
+	"github.com/lambdapod/lambdapod/runtime-sidecar/telemetry"
 )
 
 // Config configures a Pool.
@@ -32,6 +33,9 @@ type Config struct {
 	MemoryMB int
 	// Function is what the Extensions API's /register answers.
 	Function extensions.Function
+	// Telemetry takes the Telemetry and Logs API subscriptions and the
+	// platform events (nil: none).
+	Telemetry *telemetry.Hub
 }
 
 // Pool is the set of bootstrap slots.
@@ -57,6 +61,11 @@ type Pool struct {
 	extProcs       []*extProc
 	initCancel     context.CancelFunc // set while they register
 	initFailure    *extensions.Failure
+
+	// telInitReported: platform.extension was sent and subscriptions
+	// closed for the current environment (telemetry.go).
+	telMu           sync.Mutex
+	telInitReported bool
 }
 
 // NewPool returns a pool with one slot per listener.

@@ -2,6 +2,7 @@ package runtimeapi
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
@@ -118,6 +119,7 @@ func (s *Slot) run() {
 			}
 			continue
 		}
+		s.telInitStart(start)
 		s.mu.Lock()
 		s.proc = proc
 		s.spawned = start
@@ -190,6 +192,11 @@ func (s *Slot) run() {
 		// The bootstrap never reached /next: an init failure.
 		failures++
 		s.pool.cfg.Metrics.Restarts.WithLabelValues("init_error").Inc()
+		initType := "Runtime.ExitError"
+		if initBody != nil {
+			initType = errorTypeOf(&invocation.Result{Body: initBody})
+		}
+		s.telInitDone(time.Since(start), initType)
 		var cached func(id string) []byte
 		if initBody != nil {
 			s.log.Warn("bootstrap init error", "exit", exit, "error", string(initBody))
@@ -311,8 +318,29 @@ func (s *Slot) finish(inv *invocation.Invocation, o invocation.Outcome, r *invoc
 		rep.Duration = s.pool.cfg.Timeout
 	case invocation.OutcomeRuntimeExit:
 		rep.ErrorType = "Runtime.ExitError"
+	case invocation.OutcomeFunctionError, invocation.OutcomeInvalidResponse:
+		rep.FunctionError = errorTypeOf(r)
+	case invocation.OutcomeResponseTooLarge:
+		rep.FunctionError = "Function.ResponseSizeTooLarge"
 	}
-	if tail := proc.InvokeEnd(rep, inv.LogTail && r != nil); tail != nil && r != nil {
-		r.LogResult = base64.StdEncoding.EncodeToString(tail)
+	h := s.pool.tel()
+	e := proc.InvokeEnd(rep, inv.LogTail && r != nil, h != nil)
+	if e.Tail != nil && r != nil {
+		r.LogResult = base64.StdEncoding.EncodeToString(e.Tail)
 	}
+	if h != nil {
+		s.telEnd(h, &rep, e.MaxMemoryMB)
+	}
+}
+
+// errorTypeOf is the errorType of a failed invocation's error document,
+// for the status of its JSON records and telemetry.
+func errorTypeOf(r *invocation.Result) string {
+	var doc struct {
+		ErrorType string `json:"errorType"`
+	}
+	if r != nil && len(r.Body) > 0 && json.Unmarshal(r.Body, &doc) == nil && doc.ErrorType != "" {
+		return doc.ErrorType
+	}
+	return "Runtime.Unknown"
 }

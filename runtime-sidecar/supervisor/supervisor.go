@@ -101,6 +101,14 @@ func Main(args []string, stderr io.Writer) int {
 			dir = "/var/task"
 		}
 	}
+	// The platform lines' format is the function's (the manager sets the
+	// variables on this container); bad values fall back to Lambda's
+	// defaults rather than keep the function from running.
+	lf, err := process.ParseLogFormat(os.Getenv(contract.EnvLogFormat), os.Getenv(contract.EnvSystemLogLevel))
+	if err != nil {
+		logger.Printf("%v: using %s", err, map[bool]string{false: "Text", true: "JSON at INFO"}[lf.JSON])
+	}
+	process.SetLogFormat(lf)
 	s := &supervisor{log: logger, socket: *socket, connectTimeout: *connectTimeout, argv: argv, dir: dir, extDir: *extensionsDir}
 	return s.run()
 }
@@ -212,6 +220,9 @@ func (s *supervisor) serve(conn net.Conn, sigs chan os.Signal) (code int, done b
 		defer slotsMu.Unlock()
 		return slots[slot]
 	}
+	// Output lines for the sidecar's telemetry subscribers, while it asks.
+	fw := newForwarder(send)
+	defer fw.stop()
 	// Read at each connection: a restarted sidecar initialises again.
 	exts, err := process.ListExtensions(s.extDir)
 	if err != nil {
@@ -246,13 +257,18 @@ func (s *supervisor) serve(conn net.Conn, sigs chan os.Signal) (code int, done b
 				send(process.Message{Op: "log", ID: m.Seq})
 				continue
 			case "end":
-				var tail []byte
+				var e process.Ended
 				if c := child(m.Slot); c != nil && m.Report != nil {
-					tail = c.InvokeEnd(*m.Report, m.Tail)
+					e = c.InvokeEnd(*m.Report, m.Tail, m.Memory)
 				}
-				if m.Tail {
-					send(process.Message{Op: "log", ID: m.Seq, Log: tail})
+				if m.Tail || m.Memory {
+					// The invocation's lines before its report.
+					fw.flush()
+					send(process.Message{Op: "log", ID: m.Seq, Log: e.Tail, MaxMB: e.MaxMemoryMB})
 				}
+				continue
+			case "forward":
+				fw.set(m.Types)
 				continue
 			}
 			select {
@@ -290,7 +306,7 @@ func (s *supervisor) serve(conn net.Conn, sigs chan os.Signal) (code int, done b
 						send(process.Message{Op: "failed", ID: m.ID, Error: "invalid extension name " + m.Ext})
 						continue
 					}
-					c, err = process.StartChild([]string{filepath.Join(s.extDir, m.Ext)}, lambdaenv.Apply(os.Environ(), env), "")
+					c, err = process.StartExtensionChild([]string{filepath.Join(s.extDir, m.Ext)}, lambdaenv.Apply(os.Environ(), env), "")
 				} else {
 					c, err = process.StartChild(s.argv, lambdaenv.Apply(os.Environ(), env), s.dir)
 				}
