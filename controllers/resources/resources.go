@@ -248,6 +248,7 @@ func sidecar(cfg Config, fn *lambdapodv1alpha1.Function) *corev1ac.ContainerAppl
 			env("GOMAXPROCS", strconv.FormatInt(SidecarProcs(fn.Spec.Runtime.MemoryMiB()), 10)),
 		).
 		WithEnv(invokeKeyEnv(cfg, fn)...).
+		WithEnv(sidecarLoggingEnv(&fn.Spec.Runtime)...).
 		// Ready only once every bootstrap has asked for its first event;
 		// probed every second because the activator holds requests until
 		// then.
@@ -341,6 +342,17 @@ func loggingEnv(rt *lambdapodv1alpha1.RuntimeSpec) []*corev1ac.EnvVarApplyConfig
 		env(contract.EnvLogLevel, string(rt.ApplicationLogLevelOrDefault())),
 		env(contract.EnvSystemLogLevel, string(rt.SystemLogLevelOrDefault())),
 	}
+}
+
+// sidecarLoggingEnv gives the sidecar the function's log format with JSON:
+// it serves the function's log lines to Telemetry and Logs API subscribers,
+// and in JSON a line that is a JSON object goes to them as that object, as
+// on Lambda. The platform's records and their level are the supervisor's.
+func sidecarLoggingEnv(rt *lambdapodv1alpha1.RuntimeSpec) []*corev1ac.EnvVarApplyConfiguration {
+	if rt.LogFormatOrDefault() != lambdapodv1alpha1.LogFormatJSON {
+		return nil
+	}
+	return []*corev1ac.EnvVarApplyConfiguration{env(contract.EnvLogFormat, string(lambdapodv1alpha1.LogFormatJSON))}
 }
 
 // region is the function's AWS_REGION: the user's, if spec.runtime.env sets

@@ -72,7 +72,7 @@ func TestDeploymentGolden(t *testing.T) {
 			return fn
 		}, resources.ImageRun{Bootstrap: []string{"/var/task/bootstrap", "--verbose"}, User: "root"}, &three},
 		// JSON logs with the default levels: the runtime and the
-		// supervisor are told, the sidecar is not
+		// supervisor are told, the sidecar of the format alone
 		{"deployment-json-logs.yaml", func() *lambdapodv1alpha1.Function {
 			fn := base()
 			fn.Spec.Runtime.Logging = &lambdapodv1alpha1.LoggingSpec{Format: lambdapodv1alpha1.LogFormatJSON}
