@@ -407,13 +407,16 @@ type LoggingSpec struct {
 	Format LogFormat `json:"format,omitempty"`
 
 	// applicationLogLevel is the least level of the function's own records
-	// that are kept, given to the runtime library as AWS_LAMBDA_LOG_LEVEL:
+	// to keep, given to the runtime library as AWS_LAMBDA_LOG_LEVEL:
 	// TRACE, DEBUG, INFO (the default), WARN, ERROR or FATAL. JSON only.
+	// The runtime library drops what is below it; the function's output
+	// itself is passed on unchanged.
 	// +optional
 	ApplicationLogLevel ApplicationLogLevel `json:"applicationLogLevel,omitempty"`
 
 	// systemLogLevel is the least level of the platform's records that are
-	// kept: DEBUG, INFO (the default) or WARN. JSON only.
+	// written: DEBUG, INFO (the default: platform.start and
+	// platform.report) or WARN (none of them). JSON only.
 	// +optional
 	SystemLogLevel SystemLogLevel `json:"systemLogLevel,omitempty"`
 }
