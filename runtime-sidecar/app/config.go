@@ -201,7 +201,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 			return c, fmt.Errorf("--function-namespace (%s) is required with an invoke key: tokens name the function by namespace", contract.EnvFunctionNamespace)
 		}
 	}
-	if c.PlatformLog, err = process.ParseLogFormat(c.FunctionLogFormat, c.SystemLogLevel); err != nil {
+	if c.PlatformLog, err = process.ParseLogFormat(c.FunctionLogFormat, c.SystemLogLevel, c.ApplicationLogLevel); err != nil {
 		return c, err
 	}
 	if c.FunctionLogFormat != "" {

@@ -2,6 +2,7 @@ package process
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -95,11 +96,40 @@ func billedMs(r *Report) int64 {
 
 // LogFormat is how the platform lines are written: Lambda's text lines
 // (START, END, REPORT), or with JSON its platform.* records, those at or
-// above the system log level.
+// above the system log level. With JSON, App is the application log
+// level: the function's lines below it are dropped.
 type LogFormat struct {
 	JSON  bool
 	Level telemetry.Level
+	App   AppLevel
 }
+
+// AppLevel is an application log level, TRACE (the zero value, which
+// drops nothing) to FATAL.
+type AppLevel int8
+
+// appLevels are the application log levels, least first.
+var appLevels = [...]string{"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
+
+// levelInfo is Lambda's application log level when none is set, and the
+// level of a line that names none.
+const levelInfo AppLevel = 2
+
+// parseAppLevel reads TRACE ... FATAL in any case; "" is INFO.
+func parseAppLevel(s string) (AppLevel, bool) {
+	if s == "" {
+		return levelInfo, true
+	}
+	for i, l := range appLevels {
+		if strings.EqualFold(s, l) {
+			return AppLevel(i), true
+		}
+	}
+	return levelInfo, false
+}
+
+// filters reports whether the function's lines are filtered by level.
+func (f LogFormat) filters() bool { return f.JSON && f.App > 0 }
 
 // logFormat is set once, before any bootstrap starts.
 var logFormat LogFormat
@@ -109,9 +139,10 @@ var logFormat LogFormat
 func SetLogFormat(f LogFormat) { logFormat = f }
 
 // ParseLogFormat reads Lambda's log format (AWS_LAMBDA_LOG_FORMAT: Text or
-// JSON, any case, "" for Text) and system log level (DEBUG, INFO, WARN,
-// "" for INFO).
-func ParseLogFormat(format, systemLevel string) (LogFormat, error) {
+// JSON, any case, "" for Text), system log level (DEBUG, INFO, WARN, ""
+// for INFO) and application log level (AWS_LAMBDA_LOG_LEVEL: TRACE ...
+// FATAL, "" for INFO; JSON only, as on Lambda).
+func ParseLogFormat(format, systemLevel, appLevel string) (LogFormat, error) {
 	var f LogFormat
 	switch strings.ToUpper(format) {
 	case "", "TEXT":
@@ -125,6 +156,13 @@ func ParseLogFormat(format, systemLevel string) (LogFormat, error) {
 		return f, fmt.Errorf("invalid system log level %q: want DEBUG, INFO or WARN", systemLevel)
 	}
 	f.Level = lvl
+	if f.JSON {
+		app, ok := parseAppLevel(appLevel)
+		if !ok {
+			return f, fmt.Errorf("invalid application log level %q: want TRACE, DEBUG, INFO, WARN, ERROR or FATAL", appLevel)
+		}
+		f.App = app
+	}
 	return f, nil
 }
 
@@ -170,6 +208,11 @@ type output struct {
 	// only touched by its pipe's copier).
 	stream  Stream
 	partial [2][]byte
+	// With an application log level (JSON), levelled holds each pipe's
+	// unfinished line until it can be judged, and passed is the scratch
+	// of what a read lets through (each touched under mu).
+	levelled [2][]byte
+	passed   [2][]byte
 }
 
 func newOutput(stdout, stderr *os.File, pid func() int, stream Stream) *output {
@@ -192,19 +235,11 @@ func (o *output) copy(i int, dst *sink) {
 		if n > 0 {
 			o.held[i].Store(int64(n))
 			o.mu.Lock()
-			dst.mu.Lock()
-			dst.write(buf[:n])
-			dst.mu.Unlock()
-			if o.active.Load() {
-				o.keep(buf[:n])
+			b := buf[:n]
+			if o.stream == StreamFunction && logFormat.filters() {
+				b = o.filterLevel(i, b, false)
 			}
-			if lineStreams.Load()&(1<<o.stream) != 0 {
-				// Before copied moves: an invocation's END waits for
-				// its lines.
-				o.lines(i, buf[:n], false)
-			} else if o.partial[i] != nil {
-				o.partial[i] = nil
-			}
+			o.write(i, dst, b)
 			o.copied[i].Add(int64(n))
 			o.held[i].Store(0)
 			o.mu.Unlock()
@@ -217,6 +252,9 @@ func (o *output) copy(i int, dst *sink) {
 			o.closed[i].Store(true)
 			o.pipes[i].Close()
 			o.mu.Lock()
+			if len(o.levelled[i]) > 0 {
+				o.write(i, dst, o.filterLevel(i, nil, true))
+			}
 			if len(o.partial[i]) > 0 && lineStreams.Load()&(1<<o.stream) != 0 {
 				o.lines(i, nil, true)
 			}
@@ -228,6 +266,81 @@ func (o *output) copy(i int, dst *sink) {
 			return
 		}
 	}
+}
+
+// write passes what pipe i let through to dst, the invocation's tail and
+// the line forwarding; o.mu is held.
+func (o *output) write(i int, dst *sink, b []byte) {
+	if len(b) > 0 {
+		dst.mu.Lock()
+		dst.write(b)
+		dst.mu.Unlock()
+		if o.active.Load() {
+			o.keep(b)
+		}
+	}
+	if lineStreams.Load()&(1<<o.stream) != 0 {
+		// Before copied moves: an invocation's END waits for its lines.
+		o.lines(i, b, false)
+	} else if o.partial[i] != nil {
+		o.partial[i] = nil
+	}
+}
+
+// filterLevel is Lambda's application log-level filtering for runtimes
+// that do not do it themselves: a line that is a JSON object with a
+// "level" below the application log level is dropped; any other line
+// counts as INFO. It returns the whole lines of b that pass, keeping an
+// unfinished one for the next read (at flush, judging it as it is); a
+// line longer than MaxLine passes unjudged. o.mu is held.
+func (o *output) filterLevel(i int, b []byte, flush bool) []byte {
+	out := o.passed[i][:0]
+	for len(b) > 0 {
+		j := bytes.IndexByte(b, '\n')
+		if j < 0 {
+			o.levelled[i] = append(o.levelled[i], b...)
+			if len(o.levelled[i]) > MaxLine {
+				out = append(out, o.levelled[i]...)
+				o.levelled[i] = o.levelled[i][:0]
+			}
+			break
+		}
+		line := b[:j+1]
+		b = b[j+1:]
+		if len(o.levelled[i]) > 0 {
+			o.levelled[i] = append(o.levelled[i], line...)
+			line = o.levelled[i]
+		}
+		if lineLevel(line) >= logFormat.App {
+			out = append(out, line...)
+		}
+		o.levelled[i] = o.levelled[i][:0]
+	}
+	if flush && len(o.levelled[i]) > 0 {
+		if lineLevel(o.levelled[i]) >= logFormat.App {
+			out = append(out, o.levelled[i]...)
+		}
+		o.levelled[i] = o.levelled[i][:0]
+	}
+	o.passed[i] = out
+	return out
+}
+
+// lineLevel is the level a function's log line is at: its "level" if it
+// is a JSON object naming a valid one, else INFO.
+func lineLevel(line []byte) AppLevel {
+	t := bytes.TrimSpace(line)
+	if len(t) < 2 || t[0] != '{' {
+		return levelInfo
+	}
+	var v struct {
+		Level string `json:"level"`
+	}
+	if json.Unmarshal(t, &v) != nil {
+		return levelInfo
+	}
+	l, _ := parseAppLevel(v.Level)
+	return l
 }
 
 // Stream is whose output a child's is, for the Telemetry API's function
@@ -433,6 +546,13 @@ func (o *output) end(r Report, tail bool) ([]byte, int) {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	for i, dst := range [2]*sink{stdoutSink, stderrSink} {
+		// A line the function left unfinished when it answered is
+		// judged now, as it is: it belongs to this invocation.
+		if len(o.levelled[i]) > 0 {
+			o.write(i, dst, o.filterLevel(i, nil, true))
+		}
+	}
 	if len(lines) > 0 {
 		o.platform(lines)
 	}

@@ -69,6 +69,8 @@ func TestChildPlatformLines(t *testing.T) {
 	}
 	saved := stdoutSink.f
 	stdoutSink.f = w
+	// A line left unfinished by the last child is not this one's.
+	stdoutSink.nl = true
 	defer func() { stdoutSink.f = saved }()
 	got := make(chan string)
 	go func() {
@@ -147,6 +149,8 @@ func captureChild(t *testing.T, script string, r Report) (string, []byte) {
 	}
 	saved := stdoutSink.f
 	stdoutSink.f = w
+	// A line left unfinished by the last child is not this one's.
+	stdoutSink.nl = true
 	defer func() { stdoutSink.f = saved }()
 	got := make(chan string)
 	go func() {
@@ -195,7 +199,7 @@ func TestChildJSONLines(t *testing.T) {
 		{"WARN", nil},
 	} {
 		t.Run(c.level, func(t *testing.T) {
-			f, err := ParseLogFormat("json", c.level)
+			f, err := ParseLogFormat("json", c.level, "")
 			if err != nil || !f.JSON {
 				t.Fatal(f, err)
 			}
@@ -244,11 +248,61 @@ func TestChildJSONLines(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ParseLogFormat("xml", ""); err == nil {
+	if _, err := ParseLogFormat("xml", "", ""); err == nil {
 		t.Error("xml accepted")
 	}
-	if _, err := ParseLogFormat("Text", "TRACE"); err == nil {
+	if _, err := ParseLogFormat("Text", "TRACE", ""); err == nil {
 		t.Error("system level TRACE accepted")
+	}
+}
+
+// With JSON and an application log level, the function's lines below it
+// are dropped, as Lambda filters a runtime's output that it does not
+// filter itself: a JSON object's "level" (any case) is its level, any
+// other line (plain text, no level, an unknown one) is INFO. A line left
+// unfinished when the invocation ends is judged then.
+func TestApplicationLogLevel(t *testing.T) {
+	defer SetLogFormat(LogFormat{})
+	script := `echo '{"level":"debug","m":"d"}'; echo '{"level":"INFO","m":"i"}'; echo '{"m":"none"}'; echo plain; ` +
+		`echo '{"level":"warn","m":"w"}'; echo '{"level":"NOISE","m":"bad"}'; echo '{"level":"ERROR","m":"e"}' >&2; ` +
+		`echo '{"level":"TRACE","m":"t"}'; printf '{"level":"fatal","m":"unfinished"}'`
+	all := []string{`{"level":"debug","m":"d"}`, `{"level":"INFO","m":"i"}`, `{"m":"none"}`, `plain`, `{"level":"warn","m":"w"}`,
+		`{"level":"NOISE","m":"bad"}`, `{"level":"TRACE","m":"t"}`, `{"level":"fatal","m":"unfinished"}`}
+	for _, c := range []struct {
+		format, level string
+		want          []string // the function's lines on stdout, in order
+	}{
+		{"JSON", "WARN", []string{`{"level":"warn","m":"w"}`, `{"level":"fatal","m":"unfinished"}`}},
+		{"JSON", "", []string{`{"level":"INFO","m":"i"}`, `{"m":"none"}`, `plain`, `{"level":"warn","m":"w"}`, `{"level":"NOISE","m":"bad"}`, `{"level":"fatal","m":"unfinished"}`}},
+		{"JSON", "FATAL", []string{`{"level":"fatal","m":"unfinished"}`}},
+		{"JSON", "TRACE", all},
+		{"Text", "ERROR", all}, // levels are JSON's only, as on Lambda
+	} {
+		t.Run(c.format+"-"+c.level, func(t *testing.T) {
+			f, err := ParseLogFormat(c.format, "WARN", c.level)
+			if err != nil {
+				t.Fatal(err)
+			}
+			SetLogFormat(f)
+			out, tail := captureChild(t, script, Report{RequestID: "id-1", MemoryMB: 128})
+			var fn []string
+			for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+				if !strings.HasPrefix(line, "START ") && !strings.HasPrefix(line, "END ") && !strings.HasPrefix(line, "REPORT ") {
+					fn = append(fn, line)
+				}
+			}
+			if strings.Join(fn, "\n") != strings.Join(c.want, "\n") {
+				t.Errorf("the function's lines on stdout:\n%s\nwant:\n%s", strings.Join(fn, "\n"), strings.Join(c.want, "\n"))
+			}
+			for _, l := range all {
+				if in := strings.Contains(string(tail), l); in != slices.Contains(c.want, l) {
+					t.Errorf("line %s in the log tail: %v\ntail:\n%s", l, in, tail)
+				}
+			}
+		})
+	}
+	if _, err := ParseLogFormat("JSON", "", "VERBOSE"); err == nil {
+		t.Error("application level VERBOSE accepted")
 	}
 }
 

@@ -104,7 +104,7 @@ func Main(args []string, stderr io.Writer) int {
 	// The platform lines' format is the function's (the manager sets the
 	// variables on this container); bad values fall back to Lambda's
 	// defaults rather than keep the function from running.
-	lf, err := process.ParseLogFormat(os.Getenv(contract.EnvLogFormat), os.Getenv(contract.EnvSystemLogLevel))
+	lf, err := process.ParseLogFormat(os.Getenv(contract.EnvLogFormat), os.Getenv(contract.EnvSystemLogLevel), os.Getenv(contract.EnvLogLevel))
 	if err != nil {
 		logger.Printf("%v: using %s", err, map[bool]string{false: "Text", true: "JSON at INFO"}[lf.JSON])
 	}
