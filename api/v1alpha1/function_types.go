@@ -406,11 +406,12 @@ type LoggingSpec struct {
 	// +optional
 	Format LogFormat `json:"format,omitempty"`
 
-	// applicationLogLevel is the least level of the function's own records
-	// to keep, given to the runtime library as AWS_LAMBDA_LOG_LEVEL:
-	// TRACE, DEBUG, INFO (the default), WARN, ERROR or FATAL. JSON only.
-	// The runtime library drops what is below it; the function's output
-	// itself is passed on unchanged.
+	// applicationLogLevel is the least level of the function's own log
+	// lines that are kept: TRACE, DEBUG, INFO (the default), WARN, ERROR or
+	// FATAL. JSON only. The runtime library gets it as
+	// AWS_LAMBDA_LOG_LEVEL, and, as on Lambda, a line of the function's
+	// output that is a JSON object with a "level" below it is dropped (a
+	// line without one counts as INFO).
 	// +optional
 	ApplicationLogLevel ApplicationLogLevel `json:"applicationLogLevel,omitempty"`
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +43,9 @@ type platformRecord struct {
 // (and nothing of lambdapod's own), and its container log has, in place
 // of the START and REPORT lines, Lambda's JSON platform.start and
 // platform.report records of each invocation, as LogType Tail returns
-// them too; at systemLogLevel WARN those INFO records are left out.
+// them too; at systemLogLevel WARN those INFO records are left out. The
+// function's JSON lines below the application log level are dropped, and
+// a plain line counts as INFO, as Lambda filters them.
 func TestJSONLogFormat(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -50,9 +53,14 @@ func TestJSONLogFormat(t *testing.T) {
 		logging  lambdapodv1alpha1.LoggingSpec
 		appLevel string
 		platform bool
+		// kept are the levels of env.sh's JSON lines that must be in the
+		// log; the others must not
+		kept []string
 	}{
-		{"json-log", lambdapodv1alpha1.LoggingSpec{Format: lambdapodv1alpha1.LogFormatJSON, ApplicationLogLevel: "DEBUG"}, "DEBUG", true},
-		{"json-log-warn", lambdapodv1alpha1.LoggingSpec{Format: lambdapodv1alpha1.LogFormatJSON, SystemLogLevel: "WARN"}, "INFO", false},
+		{"json-log", lambdapodv1alpha1.LoggingSpec{Format: lambdapodv1alpha1.LogFormatJSON, ApplicationLogLevel: "DEBUG"}, "DEBUG", true,
+			[]string{"DEBUG", "INFO", "WARN", "ERROR"}},
+		{"json-log-warn", lambdapodv1alpha1.LoggingSpec{Format: lambdapodv1alpha1.LogFormatJSON, SystemLogLevel: "WARN"}, "INFO", false,
+			[]string{"INFO", "WARN", "ERROR"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -107,6 +115,18 @@ func TestJSONLogFormat(t *testing.T) {
 				time.Sleep(500 * time.Millisecond)
 			}
 			t.Logf("the function container's log:\n%s", log)
+			for _, level := range []string{"TRACE", "DEBUG", "INFO", "WARN", "ERROR"} {
+				want := 0
+				if slices.Contains(tc.kept, level) {
+					want = len(ids)
+				}
+				if got := strings.Count(log, `"message":"env.sh at `+level+`"`); got != want {
+					t.Errorf("%d lines of the function at %s in the log, want %d (application log level %s)", got, level, want, tc.appLevel)
+				}
+			}
+			if got := strings.Count(log, "env.sh plain line\n"); got != len(ids) {
+				t.Errorf("%d plain lines of the function in the log, want %d: a line without a level is INFO", got, len(ids))
+			}
 			for _, text := range []string{"START RequestId: ", "END RequestId: ", "REPORT RequestId: "} {
 				if strings.Contains(log, text) {
 					t.Errorf("the log has a Text line %q...: with JSON the platform writes JSON records", text)
