@@ -23,6 +23,12 @@ const (
 	DefaultAuthType         = AuthRBAC
 	// DefaultEphemeralStorageMiB is Lambda's default /tmp.
 	DefaultEphemeralStorageMiB = 512
+	// DefaultLogFormat is Lambda's, and the only one with no levels.
+	DefaultLogFormat = LogFormatText
+	// DefaultApplicationLogLevel and DefaultSystemLogLevel are Lambda's
+	// levels of a JSON log that sets none.
+	DefaultApplicationLogLevel = ApplicationLogLevel("INFO")
+	DefaultSystemLogLevel      = SystemLogLevel("INFO")
 	// DefaultRunAsUser is the uid of Lambda's sbx_user1051, for images
 	// whose user is root or a name.
 	DefaultRunAsUser = 993
@@ -163,4 +169,30 @@ func (s *FunctionSpec) MaximumEventAgeOrDefault() time.Duration {
 		return s.Async.MaximumEventAge.Duration
 	}
 	return DefaultMaximumEventAge
+}
+
+// LogFormatOrDefault is the format of the function's log.
+func (r *RuntimeSpec) LogFormatOrDefault() LogFormat {
+	if r.Logging == nil || r.Logging.Format == "" {
+		return DefaultLogFormat
+	}
+	return r.Logging.Format
+}
+
+// ApplicationLogLevelOrDefault is the least level of the function's records
+// in a JSON log.
+func (r *RuntimeSpec) ApplicationLogLevelOrDefault() ApplicationLogLevel {
+	if r.Logging == nil || r.Logging.ApplicationLogLevel == "" {
+		return DefaultApplicationLogLevel
+	}
+	return r.Logging.ApplicationLogLevel
+}
+
+// SystemLogLevelOrDefault is the least level of the platform's records in a
+// JSON log.
+func (r *RuntimeSpec) SystemLogLevelOrDefault() SystemLogLevel {
+	if r.Logging == nil || r.Logging.SystemLogLevel == "" {
+		return DefaultSystemLogLevel
+	}
+	return r.Logging.SystemLogLevel
 }

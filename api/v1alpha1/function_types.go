@@ -330,7 +330,7 @@ type RuntimeSpec struct {
 	// env is added to the bootstrap's environment. The variables that
 	// lambdapod sets from the spec are reserved.
 	// +kubebuilder:validation:MaxItems=256
-	// +kubebuilder:validation:XValidation:rule="self.all(e, !(e.name in ['_HANDLER', '_LAMBDA_SERVER_PORT', 'AWS_LAMBDA_RUNTIME_API', 'AWS_LAMBDA_FUNCTION_NAME', 'AWS_LAMBDA_FUNCTION_VERSION', 'AWS_LAMBDA_FUNCTION_MEMORY_SIZE', 'AWS_LAMBDA_FUNCTION_TIMEOUT', 'AWS_LAMBDA_MAX_CONCURRENCY', 'AWS_LAMBDA_INITIALIZATION_TYPE', 'AWS_LAMBDA_LOG_GROUP_NAME', 'AWS_LAMBDA_LOG_STREAM_NAME', 'LAMBDA_TASK_ROOT', 'LAMBDA_RUNTIME_DIR']))",message="spec.runtime.env may not set a variable that lambdapod sets itself (_HANDLER, AWS_LAMBDA_*, LAMBDA_TASK_ROOT, LAMBDA_RUNTIME_DIR): use spec.runtime.handler, memory and timeout instead"
+	// +kubebuilder:validation:XValidation:rule="self.all(e, !(e.name in ['_HANDLER', '_LAMBDA_SERVER_PORT', 'AWS_LAMBDA_RUNTIME_API', 'AWS_LAMBDA_FUNCTION_NAME', 'AWS_LAMBDA_FUNCTION_VERSION', 'AWS_LAMBDA_FUNCTION_MEMORY_SIZE', 'AWS_LAMBDA_FUNCTION_TIMEOUT', 'AWS_LAMBDA_MAX_CONCURRENCY', 'AWS_LAMBDA_INITIALIZATION_TYPE', 'AWS_LAMBDA_LOG_GROUP_NAME', 'AWS_LAMBDA_LOG_STREAM_NAME', 'AWS_LAMBDA_LOG_FORMAT', 'AWS_LAMBDA_LOG_LEVEL', 'LAMBDA_TASK_ROOT', 'LAMBDA_RUNTIME_DIR']))",message="spec.runtime.env may not set a variable that lambdapod sets itself (_HANDLER, AWS_LAMBDA_*, LAMBDA_TASK_ROOT, LAMBDA_RUNTIME_DIR): use spec.runtime.handler, memory, timeout and logging instead"
 	// +listType=map
 	// +listMapKey=name
 	// +optional
@@ -384,7 +384,62 @@ type RuntimeSpec struct {
 	// refuses the pods of a Function that opts out.
 	// +optional
 	RunAsRoot bool `json:"runAsRoot,omitempty"`
+
+	// logging is Lambda's advanced logging controls (LoggingConfig): the
+	// format of the function's log and, in JSON, the levels below which
+	// records are dropped. Empty: Text, as on Lambda.
+	// +optional
+	Logging *LoggingSpec `json:"logging,omitempty"`
 }
+
+// LoggingSpec is Lambda's LoggingConfig, without a log group: the log is
+// the function container's, read with kubectl logs.
+//
+// +kubebuilder:validation:XValidation:rule="(!has(self.applicationLogLevel) && !has(self.systemLogLevel)) || (has(self.format) && self.format == 'JSON')",message="spec.runtime.logging.applicationLogLevel and systemLogLevel apply to the JSON log format only, as on Lambda: set spec.runtime.logging.format to JSON, or remove the levels"
+type LoggingSpec struct {
+	// format is Text (the default: the runtime's lines as it writes them,
+	// and the platform's START, END and REPORT lines) or JSON (the
+	// platform writes JSON records such as platform.start and
+	// platform.report, and the runtime library, told by
+	// AWS_LAMBDA_LOG_FORMAT, may write JSON too).
+	// +kubebuilder:default=Text
+	// +optional
+	Format LogFormat `json:"format,omitempty"`
+
+	// applicationLogLevel is the least level of the function's own log
+	// lines that are kept: TRACE, DEBUG, INFO (the default), WARN, ERROR or
+	// FATAL. JSON only. The runtime library gets it as
+	// AWS_LAMBDA_LOG_LEVEL, and, as on Lambda, a line of the function's
+	// output that is a JSON object with a "level" below it is dropped (a
+	// line without one counts as INFO).
+	// +optional
+	ApplicationLogLevel ApplicationLogLevel `json:"applicationLogLevel,omitempty"`
+
+	// systemLogLevel is the least level of the platform's records that are
+	// written: DEBUG, INFO (the default: platform.start and
+	// platform.report) or WARN (none of them). JSON only.
+	// +optional
+	SystemLogLevel SystemLogLevel `json:"systemLogLevel,omitempty"`
+}
+
+// LogFormat is the format of a function's log.
+// +kubebuilder:validation:Enum=Text;JSON
+type LogFormat string
+
+const (
+	// LogFormatText is plain lines, as Lambda writes them by default.
+	LogFormatText LogFormat = "Text"
+	// LogFormatJSON is one JSON object a record.
+	LogFormatJSON LogFormat = "JSON"
+)
+
+// ApplicationLogLevel is Lambda's application log level.
+// +kubebuilder:validation:Enum=TRACE;DEBUG;INFO;WARN;ERROR;FATAL
+type ApplicationLogLevel string
+
+// SystemLogLevel is Lambda's system log level.
+// +kubebuilder:validation:Enum=DEBUG;INFO;WARN
+type SystemLogLevel string
 
 // ScaleSpec bounds the number of pods.
 //

@@ -2,6 +2,7 @@ package v1alpha1_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -205,6 +206,41 @@ spec:
 spec:
   source: {image: example/fn:1}
   http: {multiValueHeaders: true}`, []string{"spec.http", "multiValueHeaders applies to eventFormat ALB only"}},
+		{"an application log level with the default Text format", `
+spec:
+  source: {image: example/fn:1}
+  runtime:
+    logging: {applicationLogLevel: DEBUG}`, []string{"spec.runtime.logging", "apply to the JSON log format only", "set spec.runtime.logging.format to JSON"}},
+		{"a system log level with format Text", `
+spec:
+  source: {image: example/fn:1}
+  runtime:
+    logging: {format: Text, systemLogLevel: WARN}`, []string{"spec.runtime.logging", "apply to the JSON log format only", "set spec.runtime.logging.format to JSON"}},
+		{"a log format in lower case", `
+spec:
+  source: {image: example/fn:1}
+  runtime:
+    logging: {format: json}`, []string{"spec.runtime.logging.format", "Unsupported value", `"Text"`, `"JSON"`}},
+		{"an unknown application log level", `
+spec:
+  source: {image: example/fn:1}
+  runtime:
+    logging: {format: JSON, applicationLogLevel: VERBOSE}`, []string{"spec.runtime.logging.applicationLogLevel", "Unsupported value", `"TRACE"`, `"FATAL"`}},
+		{"a system log level of TRACE", `
+spec:
+  source: {image: example/fn:1}
+  runtime:
+    logging: {format: JSON, systemLogLevel: TRACE}`, []string{"spec.runtime.logging.systemLogLevel", "Unsupported value", `"DEBUG"`, `"WARN"`}},
+		{"the log format in the environment", `
+spec:
+  source: {image: example/fn:1}
+  runtime:
+    env: [{name: AWS_LAMBDA_LOG_FORMAT, value: JSON}]`, []string{"spec.runtime.env", "may not set a variable that lambdapod sets itself", "logging"}},
+		{"the log level in the environment", `
+spec:
+  source: {image: example/fn:1}
+  runtime:
+    env: [{name: AWS_LAMBDA_LOG_LEVEL, value: DEBUG}]`, []string{"spec.runtime.env", "may not set a variable that lambdapod sets itself"}},
 		{"two schedules of one name", `
 spec:
   source: {image: example/fn:1}
@@ -212,7 +248,7 @@ spec:
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			obj := function(t, "bad-"+string(rune('a'+i)), tc.yaml)
+			obj := function(t, fmt.Sprintf("bad-%d", i), tc.yaml)
 			err := env.Client.Create(ctx, obj)
 			if err == nil {
 				t.Fatalf("the API server accepted %s", tc.yaml)
@@ -249,6 +285,57 @@ spec:
 		}
 		if in := fn.Spec.Schedules[2].Input; in == nil || string(in.Raw) != `{"items":[1,2],"job":"report"}` {
 			t.Errorf("the noon input came back as %v", in)
+		}
+	})
+
+	t.Run("logging as documented is accepted and defaulted", func(t *testing.T) {
+		for name, tc := range map[string]struct {
+			yaml      string
+			format    v1alpha1.LogFormat
+			app       v1alpha1.ApplicationLogLevel
+			system    v1alpha1.SystemLogLevel
+			keepsNull bool
+		}{
+			"logging-json-levels": {yaml: `
+spec:
+  source: {image: example/fn:1}
+  runtime:
+    logging: {format: JSON, applicationLogLevel: TRACE, systemLogLevel: WARN}`, format: "JSON", app: "TRACE", system: "WARN"},
+			"logging-json": {yaml: `
+spec:
+  source: {image: example/fn:1}
+  runtime:
+    logging: {format: JSON}`, format: "JSON", app: "INFO", system: "INFO"},
+			"logging-empty": {yaml: `
+spec:
+  source: {image: example/fn:1}
+  runtime:
+    logging: {}`, format: "Text", app: "INFO", system: "INFO"},
+			// no logging at all stays so: a Function made before the
+			// field existed reads as it was written
+			"logging-none": {yaml: `
+spec:
+  source: {image: example/fn:1}`, format: "Text", app: "INFO", system: "INFO", keepsNull: true},
+		} {
+			obj := function(t, name, tc.yaml)
+			if err := env.Client.Create(ctx, obj); err != nil {
+				t.Fatalf("%s refused: %v", name, err)
+			}
+			_, found, _ := unstructured.NestedFieldNoCopy(obj.Object, "spec", "runtime", "logging")
+			if found == tc.keepsNull {
+				t.Errorf("%s: spec.runtime.logging present = %v", name, found)
+			}
+			var fn v1alpha1.Function
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &fn); err != nil {
+				t.Fatal(err)
+			}
+			rt := &fn.Spec.Runtime
+			if f, a, s := rt.LogFormatOrDefault(), rt.ApplicationLogLevelOrDefault(), rt.SystemLogLevelOrDefault(); f != tc.format || a != tc.app || s != tc.system {
+				t.Errorf("%s: format, levels = %s, %s, %s, want %s, %s, %s", name, f, a, s, tc.format, tc.app, tc.system)
+			}
+			if tc.format == "Text" && !tc.keepsNull && rt.Logging.Format != "Text" {
+				t.Errorf("%s: the API server defaulted format to %q, want Text", name, rt.Logging.Format)
+			}
 		}
 	})
 

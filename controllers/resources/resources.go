@@ -162,7 +162,13 @@ func Deployment(cfg Config, fn *lambdapodv1alpha1.Function, image string, run Im
 	pod := corev1ac.PodSpec().
 		WithEnableServiceLinks(false).
 		WithAutomountServiceAccountToken(false).
-		WithTerminationGracePeriodSeconds(grace)
+		WithTerminationGracePeriodSeconds(grace).
+		// Extensions written for Lambda listen on and send to
+		// sandbox.localdomain:PORT (the Telemetry and Logs APIs'
+		// destinations, and one extension reaching another), a name that
+		// only Lambda's sandbox resolves: here every container of the pod
+		// shares its network namespace, so the name is the pod itself.
+		WithHostAliases(corev1ac.HostAlias().WithIP("127.0.0.1").WithHostnames(contract.SandboxHost))
 	if run.Supervisor != "" {
 		// No volume at all: a pod with one waits for the kubelet's next
 		// check that it is mounted (every 300 ms) before its sandbox is
@@ -242,6 +248,7 @@ func sidecar(cfg Config, fn *lambdapodv1alpha1.Function) *corev1ac.ContainerAppl
 			env("GOMAXPROCS", strconv.FormatInt(SidecarProcs(fn.Spec.Runtime.MemoryMiB()), 10)),
 		).
 		WithEnv(invokeKeyEnv(cfg, fn)...).
+		WithEnv(sidecarLoggingEnv(&fn.Spec.Runtime)...).
 		// Ready only once every bootstrap has asked for its first event;
 		// probed every second because the activator holds requests until
 		// then.
@@ -302,6 +309,7 @@ func functionEnv(cfg Config, fn *lambdapodv1alpha1.Function) []*corev1ac.EnvVarA
 	if fn.Spec.Runtime.Handler != "" {
 		vars = append(vars, env(contract.EnvHandler, fn.Spec.Runtime.Handler))
 	}
+	vars = append(vars, loggingEnv(&fn.Spec.Runtime)...)
 	index := make(map[string]int, len(vars))
 	for i, v := range vars {
 		index[*v.Name] = i
@@ -316,6 +324,35 @@ func functionEnv(cfg Config, fn *lambdapodv1alpha1.Function) []*corev1ac.EnvVarA
 		vars = append(vars, v)
 	}
 	return vars
+}
+
+// loggingEnv is spec.runtime.logging for the function container. With JSON,
+// Lambda gives the runtime AWS_LAMBDA_LOG_FORMAT and AWS_LAMBDA_LOG_LEVEL,
+// which runtime libraries read to write JSON records and drop those below
+// the level; the supervisor, which writes the platform's records, reads the
+// format and LAMBDAPOD_SYSTEM_LOG_LEVEL (kept from the bootstrap, like every
+// LAMBDAPOD_ variable). With Text, Lambda sets none of them, and a Function
+// that says nothing of logging keeps the pods it had.
+func loggingEnv(rt *lambdapodv1alpha1.RuntimeSpec) []*corev1ac.EnvVarApplyConfiguration {
+	if rt.LogFormatOrDefault() != lambdapodv1alpha1.LogFormatJSON {
+		return nil
+	}
+	return []*corev1ac.EnvVarApplyConfiguration{
+		env(contract.EnvLogFormat, string(lambdapodv1alpha1.LogFormatJSON)),
+		env(contract.EnvLogLevel, string(rt.ApplicationLogLevelOrDefault())),
+		env(contract.EnvSystemLogLevel, string(rt.SystemLogLevelOrDefault())),
+	}
+}
+
+// sidecarLoggingEnv gives the sidecar the function's log format with JSON:
+// it serves the function's log lines to Telemetry and Logs API subscribers,
+// and in JSON a line that is a JSON object goes to them as that object, as
+// on Lambda. The platform's records and their level are the supervisor's.
+func sidecarLoggingEnv(rt *lambdapodv1alpha1.RuntimeSpec) []*corev1ac.EnvVarApplyConfiguration {
+	if rt.LogFormatOrDefault() != lambdapodv1alpha1.LogFormatJSON {
+		return nil
+	}
+	return []*corev1ac.EnvVarApplyConfiguration{env(contract.EnvLogFormat, string(lambdapodv1alpha1.LogFormatJSON))}
 }
 
 // region is the function's AWS_REGION: the user's, if spec.runtime.env sets

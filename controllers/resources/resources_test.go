@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	lambdapodv1alpha1 "github.com/lambdapod/lambdapod/api/v1alpha1"
 	"github.com/lambdapod/lambdapod/controllers/resources"
@@ -65,9 +66,18 @@ func TestDeploymentGolden(t *testing.T) {
 				Concurrency:      4,
 				EphemeralStorage: &storage,
 				RunAsUser:        &uid,
+				Logging: &lambdapodv1alpha1.LoggingSpec{Format: lambdapodv1alpha1.LogFormatJSON,
+					ApplicationLogLevel: "DEBUG", SystemLogLevel: "WARN"},
 			}
 			return fn
 		}, resources.ImageRun{Bootstrap: []string{"/var/task/bootstrap", "--verbose"}, User: "root"}, &three},
+		// JSON logs with the default levels: the runtime and the
+		// supervisor are told, the sidecar of the format alone
+		{"deployment-json-logs.yaml", func() *lambdapodv1alpha1.Function {
+			fn := base()
+			fn.Spec.Runtime.Logging = &lambdapodv1alpha1.LoggingSpec{Format: lambdapodv1alpha1.LogFormatJSON}
+			return fn
+		}, resources.ImageRun{}, &zero},
 		{"deployment-replicas-claimed.yaml", base, resources.ImageRun{Bootstrap: []string{"/lambda-entrypoint.sh", "app.handler"}}, nil},
 		// an image that carries the supervisor (a Go build's): no volume,
 		// no postStart hook
@@ -111,5 +121,17 @@ func TestURL(t *testing.T) {
 		if got := resources.URL(tc.cfg, fn); got != tc.want {
 			t.Errorf("URL(%+v) = %q, want %q", tc.cfg, got, tc.want)
 		}
+	}
+}
+
+// A Function that asks for Text logs, Lambda's default, has the pods of one
+// that says nothing of logging: Lambda sets no log variable for Text.
+func TestTextLogsChangeNothing(t *testing.T) {
+	text := base()
+	text.Spec.Runtime.Logging = &lambdapodv1alpha1.LoggingSpec{Format: lambdapodv1alpha1.LogFormatText}
+	want, _ := yaml.Marshal(resources.Deployment(cfg, base(), "example/hello@sha256:0123", resources.ImageRun{}, nil))
+	got, _ := yaml.Marshal(resources.Deployment(cfg, text, "example/hello@sha256:0123", resources.ImageRun{}, nil))
+	if string(got) != string(want) {
+		t.Errorf("logging {format: Text} changed the Deployment:\n%s\nwant\n%s", got, want)
 	}
 }

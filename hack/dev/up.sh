@@ -86,12 +86,16 @@ GO_IMAGE=$(nice -n 19 "$GO" run ./hack/dev/goimage -registry "$REGISTRY" -seed-c
 GO_IMAGE=$NODE_REGISTRY/${GO_IMAGE#"$REGISTRY"/}
 dlog "goImage $GO_IMAGE"
 
-step "bash+curl function image (hack/dev/bashimage, for make e2e)"
+step "bash+curl function images (hack/dev/bashimage, for make e2e)"
 # the Lambda Developer Guide's bash custom runtime on the host's bash and
-# curl; the e2e suite runs it as an image-sourced Function
-BASH_IMAGE=$(nice -n 19 "$GO" run ./hack/dev/bashimage -registry "$REGISTRY" | tail -n1)
+# curl; the e2e suite runs it as an image-sourced Function, and the same
+# image with an external extension in /opt/extensions (the second line)
+BASH_IMAGES=$(nice -n 19 "$GO" run ./hack/dev/bashimage -registry "$REGISTRY" -go "$GO" | tail -n2)
+BASH_IMAGE=${BASH_IMAGES%%$'\n'*} BASH_EXT_IMAGE=${BASH_IMAGES#*$'\n'}
+[[ $BASH_IMAGE != "$BASH_EXT_IMAGE" ]] || die "hack/dev/bashimage printed one image, not two"
 echo "$NODE_REGISTRY/${BASH_IMAGE#"$REGISTRY"/}" >"$D/bash-image.txt"
-dlog "bash+curl image $(cat "$D/bash-image.txt")"
+echo "$NODE_REGISTRY/${BASH_EXT_IMAGE#"$REGISTRY"/}" >"$D/bash-ext-image.txt"
+dlog "bash+curl image $(cat "$D/bash-image.txt"), with the extension $(cat "$D/bash-ext-image.txt")"
 
 step "Tekton Pipelines"
 # the version the project's go.mod requires, which hack/images builds too

@@ -14,6 +14,13 @@
 // /var/task/bootstrap (the entrypoint) and /var/task/function.sh, an empty
 // /tmp (1777). It runs as 65532. The layer is reproducible (fixed times), so
 // a second run pushes nothing new. It prints "<image>@<digest>".
+//
+// Then the same image with a second layer, pushed to -extension-repository:
+// the external extension in ./extension, compiled static for this machine's
+// platform, at /opt/extensions/event-printer, where the supervisor starts
+// it before the bootstrap, and env.sh (env.handler: answers with the
+// logging variables the bootstrap got). It prints that image's
+// "<image>@<digest>" on a second line.
 package main
 
 import (
@@ -29,12 +36,14 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -52,17 +61,25 @@ var (
 	recordSh []byte
 	//go:embed fail.sh
 	failSh []byte
+	//go:embed env.sh
+	envSh []byte
 )
 
 func main() {
 	registry := flag.String("registry", "localhost:5000", "registry to push to (plain HTTP)")
 	repo := flag.String("repository", "functions/bash-curl", "repository under the registry")
 	tag := flag.String("tag", "dev", "tag")
+	extRepo := flag.String("extension-repository", "functions/bash-curl-ext", "repository under the registry of the image with the extension")
+	goCmd := flag.String("go", "go", "the go command that compiles the extension")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("bashimage: ")
 
 	ref, err := name.NewTag(*registry+"/"+*repo+":"+*tag, name.Insecure)
+	if err != nil {
+		log.Fatal(err)
+	}
+	extRef, err := name.NewTag(*registry+"/"+*extRepo+":"+*tag, name.Insecure)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -157,6 +174,84 @@ func main() {
 	}
 	log.Printf("%s: %d files, %d bytes uncompressed", ref, len(files)+2, len(layerBytes))
 	fmt.Println(digestRef)
+
+	extLayer, err := extensionLayer(*goCmd, mtime)
+	if err != nil {
+		log.Fatal(err)
+	}
+	extImg, err := mutate.AppendLayers(img, extLayer)
+	if err != nil {
+		log.Fatal(err)
+	}
+	extDigestRef, err := ociimage.Push(extRef, extImg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("%s: %s", extRef, path.Join(extensionsDir, extensionName))
+	fmt.Println(extDigestRef)
+}
+
+const (
+	// extensionsDir is where Lambda (and lambdapod's supervisor) looks for
+	// external extensions.
+	extensionsDir = "/opt/extensions"
+	// extensionName is the extension's file name, which is the name it
+	// registers under: make e2e looks for it in the function's log.
+	extensionName = "event-printer"
+)
+
+// extensionLayer compiles ./extension static and puts it, executable, in
+// /opt/extensions, with /var/task/env.sh. -trimpath and no VCS stamp keep
+// the binary, so the layer, the same from one run to the next.
+func extensionLayer(goCmd string, mtime time.Time) (v1.Layer, error) {
+	tmp, err := os.MkdirTemp("", "bashimage-extension")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, extensionName)
+	build := exec.Command(goCmd, "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", bin,
+		"github.com/lambdapod/lambdapod/hack/dev/bashimage/extension")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return nil, fmt.Errorf("compiling the extension: %v", err)
+	}
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct {
+		at   string
+		mode int64
+		b    []byte
+	}{
+		{"/opt/", 0o755, nil},
+		{extensionsDir + "/", 0o755, nil},
+		{path.Join(extensionsDir, extensionName), 0o755, b},
+		// the first layer has /var/task already
+		{"/var/task/env.sh", 0o644, envSh},
+	} {
+		h := &tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(f.at, "/"), Mode: f.mode, Size: int64(len(f.b)), ModTime: mtime}
+		if strings.HasSuffix(f.at, "/") {
+			h.Typeflag = tar.TypeDir
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(f.b); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	layerBytes := buf.Bytes()
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(layerBytes)), nil
+	}, tarball.WithMediaType(types.OCILayer))
 }
 
 // lddPath matches the absolute paths in ldd's output: "libc.so.6 =>
