@@ -351,6 +351,13 @@ type ShutdownEvent struct {
 // ones). Each returned channel closes when that extension has called /next
 // after the event: the Invoke phase ends then.
 func (r *Registry) Invoke(slot int, requestID, arn, traceID string, deadline time.Time) []<-chan struct{} {
+	r.mu.Lock()
+	none := len(r.external) == 0 && len(r.internal[slot]) == 0
+	r.mu.Unlock()
+	if none {
+		// Most functions have none: nothing to build on their hot path.
+		return nil
+	}
 	ev := InvokeEvent{EventType: Invoke, DeadlineMs: deadline.UnixMilli(), RequestID: requestID, InvokedFunctionArn: arn}
 	if traceID != "" {
 		ev.Tracing = &Tracing{Type: "X-Amzn-Trace-Id", Value: traceID}
