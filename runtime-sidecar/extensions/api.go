@@ -87,12 +87,18 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body)
 }
 
-func forbidden(w http.ResponseWriter, errType, format string, args ...any) {
+// WriteError answers {"errorMessage","errorType"}, as the emulator
+// renders the errors of the Extensions, Telemetry and Logs APIs.
+func WriteError(w http.ResponseWriter, status int, errType, msg string) {
 	b, _ := json.Marshal(struct {
 		Message string `json:"errorMessage"`
 		Type    string `json:"errorType"`
-	}{fmt.Sprintf(format, args...), errType})
-	writeJSON(w, http.StatusForbidden, b)
+	}{msg, errType})
+	writeJSON(w, status, b)
+}
+
+func forbidden(w http.ResponseWriter, errType, format string, args ...any) {
+	WriteError(w, http.StatusForbidden, errType, fmt.Sprintf(format, args...))
 }
 
 func refused(w http.ResponseWriter, from state, to, who string) {
@@ -230,6 +236,21 @@ func identify(w http.ResponseWriter, req *http.Request) (string, bool) {
 		return "", false
 	}
 	return id, true
+}
+
+// Identify is the registered extension that Lambda-Extension-Identifier
+// names, for the Telemetry and Logs APIs; without one it has answered
+// the 403 the emulator gives.
+func (r *Registry) Identify(w http.ResponseWriter, req *http.Request) (Info, bool) {
+	id, ok := identify(w, req)
+	if !ok {
+		return Info{}, false
+	}
+	info, ok := r.Lookup(id)
+	if !ok {
+		forbidden(w, errUnknownID, "Unknown extension %s", id)
+	}
+	return info, ok
 }
 
 // next is GET /extension/event/next: it ends the extension's Init or its

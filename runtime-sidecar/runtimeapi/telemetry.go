@@ -2,13 +2,11 @@ package runtimeapi
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"time"
 
-	"github.com/google/uuid"
-
+	"github.com/lambdapod/lambdapod/runtime-sidecar/extensions"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/invocation"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/process"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/telemetry"
@@ -23,7 +21,6 @@ const (
 	pathTelemetry = "/2022-07-01/telemetry"
 	pathLogs      = "/2020-08-15/logs"
 
-	headerExtensionID = "Lambda-Extension-Identifier"
 	// maxSubscription bounds a subscription body.
 	maxSubscription = 64 << 10
 	// telemetryFlushTime bounds the delivery of pending events when the
@@ -45,46 +42,26 @@ func (s *Slot) subscribe(w http.ResponseWriter, r *http.Request, api telemetry.A
 		writeJSON(w, http.StatusMethodNotAllowed, bodyMethodNotAllowed)
 		return
 	}
-	id := r.Header.Get(headerExtensionID)
-	if id == "" {
-		writeError(w, http.StatusForbidden, "Extension.MissingExtensionIdentifier", "Missing Lambda-Extension-Identifier header")
-		return
-	}
-	if _, err := uuid.Parse(id); err != nil {
-		writeError(w, http.StatusForbidden, "Extension.InvalidExtensionIdentifier", "Invalid Lambda-Extension-Identifier")
-		return
-	}
-	info, ok := s.pool.ext.Lookup(id)
+	info, ok := s.pool.ext.Identify(w, r)
 	if !ok {
-		writeError(w, http.StatusForbidden, "Extension.UnknownExtensionIdentifier", "Unknown extension "+id)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxSubscription+1))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, api.ValidationErrorType(), "cannot read the request body: "+err.Error())
+		extensions.WriteError(w, http.StatusBadRequest, api.ValidationErrorType(), "cannot read the request body: "+err.Error())
 		return
 	}
 	if len(body) > maxSubscription {
-		writeError(w, http.StatusBadRequest, api.ValidationErrorType(), "the subscription is larger than 64 KiB")
+		extensions.WriteError(w, http.StatusBadRequest, api.ValidationErrorType(), "the subscription is larger than 64 KiB")
 		return
 	}
 	h := s.pool.cfg.Telemetry
 	if h == nil {
-		writeError(w, http.StatusInternalServerError, "ServiceException", "telemetry is not available")
+		extensions.WriteError(w, http.StatusInternalServerError, "ServiceException", "telemetry is not available")
 		return
 	}
 	status, resp := h.Subscribe(api, info.Name, body)
 	writeJSON(w, status, resp)
-}
-
-// writeError answers {"errorMessage","errorType"}, as the emulator renders
-// its errors.
-func writeError(w http.ResponseWriter, status int, errType, msg string) {
-	b, _ := json.Marshal(struct {
-		Message string `json:"errorMessage"`
-		Type    string `json:"errorType"`
-	}{msg, errType})
-	writeJSON(w, status, b)
 }
 
 // telInitStart publishes platform.initStart: the slot started a bootstrap
