@@ -63,45 +63,7 @@ func TestMaxMemory(t *testing.T) {
 // of their own (after a partial line too); the tail holds the invocation's
 // log, stderr included.
 func TestChildPlatformLines(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	saved := stdoutSink.f
-	stdoutSink.f = w
-	// A line left unfinished by the last child is not this one's.
-	stdoutSink.nl = true
-	defer func() { stdoutSink.f = saved }()
-	got := make(chan string)
-	go func() {
-		var b bytes.Buffer
-		_, _ = b.ReadFrom(r)
-		got <- b.String()
-	}()
-
-	dir := t.TempDir()
-	gate, done := filepath.Join(dir, "gate"), filepath.Join(dir, "done")
-	c, err := StartChild([]string{"sh", "-c", `while [ ! -e "$1" ]; do sleep 0.01; done; echo one; printf 'partial'; echo err >&2; : > "$2"; exec sleep 10`, "sh", gate, done}, os.Environ(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.InvokeStart("id-1", "$LATEST")
-	if err := os.WriteFile(gate, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, err := os.Stat(done); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the child did not run")
-		}
-	}
-	tail := c.InvokeEnd(Report{RequestID: "id-1", Duration: time.Millisecond, MemoryMB: 128}, true, false).Tail
-	c.Stop(0)
-	<-c.Done()
-	w.Close()
-	out := <-got
+	out, tail := captureChild(t, `echo one; printf 'partial'; echo err >&2`, Report{RequestID: "id-1", Duration: time.Millisecond, MemoryMB: 128})
 
 	re := regexp.MustCompile(`^START RequestId: id-1 Version: \$LATEST\none\npartial\nEND RequestId: id-1\n` +
 		`REPORT RequestId: id-1\tDuration: 1.00 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: \d+ MB\t\n$`)
