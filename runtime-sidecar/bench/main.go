@@ -58,6 +58,7 @@ const (
 	floorPeer kind = iota
 	riePeer
 	sidecarPeer
+	boundPeer
 )
 
 // peer is one server under test and what the client measured of it.
@@ -101,6 +102,8 @@ func (p *peer) name() string {
 		return "aws-lambda-rie"
 	case sidecarPeer:
 		return fmt.Sprintf("runtime-sidecar (LAMBDAPOD_CONCURRENCY=%d)", p.concurrency)
+	case boundPeer:
+		return "protocol bound (no logic; see below)"
 	}
 	return "plain net/http (floor)"
 }
@@ -268,7 +271,8 @@ func run(rieBin string, rounds int, phase, warmup time.Duration, doc string) err
 	defer os.RemoveAll(dir)
 	sidecarBin := filepath.Join(dir, "runtime-sidecar")
 	echoBin := filepath.Join(dir, "echo")
-	for _, b := range [][2]string{{sidecarBin, "./runtime-sidecar/cmd"}, {echoBin, "./runtime-sidecar/bench/testdata/echo"}} {
+	boundBin := filepath.Join(dir, "bound")
+	for _, b := range [][2]string{{sidecarBin, "./runtime-sidecar/cmd"}, {echoBin, "./runtime-sidecar/bench/testdata/echo"}, {boundBin, "./runtime-sidecar/bench/testdata/bound"}} {
 		cmd := exec.Command("go", "build", "-trimpath", "-o", b[0], b[1])
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Stderr = os.Stderr
@@ -293,14 +297,22 @@ func run(rieBin string, rounds int, phase, warmup time.Duration, doc string) err
 		rie.stop()
 		return err
 	}
+	bound, err := startBound(boundBin, echoBin)
+	if err != nil {
+		rie.stop()
+		sc1.stop()
+		return err
+	}
 	one := []*peer{
 		newPeer(floorPeer, 0, floorURL, floorPID),
 		newPeer(riePeer, 1, rie.url, rie.pid),
 		sc1.peer(1),
+		newPeer(boundPeer, 1, bound.url, bound.pid),
 	}
 	err = alternate(one, 1, rounds, phase, warmup)
 	rie.stop()
 	sc1.stop()
+	bound.stop()
 	if err != nil {
 		return err
 	}
@@ -365,6 +377,31 @@ func startFloor(echo string) (string, int, func(), error) {
 		return "", 0, nil, fmt.Errorf("floor server: %w", err)
 	}
 	return "http://" + strings.TrimSpace(line) + "/", cmd.Process.Pid, stop, nil
+}
+
+// startBound runs the echo function behind testdata/bound, which prints
+// its invoke address when it is listening.
+func startBound(bin, echo string) (*server, error) {
+	cmd := command(bin, echo)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, pid: cmd.Process.Pid}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		s.stop()
+		return nil, fmt.Errorf("protocol bound: %w", err)
+	}
+	s.url = "http://" + strings.TrimSpace(line) + "/2015-03-31/functions/function/invocations"
+	p := newPeer(boundPeer, 1, s.url, s.pid)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if p.invoke() {
+			return s, nil
+		}
+	}
+	s.stop()
+	return nil, fmt.Errorf("protocol bound did not answer an invocation")
 }
 
 // startRIE runs the echo function under RIE in its classic mode, one
@@ -538,12 +575,14 @@ func render(peers []*peer, rounds int, phase, warmup time.Duration, rieVersion, 
 	fmt.Fprintf(&b, "\n%d rounds of one %v phase per peer (order rotating each round) after a %v warm-up per peer; %s, %d CPUs, load average at start %s, %s; %s; payload %d bytes of JSON; keep-alive HTTP/1.1 clients (Go net/http), each sending its next request when the previous answer arrived.\n",
 		rounds, phase, warmup, runtime.Version(), runtime.NumCPU(), load, time.Now().UTC().Format("2006-01-02"), rieVersion, len(payload))
 
-	var rie, sc1 *peer
+	var rie, sc1, bound *peer
 	var hwm, rss int64
 	for _, p := range peers {
 		switch {
 		case p.kind == riePeer:
 			rie = p
+		case p.kind == boundPeer:
+			bound = p
 		case p.kind == sidecarPeer && p.clients == 1:
 			sc1 = p
 		}
@@ -561,6 +600,11 @@ func render(peers []*peer, rounds int, phase, warmup time.Duration, rieVersion, 
 			us(sc1.p50()), p50, us(sc1.floorP50), verdict(p50 <= 2.5), pairedMedian(sc1, floorOf(peers, 1), func(s, f phaseResult) float64 { return float64(s.p50) / float64(f.p50) }),
 			float64(rie.p50())/float64(rie.floorP50))
 	}
+	if bound != nil && rie != nil && sc1 != nil {
+		fmt.Fprintf(&b, "- 1 client (no target): the protocol bound does %.0f invocations/s, %.2f× RIE's (median of the per-round ratios %.2f×), and its p50 is %.2f× the floor's: the most any server could reach here; the sidecar does %.0f%% of its invocations per second.\n",
+			bound.rps(), bound.rps()/rie.rps(), pairedMedian(bound, rie, func(s, r phaseResult) float64 { return s.rps / r.rps }),
+			float64(bound.p50())/float64(bound.floorP50), 100*sc1.rps()/bound.rps())
+	}
 	fmt.Fprintf(&b, "- Sidecar memory: RSS max %s, VmHWM %s over both concurrencies (target < 20 MiB: %s).\n", mib(rss), mib(hwm), verdict(hwm < 20*1024 && rss < 20*1024))
 	for _, p := range peers {
 		if p.kind == sidecarPeer && p.clients > 1 {
@@ -571,7 +615,10 @@ func render(peers []*peer, rounds int, phase, warmup time.Duration, rieVersion, 
 	b.WriteString("\nThe sidecar's round trip is two extra HTTP exchanges on loopback (caller → sidecar, and the bootstrap's " +
 		"`/response` POST answered while the next `/next` is being held) plus the hand-off through a channel; the floor is " +
 		"one exchange. On a machine shared with other work the absolute numbers move between runs; the ratios are measured " +
-		"in one run with the same client, in interleaved phases.\n")
+		"in one run with the same client, in interleaved phases. The protocol bound's row is the rest: what the bootstrap, " +
+		"the client and the kernel's loopback take of the same round trip when the server costs nothing but its reads and " +
+		"writes. Its ratio to RIE is where the target of 2× RIE stands on this kind of machine: a server that keeps the " +
+		"Runtime API's limits, timeouts, logs and checks cannot get past it, and gets to 2× only within a few per cent of it.\n")
 	return b.String()
 }
 
@@ -581,7 +628,7 @@ Command: ` + "`make bench-sidecar`" + ` (builds ` + "`bin/bench/aws-lambda-rie`"
 proxy at the Makefile's ` + "`RIE_VERSION`" + ` if missing or of another version, then runs
 ` + "`go run ./runtime-sidecar/bench`" + `, which rewrites this section).
 
-One aws-lambda-go echo function (` + "`runtime-sidecar/bench/testdata/echo`" + `), three peers:
+One aws-lambda-go echo function (` + "`runtime-sidecar/bench/testdata/echo`" + `), four peers:
 
 - **floor**: the same handler (the same aws-lambda-go JSON marshalling) served
   as a plain Go ` + "`net/http`" + ` server, in one process;
@@ -595,9 +642,16 @@ One aws-lambda-go echo function (` + "`runtime-sidecar/bench/testdata/echo`" + `
   bootstrap (` + "`POST /2015-03-31/functions/function/invocations`" + ` → ` + "`/next`" + ` →
   ` + "`/response`" + ` → caller), with as many bootstraps as clients, run as the
   manager runs it: ` + "`GOMAXPROCS=1`" + ` (a function of up to one vCPU), its
-  bootstraps without it, as in their own container.
+  bootstraps without it, as in their own container;
+- **protocol bound**: ` + "`runtime-sidecar/bench/testdata/bound`" + `, the least any
+  server can do for the same round trip, as a measure of what is left
+  to gain: one thread and one epoll set with raw system calls (the Go
+  scheduler never runs on the path), canned headers, and no limits,
+  timeouts, logs or checks of any kind; the bootstrap's, the client's
+  and the kernel's share of the round trip are all that is left in it.
+  1-client rows only.
 
-The same client drives all three in one run. The peers at one number of
+The same client drives all four in one run. The peers at one number of
 clients take turns in short phases (one phase each per round, the order
 rotating), so that other work on the machine falls on all of them alike;
 each row pools its phases. RSS is sampled from ` + "`/proc/<pid>/status`" + ` during
