@@ -77,6 +77,11 @@ type Config struct {
 	// zero, at its concurrency, its pods failing) wait in the stream
 	// rather than in every slot, and other functions' events still run.
 	PerFunction int
+	// ShareWait: an event over its function's share waits for one of the
+	// function's running events to end while at least one ends every
+	// ShareWait (a second by default, at most a third of AckWait), and
+	// goes back to the stream for NotRunDelay otherwise (Queue.take).
+	ShareWait time.Duration
 	// RetryDelay is the wait before the first retry; it doubles for the
 	// next (Lambda: about a minute, then two).
 	RetryDelay time.Duration
@@ -116,6 +121,9 @@ func (c *Config) defaults() {
 	}
 	if c.PerFunction <= 0 {
 		c.PerFunction = max(1, c.Concurrency/4)
+	}
+	if c.ShareWait <= 0 {
+		c.ShareWait = min(time.Second, c.AckWait/3)
 	}
 	if c.RetryDelay <= 0 {
 		c.RetryDelay = time.Minute
@@ -196,9 +204,10 @@ type Queue struct {
 	m    *metrics
 	// running is the number of events this activator runs now.
 	running atomic.Int64
-	// busy counts the events each function (namespace/name) runs here.
-	mu   sync.Mutex
-	busy map[string]int
+	// shares holds, for each function (namespace/name) with events here,
+	// its running events' places.
+	mu     sync.Mutex
+	shares map[string]*share
 }
 
 // connect opens the connection the queue uses: reconnecting for ever, and
@@ -239,7 +248,7 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{cfg: cfg, nc: nc, js: js, busy: map[string]int{}}
+	q := &Queue{cfg: cfg, nc: nc, js: js, shares: map[string]*share{}}
 	if err := q.ensure(ctx); err != nil {
 		nc.Close()
 		return nil, err
@@ -475,9 +484,10 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, policy func(names
 	}
 
 	key := ev.Namespace + "/" + ev.Name
-	if !q.take(key) {
-		// This function has its share of the slots: the event waits in
-		// the stream, not in a slot another function's event could use.
+	if !q.take(ctx, key) {
+		// This function had its share of the slots for ShareWait: the
+		// event waits in the stream, not in a slot another function's
+		// event could use.
 		q.m.notRun.Inc()
 		_ = msg.NakWithDelay(q.cfg.NotRunDelay)
 		return
@@ -549,23 +559,90 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, policy func(names
 	}
 }
 
-// take counts an event of key as running, unless key has PerFunction
-// running already.
-func (q *Queue) take(key string) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.busy[key] >= q.cfg.PerFunction {
-		return false
-	}
-	q.busy[key]++
-	return true
+// share is one function's places among the events running here.
+type share struct {
+	places chan struct{} // one element per running event, PerFunction at most
+	// Under Queue.mu: the events running or waiting for a place (the share
+	// goes with the last), when one of its events last ended, and whether
+	// an event waited ShareWait for a place with none ending meanwhile.
+	users   int
+	lastEnd time.Time
+	stalled bool
 }
 
+// take counts an event of key as running, or reports false when it should
+// go back to the stream. If key has PerFunction events running, the event
+// waits for one of them to end (Go hands a freed place to the longest
+// waiter) for as long as they do end, at least one every ShareWait: a
+// busy function's events then run at its pods' pace, without the delay of
+// a trip through the stream. A function none of whose events ended in
+// ShareWait is held (at zero, its pods failing): its events go back to
+// the stream at once from then on, until one ends, and leave the slots to
+// other functions. A waiting event keeps its slot, so the queue takes no
+// more events from the stream than it has slots for; it waits at most a
+// third of AckWait, within which the server does not hand it to another
+// activator.
+func (q *Queue) take(ctx context.Context, key string) bool {
+	q.mu.Lock()
+	sh := q.shares[key]
+	if sh == nil {
+		sh = &share{places: make(chan struct{}, q.cfg.PerFunction)}
+		q.shares[key] = sh
+	}
+	sh.users++
+	stalled := sh.stalled
+	q.mu.Unlock()
+	select {
+	case sh.places <- struct{}{}:
+		return true
+	default:
+	}
+	if stalled {
+		q.leave(key, sh)
+		return false
+	}
+	start := time.Now()
+	t := time.NewTimer(q.cfg.ShareWait)
+	defer t.Stop()
+	for {
+		select {
+		case sh.places <- struct{}{}:
+			return true
+		case <-ctx.Done():
+			q.leave(key, sh)
+			return false
+		case now := <-t.C:
+			q.mu.Lock()
+			progressed := now.Sub(sh.lastEnd) < q.cfg.ShareWait
+			if !progressed {
+				sh.stalled = true
+			}
+			q.mu.Unlock()
+			if !progressed || now.Sub(start) >= q.cfg.AckWait/3 {
+				q.leave(key, sh)
+				return false
+			}
+			t.Reset(q.cfg.ShareWait)
+		}
+	}
+}
+
+// give frees the place of a running event of key, which ended.
 func (q *Queue) give(key string) {
 	q.mu.Lock()
+	sh := q.shares[key]
+	sh.lastEnd, sh.stalled = time.Now(), false
+	q.mu.Unlock()
+	<-sh.places
+	q.leave(key, sh)
+}
+
+// leave forgets a function with no event here any more.
+func (q *Queue) leave(key string, sh *share) {
+	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.busy[key]--; q.busy[key] <= 0 {
-		delete(q.busy, key)
+	if sh.users--; sh.users == 0 {
+		delete(q.shares, key)
 	}
 }
 

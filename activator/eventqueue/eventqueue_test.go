@@ -701,3 +701,53 @@ func TestLostStreamIsMadeAgain(t *testing.T) {
 		t.Errorf("ran %s, want after-loss", calls[0].ev.RequestID)
 	}
 }
+
+// A busy function whose events do run (its pod at its concurrency, each
+// event a few milliseconds) gets its events run as fast as its pod allows:
+// an event over the function's share waits here for one of its events to
+// end, instead of going back to the stream for NotRunDelay. (Bounced,
+// 400 events took 30 s here; the function's pod stood idle between the
+// waves.)
+func TestBusyFunctionDrainsAtItsPace(t *testing.T) {
+	s := natsServer(t, "")
+	q, reg := open(t, s.ClientURL(), func(c *eventqueue.Config) {
+		c.Concurrency, c.PerFunction, c.NotRunDelay = 16, 4, 5*time.Second
+	})
+	pod := make(chan struct{}, 4) // the pod's concurrency
+	var mu sync.Mutex
+	ran := map[string]bool{}
+	run(t, q, always(eventqueue.DefaultPolicy), func(_ context.Context, ev *eventqueue.Event, _ bool) eventqueue.Outcome {
+		pod <- struct{}{}
+		time.Sleep(2 * time.Millisecond)
+		<-pod
+		mu.Lock()
+		ran[ev.RequestID] = true
+		mu.Unlock()
+		return eventqueue.Outcome{Result: eventqueue.Succeeded}
+	})
+	const n = 400
+	start := time.Now()
+	for i := range n {
+		if err := q.Publish(context.Background(), newEvent(fmt.Sprintf("busy-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 400 events of 2 ms, 4 at a time: 0.2 s of the pod's time.
+	deadline := start.Add(4 * time.Second)
+	for {
+		mu.Lock()
+		got := len(ran)
+		mu.Unlock()
+		if got == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events ran in %s; %v went back to the stream", got, n, time.Since(start).Round(time.Millisecond),
+				metric(t, reg, "lambdapod_activator_events_not_run_total", ""))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if b := metric(t, reg, "lambdapod_activator_events_not_run_total", ""); b != 0 {
+		t.Errorf("%v events went back to the stream although the function's events were running", b)
+	}
+}
