@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"net"
 	"runtime"
-	"syscall"
-	"unsafe"
+
+	"github.com/lambdapod/lambdapod/internal/rawloop"
 )
 
 // serveBound is the proxy bound of the latency and throughput tables: the
@@ -17,65 +17,35 @@ import (
 // use; what it adds is what any hop adds on this machine.
 func serveBound(listen, backend string) error {
 	runtime.LockOSThread()
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return err
-	}
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
-	defer f.Close() // and kept open until then: its finalizer would close the descriptor
-	lfd := int(f.Fd())
-	if err := syscall.SetNonblock(lfd, true); err != nil {
-		return err
-	}
 	raddr, err := net.ResolveTCPAddr("tcp", backend)
 	if err != nil {
 		return err
 	}
-	sa := &syscall.SockaddrInet4{Port: raddr.Port}
-	copy(sa.Addr[:], raddr.IP.To4())
-	ep, err := syscall.EpollCreate1(0)
+	l, err := rawloop.New()
 	if err != nil {
 		return err
 	}
-	if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, lfd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(lfd)}); err != nil {
+	lfd, addr, err := l.Listen(listen)
+	if err != nil {
 		return err
 	}
-	fmt.Println("bound listening", ln.Addr())
+	fmt.Println("bound listening", addr)
 
 	peer := map[int]int{}
-	events := make([]syscall.EpollEvent, 128)
 	buf := make([]byte, 64<<10)
 	for {
-		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), ^uintptr(0), 0, 0)
-		if e != 0 {
-			continue // EINTR
-		}
-		for _, ev := range events[:n] {
+		for _, ev := range l.Wait() {
 			fd := int(ev.Fd)
 			if fd == lfd {
 				for {
-					cfd, _, err := syscall.Accept4(lfd, syscall.SOCK_NONBLOCK)
-					if err != nil {
+					cfd, ok := l.Accept(lfd)
+					if !ok {
 						break
 					}
-					bfd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+					bfd, err := l.Dial(raddr)
 					if err != nil {
-						syscall.Close(cfd)
+						rawloop.Close(cfd)
 						continue
-					}
-					if err := syscall.Connect(bfd, sa); err != nil {
-						syscall.Close(cfd)
-						syscall.Close(bfd)
-						continue
-					}
-					for _, fd := range []int{cfd, bfd} {
-						_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-						_ = syscall.SetNonblock(fd, true)
-						_ = syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)})
 					}
 					peer[cfd], peer[bfd] = bfd, cfd
 				}
@@ -85,26 +55,14 @@ func serveBound(listen, backend string) error {
 			if !ok {
 				continue
 			}
-			m, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
-			if e == syscall.EAGAIN {
-				continue
-			}
-			if e != 0 || m == 0 {
-				syscall.Close(fd)
-				syscall.Close(other)
+			switch n := rawloop.Read(fd, buf); {
+			case n > 0:
+				rawloop.Write(other, buf[:n])
+			case n == 0:
+				rawloop.Close(fd)
+				rawloop.Close(other)
 				delete(peer, fd)
 				delete(peer, other)
-				continue
-			}
-			for b := buf[:m]; len(b) > 0; {
-				w, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(other), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-				if e == syscall.EAGAIN {
-					continue // small messages: a full buffer is only waited out
-				}
-				if e != 0 {
-					break
-				}
-				b = b[w:]
 			}
 		}
 	}

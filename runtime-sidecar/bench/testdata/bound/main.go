@@ -15,14 +15,14 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
 	"syscall"
 	"time"
-	"unsafe"
+
+	"github.com/lambdapod/lambdapod/internal/rawloop"
 )
 
 type conn struct {
@@ -37,7 +37,6 @@ type server struct {
 	queue   []queued // invocations waiting for a /next
 	current int      // the caller of the invocation being run, or -1
 	seq     int
-	keep    []any // the listeners, whose descriptors we use
 }
 
 type queued struct {
@@ -53,16 +52,17 @@ func main() {
 	// Everything below runs on this thread, and only here.
 	runtime.LockOSThread()
 	s := &server{conns: map[int]*conn{}, next: -1, current: -1}
-	invokeFD, invokeAddr := s.listen()
-	apiFD, apiAddr := s.listen()
-	ep, err := syscall.EpollCreate1(0)
+	l, err := rawloop.New()
 	if err != nil {
 		fail(err)
 	}
-	for _, fd := range []int{invokeFD, apiFD} {
-		if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}); err != nil {
-			fail(err)
-		}
+	invokeFD, invokeAddr, err := l.Listen("127.0.0.1:0")
+	if err != nil {
+		fail(err)
+	}
+	apiFD, apiAddr, err := l.Listen("127.0.0.1:0")
+	if err != nil {
+		fail(err)
 	}
 	cmd := exec.Command(os.Args[1])
 	cmd.Env = append(os.Environ(), "AWS_LAMBDA_RUNTIME_API="+apiAddr)
@@ -72,34 +72,32 @@ func main() {
 	}
 	fmt.Println(invokeAddr)
 
-	events := make([]syscall.EpollEvent, 64)
 	rbuf := make([]byte, 64<<10)
 	for {
-		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), ^uintptr(0), 0, 0)
-		if e != 0 {
-			continue // EINTR
-		}
-		for _, ev := range events[:n] {
+		for _, ev := range l.Wait() {
 			fd := int(ev.Fd)
 			if fd == invokeFD || fd == apiFD {
-				s.accept(ep, fd, fd == apiFD)
+				for {
+					cfd, ok := l.Accept(fd)
+					if !ok {
+						break
+					}
+					s.conns[cfd] = &conn{fd: cfd, runtime: fd == apiFD}
+				}
 				continue
 			}
 			c := s.conns[fd]
 			if c == nil {
 				continue
 			}
-			m, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&rbuf[0])), uintptr(len(rbuf)))
-			if e != 0 {
-				continue // EAGAIN
-			}
-			if m == 0 {
-				syscall.Close(fd)
+			switch n := rawloop.Read(fd, rbuf); {
+			case n > 0:
+				c.buf = append(c.buf, rbuf[:n]...)
+				s.serve(c)
+			case n == 0:
+				rawloop.Close(fd)
 				delete(s.conns, fd)
-				continue
 			}
-			c.buf = append(c.buf, rbuf[:m]...)
-			s.serve(c)
 		}
 	}
 }
@@ -107,35 +105,6 @@ func main() {
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "bound:", err)
 	os.Exit(1)
-}
-
-func (s *server) listen() (int, string) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fail(err)
-	}
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		fail(err)
-	}
-	s.keep = append(s.keep, ln, f) // f's finalizer would close the descriptor
-	fd := int(f.Fd())
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		fail(err)
-	}
-	return fd, ln.Addr().String()
-}
-
-func (s *server) accept(ep, lfd int, api bool) {
-	for {
-		fd, _, err := syscall.Accept4(lfd, syscall.SOCK_NONBLOCK)
-		if err != nil {
-			return
-		}
-		_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-		s.conns[fd] = &conn{fd: fd, runtime: api}
-		_ = syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)})
-	}
 }
 
 // serve handles every whole request in c's buffer.
@@ -219,9 +188,9 @@ func (s *server) handle(c *conn, method string, body []byte) {
 			s.dispatch(q)
 		}
 	default: // /response: the bootstrap's 202 first, so that it asks for the next one while the caller reads
-		write(c.fd, []byte("HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}\n"))
+		rawloop.Write(c.fd, []byte("HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}\n"))
 		if s.current >= 0 {
-			write(s.current, append([]byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"), body...))
+			rawloop.Write(s.current, append([]byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"), body...))
 			s.current = -1
 		}
 	}
@@ -233,21 +202,6 @@ func (s *server) dispatch(q queued) {
 		"\r\nLambda-Runtime-Deadline-Ms: " + strconv.FormatInt(time.Now().Add(30*time.Second).UnixMilli(), 10) +
 		"\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:000000000000:function:function" +
 		"\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(q.payload)) + "\r\n\r\n")
-	write(s.next, append(b, q.payload...))
+	rawloop.Write(s.next, append(b, q.payload...))
 	s.next, s.current = -1, q.caller
-}
-
-// write sends all of b; the answers are small, so a full socket buffer
-// is only waited out.
-func write(fd int, b []byte) {
-	for len(b) > 0 {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-		if e == syscall.EAGAIN {
-			continue
-		}
-		if e != 0 {
-			return
-		}
-		b = b[n:]
-	}
 }
