@@ -59,6 +59,7 @@ const (
 	riePeer
 	sidecarPeer
 	boundPeer
+	podPeer
 )
 
 // peer is one server under test and what the client measured of it.
@@ -68,6 +69,9 @@ type peer struct {
 	url         string
 	pid         int
 	metricsURL  string // the sidecar's, for its allocation counter
+	// helper is the pod mode's supervisor: its CPU and its children's
+	// count with the bootstrap's.
+	helper int
 	client      *http.Client
 
 	clients         int
@@ -104,6 +108,8 @@ func (p *peer) name() string {
 		return fmt.Sprintf("runtime-sidecar (LAMBDAPOD_CONCURRENCY=%d)", p.concurrency)
 	case boundPeer:
 		return "protocol bound (no logic; see below)"
+	case podPeer:
+		return "runtime-sidecar in pod mode (LAMBDAPOD_CONCURRENCY=1, bootstrap under the supervisor)"
 	}
 	return "plain net/http (floor)"
 }
@@ -206,7 +212,7 @@ func alternate(peers []*peer, clients, rounds int, phase, warmup time.Duration) 
 			}
 			before[i].mallocs, before[i].scrape = m1, m1-m0
 		}
-		before[i].cpu, before[i].child = cpu(p.pid), procstat.ChildrenCPU(p.pid)
+		before[i].cpu, before[i].child = cpu(p.pid), p.childrenCPU()
 	}
 	for r := range rounds {
 		for j := range peers {
@@ -214,7 +220,7 @@ func alternate(peers []*peer, clients, rounds int, phase, warmup time.Duration) 
 		}
 	}
 	for i, p := range peers {
-		p.cpu, p.childCPU = cpu(p.pid)-before[i].cpu, procstat.ChildrenCPU(p.pid)-before[i].child
+		p.cpu, p.childCPU = cpu(p.pid)-before[i].cpu, p.childrenCPU()-before[i].child
 		if p.metricsURL != "" {
 			m, err := scrapeMallocs(p.metricsURL)
 			if err != nil {
@@ -231,6 +237,16 @@ func alternate(peers []*peer, clients, rounds int, phase, warmup time.Duration) 
 		p.floorP50, p.floorRPS = peers[0].p50(), peers[0].rps()
 	}
 	return nil
+}
+
+// childrenCPU is the CPU time of p's bootstraps, and in pod mode of the
+// supervisor that runs them.
+func (p *peer) childrenCPU() time.Duration {
+	c := procstat.ChildrenCPU(p.pid)
+	if p.helper != 0 {
+		c += cpu(p.helper) + procstat.ChildrenCPU(p.helper)
+	}
+	return c
 }
 
 func (p *peer) rps() float64 {
@@ -272,7 +288,9 @@ func run(rieBin string, rounds int, phase, warmup time.Duration, doc string) err
 	sidecarBin := filepath.Join(dir, "runtime-sidecar")
 	echoBin := filepath.Join(dir, "echo")
 	boundBin := filepath.Join(dir, "bound")
-	for _, b := range [][2]string{{sidecarBin, "./runtime-sidecar/cmd"}, {echoBin, "./runtime-sidecar/bench/testdata/echo"}, {boundBin, "./runtime-sidecar/bench/testdata/bound"}} {
+	supervisorBin := filepath.Join(dir, "supervisor")
+	for _, b := range [][2]string{{sidecarBin, "./runtime-sidecar/cmd"}, {echoBin, "./runtime-sidecar/bench/testdata/echo"},
+		{boundBin, "./runtime-sidecar/bench/testdata/bound"}, {supervisorBin, "./runtime-sidecar/supervisor/cmd"}} {
 		cmd := exec.Command("go", "build", "-trimpath", "-o", b[0], b[1])
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Stderr = os.Stderr
@@ -303,16 +321,27 @@ func run(rieBin string, rounds int, phase, warmup time.Duration, doc string) err
 		sc1.stop()
 		return err
 	}
+	pod, err := startPod(sidecarBin, supervisorBin, echoBin, dir)
+	if err != nil {
+		rie.stop()
+		sc1.stop()
+		bound.stop()
+		return err
+	}
+	inPod := pod.peer(1)
+	inPod.kind, inPod.helper = podPeer, pod.supervisor.Process.Pid
 	one := []*peer{
 		newPeer(floorPeer, 0, floorURL, floorPID),
 		newPeer(riePeer, 1, rie.url, rie.pid),
 		sc1.peer(1),
 		newPeer(boundPeer, 1, bound.url, bound.pid),
+		inPod,
 	}
 	err = alternate(one, 1, rounds, phase, warmup)
 	rie.stop()
 	sc1.stop()
 	bound.stop()
+	pod.stop()
 	if err != nil {
 		return err
 	}
@@ -455,7 +484,26 @@ func freePort() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-type sidecar struct{ server }
+type sidecar struct {
+	server
+	supervisor *exec.Cmd // pod mode
+}
+
+// stop stops the sidecar, which in pod mode tells the supervisor to exit.
+func (s *sidecar) stop() {
+	s.server.stop()
+	if s.supervisor == nil || s.supervisor.Process == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() { _ = s.supervisor.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = s.supervisor.Process.Kill()
+		<-done
+	}
+}
 
 func (s *sidecar) peer(concurrency int) *peer {
 	p := newPeer(sidecarPeer, concurrency, s.url+"/2015-03-31/functions/function/invocations", s.pid)
@@ -469,13 +517,31 @@ func startSidecar(bin, echo string, concurrency int) (*sidecar, error) {
 	// As the manager runs it: GOMAXPROCS=1 for a function of up to one
 	// vCPU (controllers/resources.SidecarProcs); the bootstraps, which in a
 	// pod run in a container of their own, without it.
-	cmd := command(bin, "--invoke-addr", "127.0.0.1:0", "--runtime-api", "127.0.0.1:0", "--timeout", "30s", "--", "env", "-u", "GOMAXPROCS", echo)
+	return runSidecar(command(bin, "--invoke-addr", "127.0.0.1:0", "--runtime-api", "127.0.0.1:0", "--timeout", "30s", "--", "env", "-u", "GOMAXPROCS", echo), concurrency, nil)
+}
+
+// startPod runs the sidecar as in a pod: the bootstrap runs under the
+// supervisor (the function container's entrypoint), which the sidecar
+// drives over its control socket and which writes the function's log
+// lines (START, END, REPORT; to /dev/null here).
+func startPod(bin, supervisorBin, echo, dir string) (*sidecar, error) {
+	socket := filepath.Join(dir, "control.sock")
+	sup := command(supervisorBin, "--", echo)
+	sup.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GOMAXPROCS=") }),
+		"LAMBDAPOD_CONTROL_SOCKET="+socket)
+	return runSidecar(command(bin, "--invoke-addr", "127.0.0.1:0", "--runtime-api", "127.0.0.1:0", "--timeout", "30s",
+		"--control-socket", socket, "--function-name", "function"), 1, sup)
+}
+
+// runSidecar starts cmd, a sidecar, then sup (a supervisor) if not nil,
+// and waits until the sidecar is ready.
+func runSidecar(cmd *exec.Cmd, concurrency int, sup *exec.Cmd) (*sidecar, error) {
 	cmd.Env = append(os.Environ(), "LAMBDAPOD_CONCURRENCY="+strconv.Itoa(concurrency), "GOMAXPROCS=1")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &sidecar{server{cmd: cmd, pid: cmd.Process.Pid}}
+	s := &sidecar{server: server{cmd: cmd, pid: cmd.Process.Pid}, supervisor: sup}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -492,6 +558,13 @@ func startSidecar(bin, echo string, concurrency int) (*sidecar, error) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		return nil, fmt.Errorf("sidecar did not start")
+	}
+	if sup != nil {
+		// The sidecar listens on its control socket now.
+		if err := sup.Start(); err != nil {
+			s.server.stop()
+			return nil, fmt.Errorf("supervisor: %w", err)
+		}
 	}
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if resp, err := http.Get(s.url + "/readyz"); err == nil {
@@ -575,7 +648,7 @@ func render(peers []*peer, rounds int, phase, warmup time.Duration, rieVersion, 
 	fmt.Fprintf(&b, "\n%d rounds of one %v phase per peer (order rotating each round) after a %v warm-up per peer; %s, %d CPUs, load average at start %s, %s; %s; payload %d bytes of JSON; keep-alive HTTP/1.1 clients (Go net/http), each sending its next request when the previous answer arrived.\n",
 		rounds, phase, warmup, runtime.Version(), runtime.NumCPU(), load, time.Now().UTC().Format("2006-01-02"), rieVersion, len(payload))
 
-	var rie, sc1, bound *peer
+	var rie, sc1, bound, pod *peer
 	var hwm, rss int64
 	for _, p := range peers {
 		switch {
@@ -583,10 +656,12 @@ func render(peers []*peer, rounds int, phase, warmup time.Duration, rieVersion, 
 			rie = p
 		case p.kind == boundPeer:
 			bound = p
+		case p.kind == podPeer:
+			pod = p
 		case p.kind == sidecarPeer && p.clients == 1:
 			sc1 = p
 		}
-		if p.kind == sidecarPeer {
+		if p.kind == sidecarPeer || p.kind == podPeer {
 			hwm, rss = max(hwm, p.hwmKiB), max(rss, p.rssKiB)
 		}
 	}
@@ -605,7 +680,11 @@ func render(peers []*peer, rounds int, phase, warmup time.Duration, rieVersion, 
 			bound.rps(), bound.rps()/rie.rps(), pairedMedian(bound, rie, func(s, r phaseResult) float64 { return s.rps / r.rps }),
 			float64(bound.p50())/float64(bound.floorP50), 100*sc1.rps()/bound.rps())
 	}
-	fmt.Fprintf(&b, "- Sidecar memory: RSS max %s, VmHWM %s over both concurrencies (target < 20 MiB: %s).\n", mib(rss), mib(hwm), verdict(hwm < 20*1024 && rss < 20*1024))
+	if pod != nil && rie != nil && sc1 != nil {
+		fmt.Fprintf(&b, "- 1 client (no target): in pod mode, as the manager runs it, the sidecar does %.0f invocations/s, %.2f× RIE's, and its p50 is %s, %.2f× the floor's: %s more than standalone (the supervisor writes START before the bootstrap gets the event, and END and REPORT, over the control socket).\n",
+			pod.rps(), pod.rps()/rie.rps(), us(pod.p50()), float64(pod.p50())/float64(pod.floorP50), us(pod.p50()-sc1.p50()))
+	}
+	fmt.Fprintf(&b, "- Sidecar memory: RSS max %s, VmHWM %s over both concurrencies and modes (target < 20 MiB: %s).\n", mib(rss), mib(hwm), verdict(hwm < 20*1024 && rss < 20*1024))
 	for _, p := range peers {
 		if p.kind == sidecarPeer && p.clients > 1 {
 			fmt.Fprintf(&b, "- %d clients (no target): the sidecar's p50 is %.2f× the floor's, %.0f invocations/s against the floor's %.0f.\n",
@@ -628,7 +707,7 @@ Command: ` + "`make bench-sidecar`" + ` (builds ` + "`bin/bench/aws-lambda-rie`"
 proxy at the Makefile's ` + "`RIE_VERSION`" + ` if missing or of another version, then runs
 ` + "`go run ./runtime-sidecar/bench`" + `, which rewrites this section).
 
-One aws-lambda-go echo function (` + "`runtime-sidecar/bench/testdata/echo`" + `), four peers:
+One aws-lambda-go echo function (` + "`runtime-sidecar/bench/testdata/echo`" + `), five peers:
 
 - **floor**: the same handler (the same aws-lambda-go JSON marshalling) served
   as a plain Go ` + "`net/http`" + ` server, in one process;
@@ -643,6 +722,11 @@ One aws-lambda-go echo function (` + "`runtime-sidecar/bench/testdata/echo`" + `
   ` + "`/response`" + ` → caller), with as many bootstraps as clients, run as the
   manager runs it: ` + "`GOMAXPROCS=1`" + ` (a function of up to one vCPU), its
   bootstraps without it, as in their own container;
+- **runtime-sidecar in pod mode**: the same sidecar as a pod runs it: the
+  bootstrap runs under the supervisor (` + "`runtime-sidecar/supervisor`" + `, the
+  function container's entrypoint), which the sidecar drives over its
+  control socket and which writes the function's START, END and REPORT
+  lines (to ` + "`/dev/null`" + ` here); its CPU is counted with the bootstrap's;
 - **protocol bound**: ` + "`runtime-sidecar/bench/testdata/bound`" + `, the least any
   server can do for the same round trip, as a measure of what is left
   to gain: one thread and one epoll set with raw system calls (the Go
@@ -651,7 +735,7 @@ One aws-lambda-go echo function (` + "`runtime-sidecar/bench/testdata/echo`" + `
   and the kernel's share of the round trip are all that is left in it.
   1-client rows only.
 
-The same client drives all four in one run. The peers at one number of
+The same client drives all five in one run. The peers at one number of
 clients take turns in short phases (one phase each per round, the order
 rotating), so that other work on the machine falls on all of them alike;
 each row pools its phases. RSS is sampled from ` + "`/proc/<pid>/status`" + ` during
