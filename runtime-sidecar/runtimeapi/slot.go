@@ -267,11 +267,17 @@ func (s *Slot) initFailed(failures int, cached func(id string) []byte) bool {
 // the one being started; run starts the environment again.
 func (s *Slot) failEnvironment(f *extensions.Failure) {
 	s.mu.Lock()
-	proc := s.proc
+	proc, cur := s.proc, s.current
 	if s.extFailure == nil {
 		s.extFailure = f
 	}
 	s.mu.Unlock()
+	if cur != nil {
+		// The invocation fails with the extension's failure, before
+		// stopping its bootstrap can cut the bootstrap's response short
+		// and fail it as truncated.
+		cur.Complete(invocation.FunctionErrorResult(failureDoc(f)(cur.ID), invocation.OutcomeRuntimeExit))
+	}
 	if proc != nil {
 		proc.Stop(s.pool.cfg.StopGrace)
 	}
