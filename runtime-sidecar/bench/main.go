@@ -72,7 +72,7 @@ type peer struct {
 	// helper is the pod mode's supervisor: its CPU and its children's
 	// count with the bootstrap's.
 	helper int
-	client      *http.Client
+	client *http.Client
 
 	clients         int
 	lat             []time.Duration

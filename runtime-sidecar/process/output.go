@@ -194,9 +194,11 @@ type output struct {
 	active atomic.Bool // between START and END (changed under mu)
 	tail   []byte      // the current invocation's log since START (its end kept)
 	// copied counts the bytes copied from each pipe, held those read and
-	// not copied yet; drained is closed once both pipes hit EOF.
+	// not copied yet; drained is closed once both pipes hit EOF. readMu
+	// makes a read from a pipe and its held count one step for catchUp.
 	copied  [2]atomic.Int64
 	held    [2]atomic.Int64
+	readMu  sync.Mutex
 	pipes   [2]*os.File
 	fds     [2]int         // the pipes' descriptors, for FIONREAD
 	closed  [2]atomic.Bool // set before a pipe is closed (its fd is then not ours)
@@ -213,6 +215,9 @@ type output struct {
 	// of what a read lets through (each touched under mu).
 	levelled [2][]byte
 	passed   [2][]byte
+	// barrier, if set, runs before each read is written out (not under mu:
+	// what it waits for may take mu).
+	barrier atomic.Pointer[func()]
 }
 
 func newOutput(stdout, stderr *os.File, pid func() int, stream Stream) *output {
@@ -228,12 +233,49 @@ func newOutput(stdout, stderr *os.File, pid func() int, stream Stream) *output {
 	return o
 }
 
+// read reads pipe i into buf and counts what it read as held, in one
+// step under readMu (the wait for something to read is outside it), so
+// that catchUp sees every byte either in the pipe or held.
+func (o *output) read(i int, buf []byte) (int, error) {
+	raw, err := o.pipes[i].SyscallConn()
+	if err != nil {
+		n, err := o.pipes[i].Read(buf)
+		o.held[i].Store(int64(n))
+		return n, err
+	}
+	n := 0
+	var rerr error
+	err = raw.Read(func(fd uintptr) bool {
+		o.readMu.Lock()
+		defer o.readMu.Unlock()
+		n, rerr = syscall.Read(int(fd), buf)
+		if rerr == syscall.EAGAIN || rerr == syscall.EINTR {
+			return false // wait until readable
+		}
+		if n > 0 {
+			o.held[i].Store(int64(n))
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr != nil:
+		return 0, rerr
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
 func (o *output) copy(i int, dst *sink) {
 	buf := make([]byte, 32<<10)
 	for {
-		n, err := o.pipes[i].Read(buf)
+		n, err := o.read(i, buf)
 		if n > 0 {
-			o.held[i].Store(int64(n))
+			if b := o.barrier.Load(); b != nil {
+				(*b)()
+			}
 			o.mu.Lock()
 			b := buf[:n]
 			if o.stream == StreamFunction && logFormat.filters() {
@@ -474,6 +516,7 @@ var newline = []byte{'\n'}
 func (o *output) catchUp() {
 	var target [2]int64
 	waiting := false
+	o.readMu.Lock()
 	for i := range o.pipes {
 		target[i] = o.copied[i].Load()
 		if h := o.held[i].Load(); h > 0 {
@@ -496,6 +539,7 @@ func (o *output) catchUp() {
 			waiting = true
 		}
 	}
+	o.readMu.Unlock()
 	if !waiting {
 		return
 	}

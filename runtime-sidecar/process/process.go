@@ -179,6 +179,12 @@ func startChild(argv []string, env []string, dir string, stream Stream) (*Child,
 // InvokeStart implements Process.
 func (c *Child) InvokeStart(requestID, version string) { c.out.start(requestID, version) }
 
+// SetOutputBarrier makes every read of the child's output wait for f
+// before it is written out: the supervisor's, which lets the START of an
+// invocation the sidecar announced be written first (see
+// supervisor.orderedLogs).
+func (c *Child) SetOutputBarrier(f func()) { c.out.barrier.Store(&f) }
+
 // InvokeEnd implements Process.
 func (c *Child) InvokeEnd(r Report, tail, _ bool) Ended {
 	t, mb := c.out.end(r, tail)

@@ -19,16 +19,19 @@ import (
 // supervisor: newline-delimited JSON over a unix socket. The sidecar
 // listens; the supervisor connects.
 //
-//	supervisor → sidecar: {"op":"hello","pid":P,"logs":true,"extensions":["name",...]}
-//	    (logs: it takes invoke and end; extensions: the executables of its
-//	    extensions directory, sorted; older supervisors send neither: no
-//	    platform lines, no extensions)
+//	supervisor → sidecar: {"op":"hello","pid":P,"logs":true,"ordered":true,"extensions":["name",...]}
+//	    (logs: it takes invoke and end; ordered: it writes an invoke's START
+//	    before the bootstrap's output of the invocation by itself, so an
+//	    invoke without a seq is not answered, and it answers every end with
+//	    a seq; extensions: the executables of its extensions directory,
+//	    sorted; older supervisors send none of them: no platform lines, no
+//	    extensions, START answered)
 //	sidecar → supervisor: {"op":"start","id":N,"slot":I,"env":{"override":["K=V",...],"default":[...]}}
 //	sidecar → supervisor: {"op":"start","id":N,"ext":"name","env":{...}}   (an external extension: <dir>/<name>)
 //	supervisor → sidecar: {"op":"started","id":N,"pid":P} | {"op":"exited","id":N,"exit":"exit status 1"} | {"op":"failed","id":N,"error":"..."}
 //	sidecar → supervisor: {"op":"stop","id":N,"graceMs":2000}
-//	sidecar → supervisor: {"op":"invoke","slot":I,"req":"<request id>","version":"$LATEST","seq":S}   (write START)
-//	sidecar → supervisor: {"op":"end","slot":I,"report":{...},"seq":S,"tail":true,"mem":true}   (write END, REPORT; answered only with tail or mem)
+//	sidecar → supervisor: {"op":"invoke","slot":I,"req":"<request id>","version":"$LATEST","seq":S}   (write START; answered when seq is set)
+//	sidecar → supervisor: {"op":"end","slot":I,"report":{...},"seq":S,"tail":true,"mem":true}   (write END, REPORT; answered when seq is set)
 //	supervisor → sidecar: {"op":"log","id":S,"log":"<base64>","maxMB":M}
 //	    (START written; END and REPORT written, with the tail when asked for, and with mem (a
 //	    telemetry subscriber wants platform.report) Max Memory Used; after the lines forwarded so far)
@@ -61,6 +64,9 @@ type Message struct {
 	// Logs, in the hello: the supervisor writes the platform log lines
 	// (invoke, end). An image built with an older supervisor has none.
 	Logs bool `json:"logs,omitempty"`
+	// Ordered, in the hello: the supervisor writes START before the
+	// bootstrap's output of the invocation without being waited for.
+	Ordered bool `json:"ordered,omitempty"`
 	// Telemetry: the streams whose lines are wanted (forward), the lines
 	// (lines) and how many were lost before them.
 	Types   []string `json:"types,omitempty"`
@@ -104,6 +110,7 @@ type Remote struct {
 type remoteConn struct {
 	c       net.Conn
 	logs    bool // the supervisor takes invoke and end (its hello said so)
+	ordered bool // and orders START itself (its hello said so)
 	exts    []string
 	wmu     sync.Mutex
 	enc     *json.Encoder
@@ -113,12 +120,17 @@ type remoteConn struct {
 }
 
 type remoteProc struct {
-	r      *Remote
-	conn   *remoteConn
-	id     uint64
-	slot   int
-	pid    int
-	ack    chan Message // InvokeStart's answer
+	r    *Remote
+	conn *remoteConn
+	id   uint64
+	slot int
+	pid  int
+	ack  chan Message // InvokeStart's answer
+	// endAck, with an ordered supervisor, answers the last InvokeEnd: the
+	// next InvokeStart waits for it (END before START), usually long
+	// after it came, while the caller had its answer.
+	endMu  sync.Mutex
+	endAck chan Message
 	exited chan string
 	once   sync.Once
 	stop   sync.Once
@@ -209,7 +221,7 @@ func (r *Remote) serve(rc *remoteConn) {
 			first = false
 			r.log.Info("supervisor connected", "pid", m.Pid, "logs", m.Logs, "extensions", m.Extensions)
 			r.mu.Lock()
-			rc.logs = m.Logs
+			rc.logs, rc.ordered = m.Logs, m.Logs && m.Ordered
 			rc.exts = m.Extensions
 			if r.conn != nil && r.conn != rc {
 				r.conn.c.Close()
@@ -384,13 +396,33 @@ func (p *remoteProc) Stop(grace time.Duration) {
 	})
 }
 
-// InvokeStart implements Process: the supervisor answers once it wrote
-// START, and only then does the bootstrap get the invocation, so that
-// START comes before anything it prints of it. (Without the answer the
-// bootstrap's output of a warm invocation can overtake the START.)
+// InvokeStart implements Process: the supervisor writes START before
+// anything the bootstrap prints of the invocation. An ordered supervisor
+// sees to that by itself, so the bootstrap gets the invocation without a
+// round trip to the supervisor on the way (once the previous END is
+// written); an older one answers when START is written, and the
+// invocation waits for that.
 func (p *remoteProc) InvokeStart(requestID, version string) {
 	rc := p.conn
 	if !rc.logs {
+		return
+	}
+	if rc.ordered {
+		p.endMu.Lock()
+		ch := p.endAck
+		p.endAck = nil
+		p.endMu.Unlock()
+		if ch != nil {
+			t := time.NewTimer(time.Second)
+			select {
+			case <-ch:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		if err := rc.send(Message{Op: "invoke", Slot: p.slot, Req: requestID, Version: version}); err != nil {
+			rc.c.Close()
+		}
 		return
 	}
 	p.r.mu.Lock()
@@ -417,9 +449,10 @@ func (p *remoteProc) InvokeStart(requestID, version string) {
 	}
 }
 
-// InvokeEnd implements Process: one message, answered only when the tail
-// or Max Memory Used is wanted (the answer comes after the lines the
-// supervisor forwarded so far).
+// InvokeEnd implements Process: one message, waited for only when the
+// tail or Max Memory Used is wanted (the answer comes after the lines the
+// supervisor forwarded so far). An ordered supervisor answers every end,
+// and the next InvokeStart waits for that answer instead.
 func (p *remoteProc) InvokeEnd(rep Report, tail, memory bool) Ended {
 	rc := p.conn
 	if !rc.logs {
@@ -427,7 +460,7 @@ func (p *remoteProc) InvokeEnd(rep Report, tail, memory bool) Ended {
 	}
 	m := Message{Op: "end", Slot: p.slot, Report: &rep}
 	var ch chan Message
-	if tail || memory {
+	if tail || memory || rc.ordered {
 		ch = make(chan Message, 1)
 		p.r.mu.Lock()
 		p.r.nextID++
@@ -440,6 +473,12 @@ func (p *remoteProc) InvokeEnd(rep Report, tail, memory bool) Ended {
 		rc.c.Close()
 	}
 	if ch == nil {
+		return Ended{}
+	}
+	if !tail && !memory {
+		p.endMu.Lock()
+		p.endAck = ch
+		p.endMu.Unlock()
 		return Ended{}
 	}
 	t := time.NewTimer(2 * time.Second)

@@ -10,7 +10,6 @@
 package supervisor
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -223,12 +222,43 @@ func (s *supervisor) serve(conn net.Conn, sigs chan os.Signal) (code int, done b
 	// Output lines for the sidecar's telemetry subscribers, while it asks.
 	fw := newForwarder(send)
 	defer fw.stop()
+	// The sidecar's messages; the platform lines, each slot's written by a
+	// worker of its own.
+	ctl, err := newControl(conn, s.log, func(m process.Message) {
+		switch m.Op {
+		case "invoke":
+			if c := child(m.Slot); c != nil {
+				c.InvokeStart(m.Req, m.Version)
+			}
+			if m.Seq != 0 {
+				// An older sidecar hands the invocation to the bootstrap
+				// once START is written.
+				send(process.Message{Op: "log", ID: m.Seq})
+			}
+		case "end":
+			var e process.Ended
+			if c := child(m.Slot); c != nil && m.Report != nil {
+				e = c.InvokeEnd(*m.Report, m.Tail, m.Memory)
+			}
+			if m.Tail || m.Memory {
+				// The invocation's lines before its report.
+				fw.flush()
+			}
+			if m.Seq != 0 {
+				send(process.Message{Op: "log", ID: m.Seq, Log: e.Tail, MaxMB: e.MaxMemoryMB})
+			}
+		}
+	})
+	if err != nil {
+		s.log.Printf("control connection: %v", err)
+		return 0, false
+	}
 	// Read at each connection: a restarted sidecar initialises again.
 	exts, err := process.ListExtensions(s.extDir)
 	if err != nil {
 		s.log.Printf("cannot list extensions in %s: %v", s.extDir, err)
 	}
-	send(process.Message{Op: "hello", Pid: os.Getpid(), Logs: true, Extensions: exts})
+	send(process.Message{Op: "hello", Pid: os.Getpid(), Logs: true, Ordered: true, Extensions: exts})
 	if s.terminating {
 		send(process.Message{Op: "terminating"})
 	}
@@ -237,44 +267,24 @@ func (s *supervisor) serve(conn net.Conn, sigs chan os.Signal) (code int, done b
 	readDone := make(chan struct{})
 	quit := make(chan struct{})
 	defer close(quit)
+	go ctl.run()
 	go func() {
 		defer close(readDone)
-		sc := bufio.NewScanner(conn)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		for sc.Scan() {
-			var m process.Message
-			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-				s.log.Printf("bad control message: %v", err)
-				continue
-			}
-			switch m.Op {
-			case "invoke":
-				if c := child(m.Slot); c != nil {
-					c.InvokeStart(m.Req, m.Version)
-				}
-				// The sidecar hands the invocation to the bootstrap once
-				// START is written: it comes before all its output.
-				send(process.Message{Op: "log", ID: m.Seq})
-				continue
-			case "end":
-				var e process.Ended
-				if c := child(m.Slot); c != nil && m.Report != nil {
-					e = c.InvokeEnd(*m.Report, m.Tail, m.Memory)
-				}
-				if m.Tail || m.Memory {
-					// The invocation's lines before its report.
-					fw.flush()
-					send(process.Message{Op: "log", ID: m.Seq, Log: e.Tail, MaxMB: e.MaxMemoryMB})
-				}
-				continue
-			case "forward":
-				fw.set(m.Types)
-				continue
-			}
-			select {
-			case msgs <- m:
-			case <-quit:
+		for {
+			ms, ok := ctl.next()
+			if !ok {
 				return
+			}
+			for _, m := range ms {
+				if m.Op == "forward" {
+					fw.set(m.Types)
+					continue
+				}
+				select {
+				case msgs <- m:
+				case <-quit:
+					return
+				}
 			}
 		}
 	}()
@@ -316,6 +326,7 @@ func (s *supervisor) serve(conn net.Conn, sigs chan os.Signal) (code int, done b
 				}
 				children[m.ID] = c
 				if m.Ext == "" {
+					c.SetOutputBarrier(ctl.barrier(m.Slot))
 					slotsMu.Lock()
 					slots[m.Slot] = c
 					slotsMu.Unlock()
