@@ -185,3 +185,99 @@ func TestRemoteForwardLines(t *testing.T) {
 		t.Fatal("no lines")
 	}
 }
+
+// With a supervisor that orders START itself (hello: ordered), an invoke
+// is sent without waiting for an answer, and the next invoke of the slot
+// only once the previous end was answered (its END written first).
+func TestRemoteOrderedSupervisor(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "control.sock")
+	r, err := ListenRemote(path, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	enc := json.NewEncoder(c)
+	var wmu sync.Mutex
+	send := func(m Message) {
+		wmu.Lock()
+		defer wmu.Unlock()
+		_ = enc.Encode(m)
+	}
+	send(Message{Op: "hello", Pid: 1, Logs: true, Ordered: true})
+	const endDelay = 200 * time.Millisecond
+	type got struct {
+		m  Message
+		at time.Time
+	}
+	msgs := make(chan got, 16)
+	endAnswered := make(chan time.Time, 4)
+	go func() {
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			var m Message
+			if json.Unmarshal(sc.Bytes(), &m) != nil {
+				continue
+			}
+			msgs <- got{m, time.Now()}
+			switch m.Op {
+			case "start":
+				send(Message{Op: "started", ID: m.ID, Pid: 42})
+			case "end":
+				// No answer to invokes; ends answered late.
+				go func(seq uint64) {
+					time.Sleep(endDelay)
+					endAnswered <- time.Now()
+					send(Message{Op: "log", ID: seq})
+				}(m.Seq)
+			}
+		}
+	}()
+	next := func(op string) got {
+		t.Helper()
+		select {
+		case g := <-msgs:
+			if g.m.Op != op {
+				t.Fatalf("supervisor got %q, want %q", g.m.Op, op)
+			}
+			return g
+		case <-time.After(5 * time.Second):
+			t.Fatalf("supervisor got no %q", op)
+			return got{}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p, err := r.Start(ctx, 0, lambdaenv.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next("start")
+
+	t0 := time.Now()
+	p.InvokeStart("id-1", "$LATEST")
+	if d := time.Since(t0); d > 100*time.Millisecond {
+		t.Errorf("InvokeStart waited %v for a supervisor that orders START itself", d)
+	}
+	if g := next("invoke"); g.m.Seq != 0 || g.m.Req != "id-1" {
+		t.Errorf("invoke %+v, want no seq (no answer wanted)", g.m)
+	}
+	t1 := time.Now()
+	p.InvokeEnd(Report{RequestID: "id-1", Duration: time.Millisecond, MemoryMB: 128}, false, false)
+	if d := time.Since(t1); d > 100*time.Millisecond {
+		t.Errorf("InvokeEnd waited %v", d)
+	}
+	if g := next("end"); g.m.Seq == 0 {
+		t.Errorf("end %+v without a seq: its answer is what the next invoke waits for", g.m)
+	}
+	p.InvokeStart("id-2", "$LATEST")
+	g := next("invoke")
+	answered := <-endAnswered
+	if g.at.Before(answered) {
+		t.Errorf("the next invoke came %v before the previous end was answered", answered.Sub(g.at))
+	}
+}
