@@ -681,7 +681,7 @@ func render(peers []*peer, rounds int, phase, warmup time.Duration, rieVersion, 
 			float64(bound.p50())/float64(bound.floorP50), 100*sc1.rps()/bound.rps())
 	}
 	if pod != nil && rie != nil && sc1 != nil {
-		fmt.Fprintf(&b, "- 1 client (no target): in pod mode, as the manager runs it, the sidecar does %.0f invocations/s, %.2f× RIE's, and its p50 is %s, %.2f× the floor's: %s more than standalone (the supervisor writes START before the bootstrap gets the event, and END and REPORT, over the control socket).\n",
+		fmt.Fprintf(&b, "- 1 client (no target): in pod mode, as the manager runs it, the sidecar does %.0f invocations/s, %.2f× RIE's, and its p50 is %s, %.2f× the floor's: %s more than standalone (an invoke and an end message to the supervisor over the control socket, the supervisor's START, END and REPORT, and its copy of the bootstrap's output).\n",
 			pod.rps(), pod.rps()/rie.rps(), us(pod.p50()), float64(pod.p50())/float64(pod.floorP50), us(pod.p50()-sc1.p50()))
 	}
 	fmt.Fprintf(&b, "- Sidecar memory: RSS max %s, VmHWM %s over both concurrencies and modes (target < 20 MiB: %s).\n", mib(rss), mib(hwm), verdict(hwm < 20*1024 && rss < 20*1024))
