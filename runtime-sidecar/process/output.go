@@ -200,8 +200,9 @@ type output struct {
 	held    [2]atomic.Int64
 	readMu  sync.Mutex
 	pipes   [2]*os.File
-	fds     [2]int         // the pipes' descriptors, for FIONREAD
-	closed  [2]atomic.Bool // set before a pipe is closed (its fd is then not ours)
+	raws    [2]syscall.RawConn // the pipes', for reads under readMu (nil: plain reads)
+	fds     [2]int             // the pipes' descriptors, for FIONREAD
+	closed  [2]atomic.Bool     // set before a pipe is closed (its fd is then not ours)
 	pending int
 	drained chan struct{}
 	pid     func() int
@@ -225,6 +226,7 @@ func newOutput(stdout, stderr *os.File, pid func() int, stream Stream) *output {
 	for i, p := range o.pipes {
 		o.fds[i] = -1
 		if raw, err := p.SyscallConn(); err == nil {
+			o.raws[i] = raw
 			_ = raw.Control(func(fd uintptr) { o.fds[i] = int(fd) })
 		}
 	}
@@ -237,15 +239,15 @@ func newOutput(stdout, stderr *os.File, pid func() int, stream Stream) *output {
 // step under readMu (the wait for something to read is outside it), so
 // that catchUp sees every byte either in the pipe or held.
 func (o *output) read(i int, buf []byte) (int, error) {
-	raw, err := o.pipes[i].SyscallConn()
-	if err != nil {
+	raw := o.raws[i]
+	if raw == nil {
 		n, err := o.pipes[i].Read(buf)
-		o.held[i].Store(int64(n))
+		o.held[i].Store(int64(max(n, 0)))
 		return n, err
 	}
 	n := 0
 	var rerr error
-	err = raw.Read(func(fd uintptr) bool {
+	err := raw.Read(func(fd uintptr) bool {
 		o.readMu.Lock()
 		defer o.readMu.Unlock()
 		n, rerr = syscall.Read(int(fd), buf)

@@ -38,13 +38,13 @@ type control struct {
 	handle func(process.Message)
 
 	mu      sync.Mutex // reading and parsing
+	rbuf    []byte     // what a read takes from the socket
 	buf     []byte     // read, not a whole line yet
 	workers map[int]*worker
 	// others: the other messages, in order, for the main loop.
-	others  []process.Message
-	more    chan struct{} // others grew (capacity 1)
-	closed  bool
-	readErr error
+	others []process.Message
+	more   chan struct{} // others grew (capacity 1)
+	closed bool
 }
 
 // worker writes one slot's platform lines, one message at a time.
@@ -71,18 +71,17 @@ func newControl(conn net.Conn, logger *log.Logger, handle func(process.Message))
 	if err != nil {
 		return nil, err
 	}
-	return &control{raw: raw, logger: logger, handle: handle, workers: map[int]*worker{}, more: make(chan struct{}, 1)}, nil
+	return &control{raw: raw, logger: logger, handle: handle, rbuf: make([]byte, 64<<10), workers: map[int]*worker{}, more: make(chan struct{}, 1)}, nil
 }
 
 // run reads until the connection ends, then ends the workers.
 func (c *control) run() {
-	var tmp [64 << 10]byte
 	for {
 		var stop bool
 		err := c.raw.Read(func(fd uintptr) bool {
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			n, err := syscall.Read(int(fd), tmp[:])
+			n, err := syscall.Read(int(fd), c.rbuf)
 			if errors.Is(err, syscall.EAGAIN) {
 				return false // wait until readable
 			}
@@ -90,7 +89,7 @@ func (c *control) run() {
 				stop = true
 				return true
 			}
-			if !c.takeLocked(tmp[:n]) {
+			if !c.takeLocked(c.rbuf[:n]) {
 				stop = true
 			}
 			return true
@@ -111,16 +110,15 @@ func (c *control) run() {
 	notify(c.more)
 }
 
-// catchUp reads what the socket holds now (mu held by the caller).
+// catchUpLocked reads what the socket holds now (mu held by the caller).
 func (c *control) catchUpLocked() {
-	var tmp [64 << 10]byte
 	for !c.closed {
 		n := 0
 		var rerr error
-		if err := c.raw.Control(func(fd uintptr) { n, rerr = syscall.Read(int(fd), tmp[:]) }); err != nil || n <= 0 || rerr != nil {
+		if err := c.raw.Control(func(fd uintptr) { n, rerr = syscall.Read(int(fd), c.rbuf) }); err != nil || n <= 0 || rerr != nil {
 			return // EAGAIN (nothing there), or the reader sees the end
 		}
-		if !c.takeLocked(tmp[:n]) {
+		if !c.takeLocked(c.rbuf[:n]) {
 			return
 		}
 	}
