@@ -7,6 +7,7 @@ import (
 
 	"github.com/lambdapod/lambdapod/internal/invokeapi"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/extensions"
+	"github.com/lambdapod/lambdapod/runtime-sidecar/invocation"
 	"github.com/lambdapod/lambdapod/runtime-sidecar/process"
 )
 
@@ -34,6 +35,12 @@ func failureDoc(f *extensions.Failure) func(id string) []byte {
 	return func(id string) []byte {
 		return invokeapi.ErrorDocument(f.Type, "RequestId: "+id+" Error: "+f.Message)
 	}
+}
+
+// failureResult is the result of the invocation id when an extension's
+// failure stopped its bootstrap.
+func failureResult(f *extensions.Failure, id string) *invocation.Result {
+	return invocation.FunctionErrorResult(failureDoc(f)(id), invocation.OutcomeRuntimeExit)
 }
 
 // ensureExtensions starts the external extensions unless they run, and

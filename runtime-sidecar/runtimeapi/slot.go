@@ -150,7 +150,7 @@ func (s *Slot) run() {
 		if cur != nil {
 			res := invocation.ExitResult(cur.ID, exit, invocation.OutcomeRuntimeExit)
 			if extFail != nil {
-				res = invocation.FunctionErrorResult(failureDoc(extFail)(cur.ID), invocation.OutcomeRuntimeExit)
+				res = failureResult(extFail, cur.ID)
 			}
 			if cur.Complete(res) {
 				s.log.Warn("bootstrap exited during an invocation", "requestId", cur.ID, "exit", exit)
@@ -276,7 +276,7 @@ func (s *Slot) failEnvironment(f *extensions.Failure) {
 		// The invocation fails with the extension's failure, before
 		// stopping its bootstrap can cut the bootstrap's response short
 		// and fail it as truncated.
-		cur.Complete(invocation.FunctionErrorResult(failureDoc(f)(cur.ID), invocation.OutcomeRuntimeExit))
+		cur.Complete(failureResult(f, cur.ID))
 	}
 	if proc != nil {
 		proc.Stop(s.pool.cfg.StopGrace)
