@@ -321,30 +321,23 @@ func telemetryAPI(t *testing.T, s *sidecar, fn, rec, name string, log func() str
 	}
 	for i, id := range ids {
 		// In order: start, the function's line, runtimeDone, report.
-		var seq []string
-		for _, e := range evs {
-			switch {
-			case e.Type == "function" && e.line() == lines[i]:
-				seq = append(seq, "line")
-			case e.rec()["requestId"] == id:
-				seq = append(seq, e.Type)
-				if e.Type == "platform.report" {
-					r := e.rec()
-					m, _ := r["metrics"].(map[string]any)
-					num := func(k string) float64 { f, _ := m[k].(float64); return f }
-					if num("durationMs") <= 0 || num("billedDurationMs") < 1 || num("memorySizeMB") != 128 || num("maxMemoryUsedMB") <= 0 || r["status"] != "success" {
-						t.Errorf("report %s", e.Record)
-					}
-					if _, ok := m["initDurationMs"]; ok != (i == 0) {
-						t.Errorf("initDurationMs in report %d: %s", i, e.Record)
-					}
+		seq := sequence(evs, id, lines[i], func(e telEvent) {
+			if e.Type == "platform.report" {
+				r := e.rec()
+				m, _ := r["metrics"].(map[string]any)
+				num := func(k string) float64 { f, _ := m[k].(float64); return f }
+				if num("durationMs") <= 0 || num("billedDurationMs") < 1 || num("memorySizeMB") != 128 || num("maxMemoryUsedMB") <= 0 || r["status"] != "success" {
+					t.Errorf("report %s", e.Record)
 				}
-				if _, err := time.Parse("2006-01-02T15:04:05.000Z", e.Time); err != nil {
-					t.Errorf("time %q", e.Time)
+				if _, ok := m["initDurationMs"]; ok != (i == 0) {
+					t.Errorf("initDurationMs in report %d: %s", i, e.Record)
 				}
 			}
-		}
-		if got := strings.Join(seq, " "); got != "platform.start line platform.runtimeDone platform.report" {
+			if _, err := time.Parse("2006-01-02T15:04:05.000Z", e.Time); err != nil {
+				t.Errorf("time %q", e.Time)
+			}
+		})
+		if got := seq; got != "platform.start line platform.runtimeDone platform.report" {
 			t.Errorf("invocation %d (%s): %s", i, id, got)
 		}
 	}
@@ -391,19 +384,12 @@ func TestLogsAPI(t *testing.T) {
 	})
 	evs := received(t, rec, "logs-ext")
 	for i, id := range ids {
-		var seq []string
-		for _, e := range evs {
-			switch {
-			case e.Type == "function" && e.line() == lines[i]:
-				seq = append(seq, "line")
-			case e.rec()["requestId"] == id:
-				seq = append(seq, e.Type)
-				if r := e.rec(); e.Type == "platform.report" && (r["status"] != nil || r["metrics"] == nil) {
-					t.Errorf("Logs API report %s", e.Record)
-				}
+		seq := sequence(evs, id, lines[i], func(e telEvent) {
+			if r := e.rec(); e.Type == "platform.report" && (r["status"] != nil || r["metrics"] == nil) {
+				t.Errorf("Logs API report %s", e.Record)
 			}
-		}
-		if got := strings.Join(seq, " "); got != "platform.start line platform.runtimeDone platform.end platform.report" {
+		})
+		if got := seq; got != "platform.start line platform.runtimeDone platform.end platform.report" {
 			t.Errorf("invocation %d: %s", i, got)
 		}
 	}
@@ -415,6 +401,23 @@ func TestLogsAPI(t *testing.T) {
 	if !slicesContainsType(evs, "platform.logsSubscription") {
 		t.Errorf("no platform.logsSubscription")
 	}
+}
+
+// sequence is what evs say of invocation id, whose function printed line,
+// in order: "line" for the line, the record's type for each record of the
+// invocation, which check gets too.
+func sequence(evs []telEvent, id, line string, check func(telEvent)) string {
+	var seq []string
+	for _, e := range evs {
+		switch {
+		case e.Type == "function" && e.line() == line:
+			seq = append(seq, "line")
+		case e.rec()["requestId"] == id:
+			seq = append(seq, e.Type)
+			check(e)
+		}
+	}
+	return strings.Join(seq, " ")
 }
 
 func slicesContainsType(evs []telEvent, typ string) bool {

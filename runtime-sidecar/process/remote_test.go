@@ -67,6 +67,18 @@ func runFakeSupervisor(t *testing.T, path string, logs bool) *fakeSupervisor {
 	return f
 }
 
+// listenRemote listens on a socket of the test's, closed when it ends.
+func listenRemote(t *testing.T) (*Remote, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "control.sock")
+	r, err := ListenRemote(path, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r, path
+}
+
 func TestRemoteLogLines(t *testing.T) {
 	for _, logs := range []bool{true, false} {
 		name := "supervisor with logs"
@@ -74,12 +86,7 @@ func TestRemoteLogLines(t *testing.T) {
 			name = "older supervisor"
 		}
 		t.Run(name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "control.sock")
-			r, err := ListenRemote(path, slog.New(slog.NewTextHandler(io.Discard, nil)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
+			r, path := listenRemote(t)
 			f := runFakeSupervisor(t, path, logs)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -129,12 +136,7 @@ func waitOps(t *testing.T, f *fakeSupervisor, want []string) {
 // The streams wanted are told to a supervisor when it connects (and when
 // they change), and the lines it sends reach OnLines.
 func TestRemoteForwardLines(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "control.sock")
-	r, err := ListenRemote(path, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, path := listenRemote(t)
 	got := make(chan []Line, 1)
 	r.OnLines(func(lines []Line, dropped int64) {
 		if dropped != 3 {
@@ -190,12 +192,7 @@ func TestRemoteForwardLines(t *testing.T) {
 // is sent without waiting for an answer, and the next invoke of the slot
 // only once the previous end was answered (its END written first).
 func TestRemoteOrderedSupervisor(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "control.sock")
-	r, err := ListenRemote(path, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, path := listenRemote(t)
 	c, err := net.Dial("unix", path)
 	if err != nil {
 		t.Fatal(err)
