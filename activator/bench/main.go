@@ -1048,10 +1048,10 @@ Where the numbers come from, and the causes of any gap:
   proxy bound's rows say what any hop adds here: copying the bytes
   between two connections on one thread, with no HTTP and no Go
   scheduler, adds 0.15 to 0.25 ms at p95 on this machine; the activator
-  adds 0.1 to 0.2 ms more. On this kind of machine (a VM on a shared
+  adds 0.15 to 0.3 ms more. On this kind of machine (a VM on a shared
   host) both move between runs minutes apart: on 30 November eleven runs
-  within an hour gave paired medians of 0.32 to 0.45 ms in seven of them
-  (the target met) and 0.53 to 0.66 ms in four, when the direct path's
+  within two hours gave paired medians of 0.32 to 0.48 ms in eight of them
+  (the target met) and 0.51 to 0.65 ms in three, when the direct path's
   own tail rose with other work; the run that first set the target
   (0.48 ms pooled) was, as its note said, on an unloaded machine. The
   activator's CPU per request is 190-260 µs with GOMAXPROCS=1, as the
@@ -1076,8 +1076,8 @@ Where the numbers come from, and the causes of any gap:
   run the clients, the sidecar and its bootstraps (about 800 µs of CPU
   per invocation together), so a proxy costs throughput in proportion
   to its own CPU per request: the proxy bound, at the CPU per request
-  printed above, keeps 94 to 96% of the direct path's; the activator's
-  75 to 80% is its 190-260 µs. The 90% target needs under about 90 µs,
+  printed above, keeps 93 to 99% of the direct path's; the activator's
+  75 to 85% is its 190-260 µs. The 90% target needs under about 100 µs,
   which a proxy that reads HTTP with net/http's server does not reach
   on this machine (its floor above is 206 µs).
 - Memory per held request. A held request is parked (activator/park): its
